@@ -1,0 +1,60 @@
+"""The CNN's hyperparameters: one explicit, serialisable record."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class HParams:
+    """Everything ``build_model`` and ``run_fn`` need to reproduce a training run."""
+
+    filters_1: int = 32
+    filters_2: int = 64
+    hidden_units_1: int = 128
+    hidden_units_2: int = 64
+    dropout: float = 0.25
+    learning_rate: float = 1e-3
+    epochs: int = 10
+    batch_size: int = 128
+    augment: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("filters_1", "filters_2", "hidden_units_1", "hidden_units_2", "epochs",
+                     "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"hyperparameter {name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"hyperparameter dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 < self.learning_rate <= 1.0:
+            raise ValueError(f"hyperparameter learning_rate must be in (0, 1], got {self.learning_rate}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> HParams:
+        """Build from a dict, ignoring unknown keys (KerasTuner adds its own) and casting types."""
+        values = values or {}
+        known = {f.name: f.type for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            if field.name in values and values[field.name] is not None:
+                raw = values[field.name]
+                default = field.default
+                if isinstance(default, bool):
+                    kwargs[field.name] = raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+                elif isinstance(default, int):
+                    kwargs[field.name] = int(raw)
+                else:
+                    kwargs[field.name] = float(raw)
+        del known
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> HParams:
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

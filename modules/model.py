@@ -1,0 +1,46 @@
+"""``build_model(hparams)``: the CNN, compiled, and nothing else (pure; no TFX, no I/O)."""
+
+from __future__ import annotations
+
+import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+import tensorflow as tf
+
+from modules import features
+from modules.hparams import HParams
+
+
+def build_model(hparams: HParams | None = None) -> tf.keras.Model:
+    """A small VGG-style CNN for 28x28x1 images in [0, 1] -> softmax over NUM_CLASSES.
+
+    Two conv blocks (``filters_1``, ``filters_2``), two dense layers (``hidden_units_1/2``) with
+    dropout. With ``augment`` the model starts with random shifts/zoom/rotation, which are active
+    only while training, so serving sees the identity.
+    """
+    hp = hparams or HParams()
+    keras = tf.keras
+    inputs = keras.Input(shape=features.IMAGE_SHAPE, name=features.INPUT_IMAGES, dtype=tf.float32)
+    x = inputs
+    if hp.augment:
+        x = keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", name="aug_shift")(x)
+        x = keras.layers.RandomRotation(0.04, fill_mode="constant", name="aug_rotate")(x)
+        x = keras.layers.RandomZoom(0.08, fill_mode="constant", name="aug_zoom")(x)
+    for block, filters in enumerate((hp.filters_1, hp.filters_2), start=1):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{block}a")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{block}a")(x)
+        x = keras.layers.Activation("relu")(x)
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{block}b")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{block}")(x)
+    x = keras.layers.Flatten()(x)
+    for layer, units in enumerate((hp.hidden_units_1, hp.hidden_units_2), start=1):
+        x = keras.layers.Dense(units, activation="relu", name=f"hidden{layer}")(x)
+        x = keras.layers.Dropout(hp.dropout, name=f"dropout{layer}")(x)
+    outputs = keras.layers.Dense(
+        features.NUM_CLASSES, activation="softmax", name=features.OUTPUT_PROBABILITIES
+    )(x)
+    model = keras.Model(inputs, outputs, name="mnist_cnn")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=hp.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="sparse_categorical_accuracy")],
+    )
+    return model
