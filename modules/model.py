@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 import tensorflow as tf
 
+import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from modules import features
 from modules.hparams import HParams
 

@@ -19,9 +19,9 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 import tensorflow as tf
 
+import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from modules import features, preprocessing
 
 

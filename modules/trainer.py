@@ -1,0 +1,168 @@
+"""TFX Trainer entry point (``run_fn``): fit the CNN on Transform's output and export it.
+
+Called by TFX's GenericExecutor as ``modules.trainer.run_fn``. Everything the run needs arrives in
+``fn_args.custom_config`` (see ``pipeline/pipeline.py``): ``hparams``, ``class_names``,
+``model_name``; with ``--tune`` the Tuner's best hyperparameters override ``hparams``.
+
+Side outputs, all inside the Model artifact's directory (``dirname(serving_model_dir)``):
+* ``keras/weights.h5``: the Keras weights, used by ``--warm-start`` runs as their starting point;
+* ``training_summary.json``: hparams, example counts, seconds, per-epoch history. The Trainer
+  executor copies it into MLMD custom properties.
+TensorBoard logs go to the ModelRun artifact (``fn_args.model_run_dir``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+from modules import features
+from modules.hparams import HParams
+from modules.model import build_model
+from modules.signatures import export_serving_model
+
+TRAINING_SUMMARY_FILE = "training_summary.json"
+KERAS_WEIGHTS_RELPATH = os.path.join("keras", "weights.h5")
+
+# Up to this many transformed examples are loaded into memory once and fit from numpy arrays
+# (exactly as plain Keras would); above it, the data are streamed from the TFRecords every epoch.
+IN_MEMORY_LIMIT = 2_000_000
+
+
+def _load_arrays(file_pattern: list[str], data_accessor: Any, tf_transform_output: Any,
+                 limit: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """All transformed (image, label) pairs as numpy arrays, or None when there are too many."""
+    import tensorflow_transform as tft  # noqa: F401  (registers the TFT ops the reader needs)
+    from tfx_bsl.public import tfxio
+
+    dataset = data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(batch_size=4096, num_epochs=1, shuffle=False,
+                                       label_key=features.LABEL_XF_KEY),
+        tf_transform_output.transformed_metadata.schema,
+    )
+    images: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    count = 0
+    for batch_features, batch_labels in dataset:
+        images.append(batch_features[features.IMAGE_XF_KEY].numpy())
+        labels.append(np.reshape(batch_labels.numpy(), [-1]))
+        count += len(labels[-1])
+        if count > limit:
+            return None
+    if not images:
+        raise ValueError(f"no examples found in {file_pattern}: the split is empty")
+    x = np.concatenate(images).reshape([-1, *features.IMAGE_SHAPE]).astype(np.float32)
+    return x, np.concatenate(labels).astype(np.int64)
+
+
+def _stream(file_pattern: list[str], data_accessor: Any, tf_transform_output: Any,
+            batch_size: int, shuffle: bool) -> tf.data.Dataset:
+    from tfx_bsl.public import tfxio
+
+    dataset = data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1, shuffle=shuffle,
+                                       label_key=features.LABEL_XF_KEY),
+        tf_transform_output.transformed_metadata.schema,
+    )
+    return dataset.map(
+        lambda f, y: (tf.reshape(f[features.IMAGE_XF_KEY], [-1, *features.IMAGE_SHAPE]),
+                      tf.reshape(y, [-1]))
+    ).prefetch(tf.data.AUTOTUNE)
+
+
+def resolve_hparams(custom_config: dict[str, Any] | None, tuned: Any = None) -> HParams:
+    """The run's hyperparameters: the pipeline's, overridden by the Tuner's best ones if any."""
+    values = dict((custom_config or {}).get("hparams") or {})
+    if tuned is not None:
+        tuned_values = tuned.get_config()["values"] if hasattr(tuned, "get_config") else dict(tuned)
+        values.update(tuned_values)
+    return HParams.from_dict(values)
+
+
+def warm_start_weights(model: tf.keras.Model, base_model_dir: str | None) -> str | None:
+    """Load the previous model's Keras weights into ``model``; returns the weights path used."""
+    if not base_model_dir:
+        return None
+    weights = os.path.join(os.path.dirname(base_model_dir.rstrip("/")), KERAS_WEIGHTS_RELPATH)
+    if not tf.io.gfile.exists(weights):
+        raise ValueError(
+            f"--warm-start: the latest model at {base_model_dir} has no Keras weights "
+            f"({weights}); run once without --warm-start to create one"
+        )
+    try:
+        model.load_weights(weights)
+    except ValueError as exc:  # shapes differ: the hyperparameters changed since that model
+        raise ValueError(
+            f"--warm-start: the weights in {weights} do not fit this architecture ({exc}); "
+            "keep the same filters/hidden units as the previous run or drop --warm-start"
+        ) from exc
+    logging.info("Warm start from %s", weights)
+    return weights
+
+
+def run_fn(fn_args: Any) -> None:
+    """Train, evaluate on the eval split, export the SavedModel and the side outputs."""
+    import tensorflow_transform as tft
+
+    custom_config = fn_args.custom_config or {}
+    hparams = resolve_hparams(custom_config, getattr(fn_args, "hyperparameters", None))
+    class_names = tuple(custom_config.get("class_names") or features.DIGIT_CLASS_NAMES)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+
+    model = build_model(hparams)
+    warm_from = warm_start_weights(model, getattr(fn_args, "base_model", None))
+
+    callbacks = [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch",
+                                                profile_batch=0)]
+    train = _load_arrays(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
+                         IN_MEMORY_LIMIT)
+    evaluation = _load_arrays(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
+                              IN_MEMORY_LIMIT)
+    started = time.monotonic()
+    if train is not None and evaluation is not None:
+        train_count, eval_count = len(train[1]), len(evaluation[1])
+        history = model.fit(train[0], train[1], batch_size=hparams.batch_size,
+                            epochs=hparams.epochs, validation_data=evaluation,
+                            callbacks=callbacks, verbose=2)
+    else:
+        train_ds = _stream(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
+                           hparams.batch_size, shuffle=True)
+        eval_ds = _stream(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
+                          hparams.batch_size, shuffle=False)
+        history = model.fit(train_ds, epochs=hparams.epochs, validation_data=eval_ds,
+                            callbacks=callbacks, verbose=2)
+        train_count = eval_count = -1
+    train_seconds = time.monotonic() - started
+
+    export_serving_model(model, fn_args.serving_model_dir, tf_transform_output, class_names)
+    model_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
+    weights_path = os.path.join(model_dir, KERAS_WEIGHTS_RELPATH)
+    tf.io.gfile.makedirs(os.path.dirname(weights_path))
+    model.save_weights(weights_path)
+
+    epochs = [
+        {name: float(values[i]) for name, values in history.history.items()}
+        for i in range(len(next(iter(history.history.values()), [])))
+    ]
+    summary = {
+        "hparams": hparams.to_dict(),
+        "class_names": list(class_names),
+        "model_name": custom_config.get("model_name", ""),
+        "train_examples": train_count,
+        "eval_examples": eval_count,
+        "train_seconds": train_seconds,
+        "history": epochs,
+        "tensorboard_dir": fn_args.model_run_dir,
+        "warm_start_from": warm_from or "",
+    }
+    with tf.io.gfile.GFile(os.path.join(model_dir, TRAINING_SUMMARY_FILE), "w") as handle:
+        handle.write(json.dumps(summary, indent=2))

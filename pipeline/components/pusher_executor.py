@@ -1,0 +1,90 @@
+"""Pusher executor: push a blessed model to ``<base>/<N>/`` with consecutive integer versions.
+
+TFX 1.16's Pusher names versions after the unix time and copies files in place (saved_model.pb
+last). We want what TF Serving users expect and what our registry shows: versions 1, 2, 3 ... and
+a version directory that appears whole or not at all. So the model is copied into a dot-prefixed
+temporary directory beside the versions (never served: not numeric) and renamed to the next free
+integer. An exclusive lock on ``<base>/.push.lock`` serialises concurrent pushes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+from absl import logging
+from tfx import types
+from tfx.components.pusher import executor as pusher_executor
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import io_utils, proto_utils
+
+
+def existing_versions(base_directory: str) -> list[int]:
+    """Integer version directories under ``base_directory`` (missing dir -> [])."""
+    try:
+        names = os.listdir(base_directory)
+    except FileNotFoundError:
+        return []
+    return sorted(int(n) for n in names if n.isdigit() and os.path.isdir(os.path.join(base_directory, n)))
+
+
+@contextlib.contextmanager
+def _locked(base_directory: str) -> Iterator[None]:
+    os.makedirs(base_directory, exist_ok=True)
+    with open(os.path.join(base_directory, ".push.lock"), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def push_new_version(model_path: str, base_directory: str) -> tuple[int, str]:
+    """Copy the SavedModel at ``model_path`` to ``base_directory/<max+1>``; returns (N, path)."""
+    with _locked(base_directory):
+        version = (existing_versions(base_directory) or [0])[-1] + 1
+        staging = tempfile.mkdtemp(prefix=f".push-{version}-", dir=base_directory)
+        try:
+            shutil.copytree(model_path, staging, dirs_exist_ok=True)
+            destination = os.path.join(base_directory, str(version))
+            os.rename(staging, destination)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return version, destination
+
+
+class PusherExecutor(pusher_executor.Executor):
+    """Pushes blessed models to integer versions, atomically; records the version in MLMD."""
+
+    def Do(self, input_dict: dict[str, list[types.Artifact]],
+           output_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any]) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        model_push = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+        if not self.CheckBlessing(input_dict):
+            self._MarkNotPushed(model_push)
+            logging.info("Model not blessed: nothing pushed.")
+            return
+        destination = pusher_pb2.PushDestination()
+        proto_utils.json_to_proto(
+            exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
+        if destination.WhichOneof("destination") != "filesystem":
+            raise NotImplementedError("only filesystem push destinations are supported")
+        base_directory = destination.filesystem.base_directory
+        if "://" in base_directory:
+            raise ValueError(
+                f"push destination {base_directory!r} is remote; this Pusher versions local "
+                "directories atomically. Use a local --serving-dir."
+            )
+        model_path = self.GetModelPath(input_dict)
+        version, serving_path = push_new_version(model_path, base_directory)
+        io_utils.copy_dir(model_path, model_push.uri)
+        self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=str(version))
+        logging.info("Model pushed to %s (version %d).", serving_path, version)

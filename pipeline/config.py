@@ -1,0 +1,83 @@
+"""Every pipeline setting in one dataclass; the runners' flags and env are read here only."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from modules.hparams import HParams
+
+ENV_METADATA = "MNIST_TFX_METADATA"
+ENV_SERVING_DIR = "MNIST_TFX_SERVING_DIR"
+
+# Defaults per embedded dataset: few images need more passes; Fashion-MNIST's 60k need few.
+DATASET_EPOCHS = {"digits": 30, "fashion-mnist": 8}
+DEFAULT_EPOCHS = 10
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+    """What to read, where to write, how to train and when to bless."""
+
+    model_name: str = "mnist"
+    data: str | None = None                 # a folder or file of your own; None -> --dataset
+    dataset: str | None = None              # 'digits' (default) or 'fashion-mnist'
+    data_root: str = "data"                 # where the embedded default is materialised
+    class_names: tuple[str, ...] | None = None
+    eval_percent: int = 20                  # for inputs without their own eval split
+    pipeline_root: str = "runs/pipeline_root"
+    metadata_path: str = "runs/metadata.sqlite"
+    serving_dir: str = "serving_model"
+    log_dir: str = "runs/logs"
+    hparams: HParams = dataclasses.field(default_factory=HParams)
+    accuracy_threshold: float = 0.9          # value threshold on sparse categorical accuracy
+    max_accuracy_drop: float = 0.01          # change threshold vs the last blessed model
+    warm_start: bool = False
+    tune: bool = False
+    tune_trials: int = 6
+    enable_cache: bool = True
+    beam_args: list[str] = dataclasses.field(default_factory=list)
+    deploy_label: str | None = None          # --deploy[=LABEL]: deploy blessed pushes via registry
+    deploy_user: str | None = None
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.model_name or not all(c.isalnum() or c in "-_." for c in self.model_name):
+            raise ValueError(
+                f"--model-name {self.model_name!r}: use letters, digits, '-', '_' or '.'"
+            )
+        if not 0 < self.eval_percent < 100:
+            raise ValueError(f"--eval-percent must be between 1 and 99, got {self.eval_percent}")
+        if not 0.0 <= self.accuracy_threshold <= 1.0:
+            raise ValueError(f"--accuracy-threshold must be in [0, 1], got {self.accuracy_threshold}")
+        if not 0.0 <= self.max_accuracy_drop <= 1.0:
+            raise ValueError(f"--max-accuracy-drop must be in [0, 1], got {self.max_accuracy_drop}")
+
+    @property
+    def pipeline_name(self) -> str:
+        """The TFX pipeline name; one pipeline (and MLMD context) per model name."""
+        return self.model_name
+
+    @property
+    def push_directory(self) -> str:
+        return os.path.join(os.path.abspath(self.serving_dir), self.model_name)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["hparams"] = self.hparams.to_dict()
+        return values
+
+
+def default_metadata_path() -> str:
+    return os.environ.get(ENV_METADATA, "runs/metadata.sqlite")
+
+
+def default_serving_dir() -> str:
+    return os.environ.get(ENV_SERVING_DIR, "serving_model")
+
+
+def default_epochs(dataset: str | None, data: str | None) -> int:
+    if data:
+        return DEFAULT_EPOCHS
+    return DATASET_EPOCHS.get(dataset or "digits", DEFAULT_EPOCHS)

@@ -1,0 +1,131 @@
+"""The graph: ``create_pipeline(config, data) -> tfx Pipeline``, and nothing else.
+
+ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> [Tuner] -> Trainer
+-> LatestBlessedModelResolver -> Evaluator -> Pusher, with a LatestModelResolver feeding the
+Trainer's ``base_model`` under ``--warm-start``. Every runner builds this same graph.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+
+import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+from pipeline.components.image_example_gen import make_example_gen
+from pipeline.components.standard import SummarizingEvaluator, SummarizingTrainer, VersioningPusher
+from pipeline.config import PipelineConfig
+from pipeline.datasets import ResolvedData
+
+ACCURACY_METRIC = "sparse_categorical_accuracy"
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """TFMA: sparse categorical accuracy overall and per label, with the two blessing thresholds."""
+    threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.accuracy_threshold}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -config.max_accuracy_drop},
+        ),
+    )
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name="serving_examples", label_key="label")],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["label"])],
+        metrics_specs=[
+            tfma.MetricsSpec(metrics=[
+                tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=threshold),
+                tfma.MetricConfig(class_name="SparseCategoricalCrossentropy"),
+                tfma.MetricConfig(class_name="ExampleCount"),
+            ])
+        ],
+    )
+
+
+def create_pipeline(
+    config: PipelineConfig,
+    data: ResolvedData,
+    metadata_connection_config: object | None = None,
+    beam_pipeline_args: list[str] | None = None,
+) -> tfx.dsl.Pipeline:
+    """The whole graph for ``config``, reading ``data``."""
+    example_gen = make_example_gen(
+        data.path, eval_percent=config.eval_percent, class_names=data.class_names
+    )
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(
+        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
+    )
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn="modules.preprocessing.preprocessing_fn",
+    )
+    components: list[object] = [
+        example_gen, statistics_gen, schema_gen, example_validator, transform,
+    ]
+    custom_config = {
+        "hparams": config.hparams.to_dict(),
+        "class_names": list(data.class_names),
+        "model_name": config.model_name,
+    }
+    trainer_inputs: dict[str, object] = {}
+    if config.tune:
+        tuner = tfx.components.Tuner(
+            tuner_fn="modules.tuning.tuner_fn",
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            train_args=tfx.proto.TrainArgs(splits=["train"]),
+            eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+            custom_config={**custom_config, "max_trials": config.tune_trials},
+        )
+        components.append(tuner)
+        trainer_inputs["hyperparameters"] = tuner.outputs["best_hyperparameters"]
+    if config.warm_start:
+        latest_model = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        ).with_id("LatestModelResolver")
+        components.append(latest_model)
+        trainer_inputs["base_model"] = latest_model.outputs["model"]
+    trainer = SummarizingTrainer(
+        run_fn="modules.trainer.run_fn",
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config=custom_config,
+        **trainer_inputs,
+    )
+    baseline = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("LatestBlessedModelResolver")
+    evaluator = SummarizingEvaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["model"],
+        eval_config=eval_config(config),
+    )
+    pusher = VersioningPusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.push_directory)
+        ),
+    )
+    components += [trainer, baseline, evaluator, pusher]
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=os.path.abspath(config.pipeline_root),
+        components=components,
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args or [],
+    )

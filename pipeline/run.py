@@ -1,0 +1,159 @@
+"""Run the graph with a local orchestrator and report: the part the runners share."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+import time
+import warnings
+from typing import Literal, TextIO
+
+import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+from pipeline.config import PipelineConfig
+from pipeline.datasets import ResolvedData, resolve_data
+from pipeline.progress import ProgressHandler, captured_output
+from pipeline.run_summary import RunSummary
+
+# Beam on small inputs: in-process is about twice as fast as multi-processing here (STACK.md).
+SMALL_INPUT_BYTES = 64 * 1024 * 1024
+IN_MEMORY_BEAM = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+MULTI_PROCESS_BEAM = ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
+
+
+class PipelineFailed(RuntimeError):
+    """A component failed; the message names it and points at the log file."""
+
+
+def quiet_warnings() -> None:
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="tensorflow_transform")
+
+
+def input_bytes(path: str) -> int:
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        total += sum(os.path.getsize(os.path.join(folder, f)) for f in files)
+    return total
+
+
+def default_beam_args(data: ResolvedData) -> list[str]:
+    """In-process Beam for small inputs, all cores for big ones."""
+    return IN_MEMORY_BEAM if input_bytes(data.path) < SMALL_INPUT_BYTES else MULTI_PROCESS_BEAM
+
+
+def prepare_data(config: PipelineConfig) -> ResolvedData:
+    """Resolve (and for the embedded default, materialise) the input; checks its layout early."""
+    from pipeline.components.image_example_gen import detect_layout
+
+    data = resolve_data(config.data, config.dataset, config.data_root)
+    if config.class_names:
+        data = ResolvedData(data.path, tuple(config.class_names), data.description)
+    detect_layout(data.path)
+    return data
+
+
+def run_pipeline(
+    config: PipelineConfig,
+    orchestrator: Literal["local", "beam"] = "local",
+    beam_args: list[str] | None = None,
+    out: TextIO | None = None,
+) -> RunSummary:
+    """Build the graph for ``config``, run it, deploy if asked, and return what happened."""
+    from ml_metadata.metadata_store import metadata_store
+    from tfx import v1 as tfx
+
+    from pipeline.metadata_config import connection_config
+    from pipeline.pipeline import create_pipeline
+    from pipeline.run_summary import summarize_run
+
+    out = out or sys.stdout
+    quiet_warnings()
+    data = prepare_data(config)
+    beam = list(beam_args) if beam_args else default_beam_args(data)
+    connection = connection_config(config.metadata_path)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    log_path = os.path.abspath(os.path.join(config.log_dir, f"{config.model_name}-{stamp}.log"))
+    out.write(f"Pipeline {config.pipeline_name!r} on {data.description}\n"
+              f"  data: {data.path}\n  log:  {log_path}\n")
+    out.flush()
+    pipeline = create_pipeline(config, data, connection, beam)
+    started = time.monotonic()
+    with captured_output(log_path, config.verbose) as terminal:
+        progress = ProgressHandler(terminal if not config.verbose else out,
+                                   total=len(pipeline.components))
+        import logging
+
+        logging.getLogger().addHandler(progress)
+        error: BaseException | None = None
+        try:
+            if orchestrator == "beam":
+                tfx.orchestration.experimental.BeamDagRunner().run(pipeline)
+            else:
+                tfx.orchestration.LocalDagRunner().run(pipeline)
+        except Exception as exc:  # noqa: BLE001 - reported below with the component's name
+            error = exc
+        finally:
+            logging.getLogger().removeHandler(progress)
+    elapsed = time.monotonic() - started
+    store = metadata_store.MetadataStore(connection)
+    summary = summarize_run(store, config.pipeline_name)
+    if summary is not None:
+        summary.seconds = elapsed
+        summary.component_seconds = {
+            name: t.seconds for name, t in progress.timings.items() if t.seconds is not None
+        }
+    if error is not None:
+        failed = progress.current or "the pipeline"
+        raise PipelineFailed(f"{failed} failed: {_one_line(error)}\n  full log: {log_path}") from error
+    if summary is None:
+        raise PipelineFailed(f"the run left no record in ML Metadata ({config.metadata_path})")
+    if config.deploy_label is not None and summary.pushed_version is not None:
+        from registry.api import open_registry
+
+        result = open_registry(config.metadata_path, config.serving_dir).deploy(
+            config.model_name, label=config.deploy_label, user=config.deploy_user)
+        summary.deployed = result
+    out.write(format_summary(config, summary, elapsed, log_path))
+    out.flush()
+    return summary
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0] if len(text.splitlines()) == 1 else text
+
+
+def format_summary(config: PipelineConfig, summary: RunSummary, elapsed: float,
+                   log_path: str) -> str:
+    """The end-of-run report: blessing, accuracy, pushed version, and where everything is."""
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    lines = [f"\nRun {summary.run_id} finished in {elapsed:.1f} s"]
+    cached = [n for n, s in summary.states.items() if s == "CACHED"]
+    if cached:
+        lines.append(f"  cached:        {', '.join(cached)}")
+    blessed = {True: "yes", False: "NO (thresholds not met)", None: "n/a"}[summary.blessed]
+    lines.append(f"  blessed:       {blessed}")
+    accuracy = f"  eval accuracy: {fmt(summary.accuracy)}"
+    if summary.baseline_accuracy is not None:
+        accuracy += f" (last blessed: {fmt(summary.baseline_accuracy)})"
+    lines.append(accuracy + f"; threshold >= {config.accuracy_threshold}")
+    if summary.pushed_version is not None:
+        lines.append(f"  pushed:        version {summary.pushed_version} -> {summary.pushed_path}")
+    else:
+        lines.append("  pushed:        nothing (serving_model/ unchanged)")
+    deployed = summary.deployed
+    if deployed is not None:
+        lines.append(f"  deployed:      {deployed.serving_name} version {deployed.latest_version}")
+    lines += [
+        f"  artifacts:     {os.path.abspath(config.pipeline_root)}",
+        f"  metadata:      {config.metadata_path}",
+        f"  tensorboard:   tensorboard --logdir {summary.tensorboard_dir or '(no trainer run)'}",
+        f"  log:           {log_path}",
+    ]
+    return "\n".join(lines) + "\n"
