@@ -20,6 +20,7 @@ class HParams:
     epochs: int = 10
     batch_size: int = 128
     augment: bool = True
+    optimizer: str = "adam"  # "adam" or "sgd" (SGD with Nesterov momentum 0.9)
 
     def __post_init__(self) -> None:
         for name in ("filters_1", "filters_2", "hidden_units_1", "hidden_units_2", "epochs",
@@ -28,6 +29,8 @@ class HParams:
                 raise ValueError(f"hyperparameter {name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"hyperparameter dropout must be in [0, 1), got {self.dropout}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"hyperparameter optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if not 0.0 < self.learning_rate <= 1.0:
             raise ValueError(f"hyperparameter learning_rate must be in (0, 1], got {self.learning_rate}")
 
@@ -41,7 +44,6 @@ class HParams:
     def from_dict(cls, values: dict[str, Any] | None) -> HParams:
         """Build from a dict, ignoring unknown keys (KerasTuner adds its own) and casting types."""
         values = values or {}
-        known = {f.name: f.type for f in dataclasses.fields(cls)}
         kwargs: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
             if field.name in values and values[field.name] is not None:
@@ -49,11 +51,12 @@ class HParams:
                 default = field.default
                 if isinstance(default, bool):
                     kwargs[field.name] = raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+                elif isinstance(default, str):
+                    kwargs[field.name] = str(raw)
                 elif isinstance(default, int):
                     kwargs[field.name] = int(raw)
                 else:
                     kwargs[field.name] = float(raw)
-        del known
         return cls(**kwargs)
 
     def replace(self, **changes: Any) -> HParams:

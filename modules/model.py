@@ -39,8 +39,14 @@ def build_model(hparams: HParams | None = None) -> tf.keras.Model:
     )(x)
     model = keras.Model(inputs, outputs, name="mnist_cnn")
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=hp.learning_rate),
+        optimizer=_optimizer(hp),
         loss="sparse_categorical_crossentropy",
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="sparse_categorical_accuracy")],
     )
     return model
+
+
+def _optimizer(hp: HParams) -> tf.keras.optimizers.Optimizer:
+    if hp.optimizer == "sgd":
+        return tf.keras.optimizers.SGD(learning_rate=hp.learning_rate, momentum=0.9, nesterov=True)
+    return tf.keras.optimizers.Adam(learning_rate=hp.learning_rate)

@@ -83,8 +83,8 @@ def resolve_hparams(custom_config: dict[str, Any] | None, tuned: Any = None) -> 
     """The run's hyperparameters: the pipeline's, overridden by the Tuner's best ones if any."""
     values = dict((custom_config or {}).get("hparams") or {})
     if tuned is not None:
-        tuned_values = tuned.get_config()["values"] if hasattr(tuned, "get_config") else dict(tuned)
-        values.update(tuned_values)
+        config = tuned.get_config() if hasattr(tuned, "get_config") else dict(tuned)
+        values.update(config.get("values", config))
     return HParams.from_dict(values)
 
 

@@ -1,0 +1,91 @@
+"""TFX Tuner entry point (``tuner_fn``): KerasTuner over seed 002's search space, for our CNN.
+
+Seed 002 tunes num_hidden_layer_1/2 (64..256 step 64), dropout, learning_rate (0.01..0.1) and
+epoch toward accuracy 0.965. Here: ``hidden_units_1/2`` 64..256 step 64, ``dropout`` 0.1..0.5,
+``learning_rate`` 0.01..0.1 (log) with SGD + Nesterov momentum (the range suits SGD, not Adam),
+and ``epochs`` between half and all of the pipeline's epochs. Objective: validation accuracy.
+The best values go to the Trainer through the Tuner's ``best_hyperparameters`` artifact.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import keras_tuner
+import tensorflow as tf
+
+import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+from modules.hparams import HParams
+from modules.model import build_model
+from modules.trainer import IN_MEMORY_LIMIT, _load_arrays, resolve_hparams
+
+OBJECTIVE = "val_sparse_categorical_accuracy"
+
+
+def search_space(base: HParams) -> keras_tuner.HyperParameters:
+    """Seed 002's space, expressed for our CNN around the pipeline's own hyperparameters."""
+    hp = keras_tuner.HyperParameters()
+    hp.Int("hidden_units_1", 64, 256, step=64)
+    hp.Int("hidden_units_2", 64, 256, step=64)
+    hp.Float("dropout", 0.1, 0.5, step=0.1)
+    hp.Float("learning_rate", 0.01, 0.1, sampling="log")
+    hp.Fixed("optimizer", "sgd")
+    low = max(1, base.epochs // 2)
+    if low < base.epochs:
+        hp.Int("epochs", low, base.epochs)
+    else:
+        hp.Fixed("epochs", base.epochs)
+    return hp
+
+
+class CnnHyperModel(keras_tuner.HyperModel):
+    """Builds our CNN from a trial's values; fits it for the trial's number of epochs."""
+
+    def __init__(self, base: HParams) -> None:
+        super().__init__(name="mnist_cnn")
+        self.base = base
+
+    def trial_hparams(self, hp: keras_tuner.HyperParameters) -> HParams:
+        return HParams.from_dict({**self.base.to_dict(), **hp.values})
+
+    def build(self, hp: keras_tuner.HyperParameters) -> tf.keras.Model:
+        return build_model(self.trial_hparams(hp))
+
+    def fit(self, hp: keras_tuner.HyperParameters, model: tf.keras.Model, *args: Any,
+            **kwargs: Any) -> Any:
+        hparams = self.trial_hparams(hp)
+        kwargs["epochs"] = hparams.epochs
+        kwargs["batch_size"] = hparams.batch_size
+        return model.fit(*args, **kwargs)
+
+
+def tuner_fn(fn_args: Any) -> Any:
+    """Called by TFX's Tuner: a RandomSearch tuner and the data to fit it on."""
+    import tensorflow_transform as tft
+    from tfx.v1.components import TunerFnResult
+
+    custom_config = fn_args.custom_config or {}
+    base = resolve_hparams(custom_config)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    train = _load_arrays(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
+                         IN_MEMORY_LIMIT)
+    evaluation = _load_arrays(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
+                              IN_MEMORY_LIMIT)
+    if train is None or evaluation is None:
+        raise ValueError(f"--tune loads the data into memory; more than {IN_MEMORY_LIMIT} examples "
+                         "is too many, tune on a sample")
+    tuner = keras_tuner.RandomSearch(
+        CnnHyperModel(base),
+        hyperparameters=search_space(base),
+        objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
+        max_trials=int(custom_config.get("max_trials", 6)),
+        directory=os.path.abspath(fn_args.working_dir),
+        project_name="mnist_tuning",
+        seed=int(custom_config.get("seed", 42)),
+        overwrite=True,
+    )
+    return TunerFnResult(
+        tuner=tuner,
+        fit_kwargs={"x": train[0], "y": train[1], "validation_data": evaluation, "verbose": 2},
+    )
