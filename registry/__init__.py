@@ -1,0 +1,5 @@
+"""The model registry on ML Metadata: ``mlmodel`` commands, deploy versioning, serving status.
+
+Import ``registry.api`` for the typed store API (``open_registry``). Nothing here imports
+TensorFlow or TFX except ``registry.validate`` (used by import).
+"""

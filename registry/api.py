@@ -1,0 +1,730 @@
+"""The registry's typed API: what the CLI, the model server and the pipeline runner call.
+
+State lives in ML Metadata, in the pipeline's own database:
+
+* context ``mlmodel.RegisteredModel`` (one per model name): owner, type, category, algorithm, the
+  serving name, whether it is serving, the current version and the labels (JSON label -> version);
+* artifact ``mlmodel.Deployment``: one per ``<serving_dir>/<serving_name>/<N>`` directory;
+* artifact ``mlmodel.ModelVersion``: an imported model (pipeline candidates are TFX ``Model``s);
+* execution ``mlmodel.Action``: every deploy/stop/rollback/label/import/delete, with INPUT/OUTPUT
+  events to the artifacts it used or made, attributed to the model's context (the history).
+
+Each change is one ``put_execution`` call (context update + artifacts + events in one transaction)
+made while holding the registry write lock, so changes are atomic and serialised.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from registry import files, pipeline_models
+from registry.errors import ConflictError, InputError, NotFoundError
+from registry.store import (
+    DEPLOYMENT,
+    MODEL_VERSION,
+    REGISTERED_MODEL,
+    REGISTRY_ACTION,
+    Backend,
+    Store,
+    parse_backend,
+    prop,
+    set_prop,
+)
+
+DEFAULT_SERVING_DIR = "serving_model"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+LABEL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class DeployedVersion:
+    serving_name: str  # e.g. 'root_mnist'
+    model_name: str
+    version: int
+    path: str  # absolute: <serving_dir>/<serving_name>/<version>
+    labels: tuple[str, ...]  # labels pointing at this version
+    serving: bool  # False once stopped (files kept for rollback)
+    current: bool  # the version unlabelled/latest requests resolve to (rollback moves it)
+    deployed_at: float  # unix time
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    result: str
+    latest_version: int
+    serving_name: str
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One line of ``mlmodel list``."""
+
+    id: int
+    user: str
+    name: str
+    type: str
+    category: str
+    algorithm: str
+    serving: bool
+    created: float
+    modified: float
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """``mlmodel summary``: the seed's name/value rows plus versions and lineage."""
+
+    id: int
+    user: str
+    name: str
+    filename: str
+    format: str
+    type: str
+    category: str
+    algorithm: str
+    feature: str
+    label: str
+    parameter: dict[str, Any]
+    evaluation: dict[str, Any]
+    train_cnt: int | None
+    elapsed: float | None
+    dictionary: str
+    class_names: list[str]
+    cdate: float
+    mdate: float
+    serving: bool
+    serving_name: str
+    state: str
+    source: str
+    current_version: int
+    labels: dict[str, int]
+    versions: list[int]
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    id: int
+    at: float
+    action: str
+    version: int
+    label: str
+    user: str
+    current_version: int
+    serving: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass
+class _Model:
+    """A model as the registry sees it: its registry context and/or its pipeline context."""
+
+    name: str
+    ctx: Any = None  # RegisteredModel context (may be None for a pipeline model never touched)
+    pipeline_ctx: Any = None
+    hidden_before: int = 0
+
+    @property
+    def source(self) -> str:
+        if self.ctx is not None and prop(self.ctx, "source", ""):
+            return str(prop(self.ctx, "source"))
+        return "pipeline" if self.pipeline_ctx is not None else "import"
+
+    @property
+    def id(self) -> int:
+        if self.pipeline_ctx is not None and (self.ctx is None or self.source == "pipeline"):
+            return int(self.pipeline_ctx.id)
+        return int(self.ctx.id)
+
+
+def default_user() -> str:
+    """$USER (or the login name), falling back to 'root' as IRIS does."""
+    user = os.environ.get("USER") or ""
+    if not user:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = ""
+    return user or "root"
+
+
+def check_name(name: str, what: str = "model name") -> str:
+    if not NAME_RE.match(name or ""):
+        raise InputError(f"{what} {name!r} is not valid: use letters, digits, '_', '-', '.' "
+                         "(not starting with '.' or '-', at most 128 characters)")
+    return name
+
+
+def check_label(label: str) -> str:
+    if not LABEL_RE.match(label or ""):
+        raise InputError(f"label {label!r} is not valid: start with a letter, then letters, "
+                         "digits, '_' or '-' (at most 64 characters), e.g. stable")
+    return label
+
+
+def open_registry(metadata: str | None = None, serving_dir: str | None = None) -> Registry:
+    """The registry on ``metadata`` (SQLite path or mysql:// URI) and ``serving_dir``.
+
+    Defaults come from $MNIST_TFX_METADATA / $MNIST_TFX_SERVING_DIR, else ``runs/metadata.sqlite``
+    and ``serving_model``. The database is opened lazily, on first use.
+    """
+    backend = parse_backend(metadata)
+    directory = serving_dir or os.environ.get("MNIST_TFX_SERVING_DIR") or DEFAULT_SERVING_DIR
+    return Registry(backend, os.path.abspath(directory))
+
+
+class Registry:
+    """The model registry store. All methods are safe to call from many processes at once."""
+
+    def __init__(self, backend: Backend, serving_dir: str) -> None:
+        self.backend = backend
+        self.serving_dir = serving_dir
+        self.store = Store(backend)
+
+    # ------------------------------------------------------------------ reading helpers
+    def _contexts(self) -> dict[str, Any]:
+        return {c.name: c for c in self.store.by_type("context", REGISTERED_MODEL)}
+
+    def _pipelines(self) -> dict[str, Any]:
+        return {c.name: c for c in self.store.by_type("context", pipeline_models.PIPELINE_CONTEXT)}
+
+    def _models(self) -> list[_Model]:
+        """Every visible model: registered (not deleted) and pipelines with a model since."""
+        contexts, pipelines = self._contexts(), self._pipelines()
+        result: dict[str, _Model] = {}
+        for name, ctx in contexts.items():
+            hidden = int(prop(ctx, "hidden_before", 0) or 0)
+            model = _Model(name, ctx, pipelines.get(name), hidden)
+            if not prop(ctx, "deleted", 0) or (
+                model.pipeline_ctx is not None and self._latest_model(model) is not None
+            ):
+                result[name] = model
+        for name, pctx in pipelines.items():
+            if name not in result and name not in contexts:
+                model = _Model(name, None, pctx)
+                if self._latest_model(model) is not None:
+                    result[name] = model
+        return sorted(result.values(), key=lambda m: m.id)
+
+    def _model(self, name: str) -> _Model:
+        check_name(name)
+        ctx = self.store.read(
+            lambda m: m.get_context_by_type_and_name(REGISTERED_MODEL, name), "reading " + name
+        ) if self._has_type() else None
+        pctx = self.store.read(
+            lambda m: m.get_context_by_type_and_name(pipeline_models.PIPELINE_CONTEXT, name),
+            "reading " + name,
+        ) if self._has_pipeline_type() else None
+        hidden = int(prop(ctx, "hidden_before", 0) or 0) if ctx is not None else 0
+        model = _Model(name, ctx, pctx, hidden)
+        visible = (ctx is not None and not prop(ctx, "deleted", 0)) or (
+            pctx is not None and self._latest_model(model) is not None
+        )
+        if not visible:
+            raise NotFoundError(f"model {name!r} not found; `mlmodel list` shows the models")
+        return model
+
+    def _has_type(self) -> bool:
+        return any(t.name == REGISTERED_MODEL for t in self._context_types())
+
+    def _has_pipeline_type(self) -> bool:
+        return any(t.name == pipeline_models.PIPELINE_CONTEXT for t in self._context_types())
+
+    def _context_types(self) -> list[Any]:
+        return list(self.store.read(lambda m: m.get_context_types(), "reading context types"))
+
+    def _latest_model(self, model: _Model) -> Any:
+        if model.pipeline_ctx is None:
+            return None
+        return pipeline_models.latest_artifact(self.store, "Model", model.name, model.hidden_before)
+
+    def _deployments(self, serving_name: str | None = None) -> list[Any]:
+        """LIVE Deployment artifacts (optionally of one serving name), by version."""
+        found = [a for a in self.store.by_type("artifact", DEPLOYMENT)
+                 if a.state == pb.Artifact.LIVE
+                 and (serving_name is None or prop(a, "serving_name") == serving_name)]
+        return sorted(found, key=lambda a: (prop(a, "serving_name"), prop(a, "version")))
+
+    def _imported_version(self, model: _Model) -> Any:
+        if model.ctx is None:
+            return None
+        found = [a for a in self.store.read(lambda m: m.get_artifacts_by_context(model.ctx.id),
+                                            "reading versions")
+                 if a.type == MODEL_VERSION and a.state == pb.Artifact.LIVE]
+        return max(found, key=lambda a: a.id) if found else None
+
+    @staticmethod
+    def _labels(ctx: Any) -> dict[str, int]:
+        if ctx is None:
+            return {}
+        try:
+            value = json.loads(prop(ctx, "labels", "") or "{}")
+        except ValueError:
+            return {}
+        return {str(k): int(v) for k, v in value.items()}
+
+    def _serving_name(self, model: _Model, user: str | None = None) -> str:
+        if model.ctx is not None and prop(model.ctx, "serving_name", "") and not prop(
+            model.ctx, "deleted", 0
+        ):
+            return str(prop(model.ctx, "serving_name"))
+        return f"{user or self._owner(model)}_{model.name}"
+
+    def _owner(self, model: _Model) -> str:
+        if model.ctx is not None and prop(model.ctx, "user", "") and not prop(model.ctx, "deleted", 0):
+            return str(prop(model.ctx, "user"))
+        latest = self._latest_model(model)
+        if latest is not None and prop(latest, "user", ""):
+            return str(prop(latest, "user"))
+        return "root"
+
+    # ------------------------------------------------------------------ the server's view
+    def serving_snapshot(self) -> list[DeployedVersion]:
+        """Every deployed version and whether it should be served. Two MLMD queries, no TF.
+
+        A version is served while its model is serving and it is the current version or a label
+        points at it. Versions whose directory is missing are left out.
+        """
+        contexts = {c.name: c for c in self.store.by_type("context", REGISTERED_MODEL)
+                    if not prop(c, "deleted", 0)}
+        result = []
+        for art in self._deployments():
+            ctx = contexts.get(prop(art, "model_name"))
+            if ctx is None or prop(ctx, "serving_name") != prop(art, "serving_name"):
+                continue
+            version = int(prop(art, "version"))
+            path = os.path.join(self.serving_dir, prop(art, "serving_name"), str(version))
+            if not os.path.isdir(path):
+                continue
+            labels = tuple(sorted(k for k, v in self._labels(ctx).items() if v == version))
+            current = version == int(prop(ctx, "current_version", 0) or 0)
+            serving = bool(prop(ctx, "serving", 0)) and (current or bool(labels))
+            result.append(DeployedVersion(
+                serving_name=str(prop(art, "serving_name")), model_name=str(prop(art, "model_name")),
+                version=version, path=path, labels=labels, serving=serving, current=current,
+                deployed_at=float(prop(art, "deployed_at", 0.0) or 0.0),
+            ))
+        return result
+
+    # ------------------------------------------------------------------ list / summary
+    def list_models(self) -> list[ModelRow]:
+        rows = []
+        for model in self._models():
+            rows.append(self._row(model))
+        return rows
+
+    def _row(self, model: _Model) -> ModelRow:
+        ctx = model.ctx if model.ctx is not None and not prop(model.ctx, "deleted", 0) else None
+        latest = self._latest_model(model)
+        times = [t for t in (
+            prop(ctx, "created_at", 0.0) if ctx is not None else 0.0,
+            model.pipeline_ctx.create_time_since_epoch / 1000.0
+            if model.pipeline_ctx is not None and not model.hidden_before else 0.0,
+            latest.create_time_since_epoch / 1000.0 if latest is not None else 0.0,
+        ) if t]
+        modified = max([t for t in (
+            prop(ctx, "updated_at", 0.0) if ctx is not None else 0.0,
+            latest.create_time_since_epoch / 1000.0 if latest is not None else 0.0,
+        ) if t] or [0.0])
+        return ModelRow(
+            id=model.id, user=self._owner(model), name=model.name,
+            type=str(prop(ctx, "type", "") or "tf") if ctx is not None else "tf",
+            category=str(prop(ctx, "category", "") or "classification") if ctx is not None
+            else "classification",
+            algorithm=self._algorithm(model, ctx, latest),
+            serving=bool(ctx is not None and prop(ctx, "serving", 0)),
+            created=min(times) if times else 0.0, modified=modified,
+        )
+
+    @staticmethod
+    def _algorithm(model: _Model, ctx: Any, latest: Any) -> str:
+        if ctx is not None and prop(ctx, "algorithm", ""):
+            return str(prop(ctx, "algorithm"))
+        if latest is not None:
+            hparams = pipeline_models.model_facts(latest)["hparams"]
+            if isinstance(hparams, dict) and hparams.get("algorithm"):
+                return str(hparams["algorithm"])
+        return "deep"
+
+    def summary(self, name: str) -> ModelSummary:
+        model = self._model(name)
+        row = self._row(model)
+        ctx = model.ctx if model.ctx is not None and not prop(model.ctx, "deleted", 0) else None
+        lineage: dict[str, Any] = {}
+        parameter: dict[str, Any] = {}
+        evaluation: dict[str, Any] = {}
+        train_cnt = elapsed = None
+        class_names: list[str] = []
+        filename, fmt = "saved_model.pb", "saved_model"
+        if model.source == "pipeline":
+            latest = self._latest_model(model)
+            state = pipeline_models.trainer_state(self.store, name)
+            if latest is not None:
+                cand = pipeline_models.candidate(self.store, latest)
+                facts = pipeline_models.model_facts(latest)
+                parameter, class_names = facts["hparams"], facts["class_names"]
+                train_cnt, elapsed = facts["train_examples"], facts["train_seconds"]
+                evaluation = cand.evaluation
+                trainer = cand.trainer_execution
+                lineage = {
+                    "pipeline": name,
+                    "pipeline_run": cand.pipeline_run,
+                    "model_artifact_id": cand.model_id,
+                    "model_uri": latest.uri,
+                    "trainer_execution_id": int(trainer.id) if trainer is not None else None,
+                    "blessing_artifact_id": int(cand.blessing.id) if cand.blessing else None,
+                    "blessed": cand.blessed,
+                    "pushed_model_artifact_id": int(cand.pushed.id) if cand.pushed else None,
+                    "pushed_destination": cand.pushed_dir,
+                }
+        else:
+            state = "DONE"
+            version = self._imported_version(model)
+            if version is not None:
+                fmt = str(prop(version, "format", "") or fmt)
+                filename = str(prop(version, "filename", "") or filename)
+                try:
+                    class_names = json.loads(prop(version, "class_names", "") or "[]")
+                except ValueError:
+                    class_names = []
+                lineage = {"model_version_artifact_id": int(version.id), "uri": version.uri}
+        labels = self._labels(ctx)
+        serving_name = self._serving_name(model)
+        versions = [int(prop(a, "version")) for a in self._deployments(serving_name)
+                    if prop(a, "model_name") == name]
+        return ModelSummary(
+            id=row.id, user=row.user, name=name, filename=filename, format=fmt, type=row.type,
+            category=row.category, algorithm=row.algorithm,
+            feature=str(prop(ctx, "feature", "") or "image") if ctx is not None else "image",
+            label=str(prop(ctx, "label_column", "") or "label") if ctx is not None else "label",
+            parameter=parameter if isinstance(parameter, dict) else {},
+            evaluation=evaluation if isinstance(evaluation, dict) else {},
+            train_cnt=train_cnt, elapsed=elapsed, dictionary="dict.tsv",
+            class_names=list(class_names), cdate=row.created, mdate=row.modified,
+            serving=row.serving, serving_name=serving_name, state=state, source=model.source,
+            current_version=int(prop(ctx, "current_version", 0) or 0) if ctx is not None else 0,
+            labels=labels, versions=versions, lineage=lineage,
+        )
+
+    def versions(self, name: str) -> list[DeployedVersion]:
+        """The deployed versions of one model (served or not), as the server would see them."""
+        self._model(name)
+        return [v for v in self.serving_snapshot() if v.model_name == name]
+
+    def history(self, name: str) -> list[HistoryEntry]:
+        model = self._model(name)
+        if model.ctx is None:
+            return []
+        executions = self.store.read(lambda m: m.get_executions_by_context(model.ctx.id),
+                                     "reading history")
+        entries = []
+        for e in sorted(executions, key=lambda e: e.id):
+            if e.type != REGISTRY_ACTION:
+                continue
+            entries.append(HistoryEntry(
+                id=int(e.id), at=float(prop(e, "at", 0.0) or 0.0), action=str(prop(e, "action", "")),
+                version=int(prop(e, "version", 0) or 0), label=str(prop(e, "label", "") or ""),
+                user=str(prop(e, "user", "") or ""),
+                current_version=int(prop(e, "current_version", 0) or 0),
+                serving=bool(prop(e, "serving", 0)), detail=str(prop(e, "detail", "") or ""),
+            ))
+        return entries
+
+    # ------------------------------------------------------------------ writing helpers
+    def _fresh_context(self, model: _Model, user: str, source: str,
+                       **fields: Any) -> Any:
+        """The model's RegisteredModel context to update (a new one if missing or deleted)."""
+        now = time.time()
+        if model.ctx is None:
+            ctx = pb.Context(type_id=self.store.type_id("context", REGISTERED_MODEL), name=model.name)
+        else:
+            ctx = pb.Context()
+            ctx.CopyFrom(model.ctx)
+        if model.ctx is None or prop(ctx, "deleted", 0):
+            for key, value in {
+                "user": user, "source": source, "type": "tf", "category": "classification",
+                "algorithm": "deep", "format": "saved_model", "serving_name": "",
+                "serving": 0, "current_version": 0, "labels": "{}", "created_at": now,
+                "deleted": 0, "hidden_before": model.hidden_before,
+            }.items():
+                set_prop(ctx, key, value)
+        for key, value in fields.items():
+            set_prop(ctx, key, value)
+        set_prop(ctx, "updated_at", now)
+        return ctx
+
+    def _record(self, ctx: Any, action: str, user: str, version: int = 0, label: str = "",
+                detail: str = "", inputs: list[Any] | None = None,
+                outputs: list[Any] | None = None) -> int:
+        """One atomic MLMD write: the Action execution, its artifacts/events, the context."""
+        execution = pb.Execution(type_id=self.store.type_id("execution", REGISTRY_ACTION),
+                                 last_known_state=pb.Execution.COMPLETE)
+        for key, value in {
+            "action": action, "model_name": ctx.name, "version": version, "label": label,
+            "user": user, "at": time.time(),
+            "current_version": int(prop(ctx, "current_version", 0) or 0),
+            "serving": int(prop(ctx, "serving", 0) or 0), "detail": detail,
+        }.items():
+            set_prop(execution, key, value)
+        pairs: list[tuple[Any, Any]] = []
+        for artifact in inputs or []:
+            pairs.append((artifact, pb.Event(type=pb.Event.INPUT)))
+        for artifact in outputs or []:
+            pairs.append((artifact, pb.Event(type=pb.Event.OUTPUT)))
+        mlmd = self.store.mlmd
+        from registry.store import retry_busy
+
+        exec_id, _, _ = retry_busy(
+            lambda: mlmd.put_execution(execution, pairs, [ctx]), f"recording {action} of {ctx.name}"
+        )
+        return int(exec_id)
+
+    def _locked_model(self, name: str) -> _Model:
+        self.store.ensure_types()
+        return self._model(name)
+
+    # ------------------------------------------------------------------ deploy
+    def _deploy_source(self, model: _Model) -> tuple[str, list[Any]]:
+        """The directory to deploy and the artifacts it came from."""
+        if model.source == "pipeline":
+            pushed = pipeline_models.latest_pushed(self.store, model.name, model.hidden_before)
+            if pushed is None:
+                raise ConflictError(
+                    f"model {model.name!r} has no blessed, pushed model yet; run the pipeline "
+                    "until the Evaluator blesses a model (Pusher then pushes it)")
+            inputs = [pushed]
+            trained = pipeline_models.model_of_push(self.store, pushed)
+            if trained is not None:
+                inputs.append(trained)
+            return str(prop(pushed, "pushed_destination")), inputs
+        version = self._imported_version(model)
+        if version is None:
+            raise ConflictError(f"model {model.name!r} has no stored files; import it again")
+        return version.uri, [version]
+
+    def deploy(self, name: str, label: str | None = None, user: str | None = None) -> DeployResult:
+        """Copy the model's latest blessed push (or its imported files) into a new version.
+
+        The version is the previous one + 1 (from 1), becomes current and serving; ``label``
+        points at it. Safe under concurrency and crashes (see ``registry.files``).
+        """
+        user = user or default_user()
+        check_name(user, "user")
+        if label is not None:
+            check_label(label)
+        model = self._model(name)
+        source, inputs = self._deploy_source(model)
+        serving_name = self._serving_name(model, user)
+        parent = os.path.join(self.serving_dir, serving_name)
+        staging = files.copy_model(source, parent)
+        files.crash_point("after_copy")
+        try:
+            with self.store.lock.hold():
+                self.store.ensure_types()
+                model = self._model(name)
+                serving_name = self._serving_name(model, user)
+                if os.path.dirname(staging) != os.path.join(self.serving_dir, serving_name):
+                    raise ConflictError(f"model {name!r} changed serving name while deploying; retry")
+                deployed = self._deployments(serving_name)
+                recorded = {int(prop(a, "version")) for a in deployed}
+                files.reconcile(parent, recorded)
+                version = max(recorded, default=0) + 1
+                target = os.path.join(parent, str(version))
+                files.crash_point("before_rename")
+                os.rename(staging, target)
+                files.crash_point("after_rename")
+                labels = self._labels(model.ctx if model.ctx is not None
+                                      and not prop(model.ctx, "deleted", 0) else None)
+                if label:
+                    labels[label] = version
+                ctx = self._fresh_context(
+                    model, user, model.source, serving_name=serving_name, serving=1,
+                    current_version=version, labels=json.dumps(labels, sort_keys=True),
+                )
+                art = pb.Artifact(type_id=self.store.type_id("artifact", DEPLOYMENT), uri=target,
+                                  state=pb.Artifact.LIVE)
+                for key, value in {
+                    "serving_name": serving_name, "model_name": name, "version": version,
+                    "user": user, "deployed_at": time.time(), "source_uri": source,
+                    "source_artifact_id": int(inputs[0].id),
+                }.items():
+                    set_prop(art, key, value)
+                self._record(ctx, "deploy", user, version, label or "", f"from {source}",
+                             inputs=inputs, outputs=[art])
+                files.crash_point("after_record")
+        finally:
+            if os.path.isdir(staging):
+                files.remove_tree(staging)
+        return DeployResult("on", version, serving_name)
+
+    # ------------------------------------------------------------------ stop / rollback / label
+    def stop(self, name: str, user: str | None = None) -> None:
+        """Take every version out of serving; the files stay for rollback."""
+        user = user or default_user()
+        with self.store.lock.hold():
+            model = self._locked_model(name)
+            if model.ctx is None or not self._deployments(self._serving_name(model)):
+                raise ConflictError(f"model {name!r} was never deployed; nothing to stop")
+            ctx = self._fresh_context(model, user, model.source, serving=0)
+            self._record(ctx, "stop", user)
+
+    def rollback(self, name: str, version: int | None = None, user: str | None = None) -> int:
+        """Make an earlier deployed version current (and serving) again; returns it."""
+        user = user or default_user()
+        with self.store.lock.hold():
+            model = self._locked_model(name)
+            serving_name = self._serving_name(model)
+            versions = sorted(int(prop(a, "version")) for a in self._deployments(serving_name))
+            if model.ctx is None or not versions:
+                raise ConflictError(f"model {name!r} was never deployed; nothing to roll back to")
+            current = int(prop(model.ctx, "current_version", 0) or 0)
+            if version is None:
+                earlier = [v for v in versions if v < current]
+                if not earlier:
+                    raise ConflictError(
+                        f"model {name!r} has no version before {current}; deployed: {versions}")
+                version = earlier[-1]
+            if version not in versions:
+                raise NotFoundError(f"model {name!r} has no version {version}; deployed: {versions}")
+            path = os.path.join(self.serving_dir, serving_name, str(version))
+            if not os.path.isdir(path):
+                raise ConflictError(f"version {version} of {name!r} has no files at {path}")
+            ctx = self._fresh_context(model, user, model.source, serving=1, current_version=version)
+            self._record(ctx, "rollback", user, version, detail=f"from {current}")
+            return version
+
+    def label(self, name: str, label: str, version: int, user: str | None = None) -> None:
+        """Point ``label`` at ``version`` (one atomic write; moves it if it pointed elsewhere)."""
+        user = user or default_user()
+        check_label(label)
+        with self.store.lock.hold():
+            model = self._locked_model(name)
+            versions = {int(prop(a, "version")) for a in self._deployments(self._serving_name(model))}
+            if version not in versions:
+                raise NotFoundError(
+                    f"model {name!r} has no deployed version {version}; deployed: {sorted(versions)}")
+            labels = self._labels(model.ctx)
+            before = labels.get(label)
+            labels[label] = version
+            ctx = self._fresh_context(model, user, model.source,
+                                      labels=json.dumps(labels, sort_keys=True))
+            self._record(ctx, "label", user, version, label,
+                         detail=f"moved from {before}" if before else "")
+
+    # ------------------------------------------------------------------ delete
+    def delete(self, name: str, force: bool = False, user: str | None = None) -> None:
+        """Remove the model's registry entry, its deployed versions and its imported files.
+
+        A pipeline model's history in MLMD (TFX's records) is kept; the model disappears until the
+        pipeline trains a new one. Refuses while serving unless ``force``.
+        """
+        user = user or default_user()
+        with self.store.lock.hold():
+            model = self._locked_model(name)
+            if model.ctx is not None and prop(model.ctx, "serving", 0) and not force:
+                raise ConflictError(
+                    f"model {name!r} is serving; `mlmodel stop {name}` first or pass --force")
+            serving_name = self._serving_name(model)
+            doomed = [a for a in self._deployments(serving_name) if prop(a, "model_name") == name]
+            imported = self._imported_version(model)
+            if imported is not None:
+                doomed.append(imported)
+            latest = self._latest_model(model)
+            hidden = int(latest.id) if latest is not None else model.hidden_before
+            ctx = self._fresh_context(model, user, model.source)
+            for key, value in {"deleted": 1, "serving": 0, "current_version": 0, "labels": "{}",
+                               "hidden_before": hidden, "serving_name": ""}.items():
+                set_prop(ctx, key, value)
+            for artifact in doomed:
+                artifact.state = pb.Artifact.DELETED
+            self._record(ctx, "delete", user, detail=f"removed {len(doomed)} artifacts",
+                         inputs=doomed)
+            files.remove_tree(os.path.join(self.serving_dir, serving_name))
+            if imported is not None and imported.uri.startswith(self._managed_root()):
+                files.remove_tree(imported.uri)
+
+    # ------------------------------------------------------------------ import / export
+    def _managed_root(self) -> str:
+        return os.path.join(self.serving_dir, ".registry", "models")
+
+    def import_model(self, name: str, archive: str, type: str = "tf",
+                     category: str = "classification", algorithm: str = "deep",
+                     format: str = "saved_model", user: str | None = None,
+                     max_member_bytes: int | None = None, validate: bool = True) -> int:
+        """Register a model from a tar archive; returns the new ModelVersion artifact id."""
+        from registry import archive as archives
+
+        user = user or default_user()
+        check_name(name)
+        if type != "tf":
+            raise InputError(f"type={type!r} is not supported here; only type=tf can be served")
+        if format not in ("saved_model", "h5"):
+            raise InputError(f"format={format!r}: use saved_model or h5")
+        parent = os.path.join(self._managed_root(), name)
+        extracted = archives.extract_model(archive, parent, format, max_member_bytes)
+        try:
+            filename = "saved_model.pb" if format == "saved_model" else "model.h5"
+            class_names: list[str] = []
+            if validate:
+                from registry import validate as validation
+
+                class_names = validation.check_model(extracted.root, format)
+            with self.store.lock.hold():
+                self.store.ensure_types()
+                existing = self.store.read(
+                    lambda m: m.get_context_by_type_and_name(REGISTERED_MODEL, name), "reading")
+                pctx = self.store.read(
+                    lambda m: m.get_context_by_type_and_name(pipeline_models.PIPELINE_CONTEXT,
+                                                             name), "reading") if \
+                    self._has_pipeline_type() else None
+                model = _Model(name, existing, pctx,
+                               int(prop(existing, "hidden_before", 0) or 0) if existing else 0)
+                if (existing is not None and not prop(existing, "deleted", 0)) or (
+                        pctx is not None and self._latest_model(model) is not None):
+                    raise ConflictError(
+                        f"model {name!r} already exists; delete it first or choose another name")
+                final = os.path.join(parent, os.path.basename(extracted.staging)[len(
+                    files.TMP_PREFIX):])
+                os.rename(extracted.staging, final)
+                uri = os.path.join(final, extracted.relative_root)
+                model.pipeline_ctx = None
+                ctx = self._fresh_context(model, user, "import", type=type, category=category,
+                                          algorithm=algorithm, format=format)
+                set_prop(ctx, "source", "import")
+                art = pb.Artifact(type_id=self.store.type_id("artifact", MODEL_VERSION), uri=uri,
+                                  state=pb.Artifact.LIVE)
+                for key, value in {"model_name": name, "format": format, "type": type,
+                                   "filename": filename, "created_at": time.time(), "user": user,
+                                   "class_names": json.dumps(class_names)}.items():
+                    set_prop(art, key, value)
+                self._record(ctx, "import", user, detail=f"from {os.path.abspath(archive)}",
+                             outputs=[art])
+                version = self._imported_version(self._model(name))
+                return int(version.id)
+        finally:
+            if os.path.isdir(extracted.staging):
+                files.remove_tree(extracted.staging)
+
+    def export_model(self, name: str, path: str) -> ExportResult:
+        """Write the model's files (its latest blessed push, or its import) as a tar, atomically."""
+        from registry import archive as archives
+
+        model = self._model(name)
+        source, _ = self._deploy_source(model)
+        size, digest = archives.write_tar(source, path)
+        return ExportResult(os.path.abspath(path), size, digest)

@@ -1,0 +1,171 @@
+"""Read the pipeline's models from TFX's own MLMD records (no TensorFlow, no TFX imports).
+
+A pipeline model is named after its TFX ``pipeline`` context. Every ``Model`` artifact attributed to
+that context is a candidate; its lineage is found through events: the Trainer execution that output
+it, the Evaluator and Pusher executions that took it as input ``model``, and their ``ModelEvaluation``,
+``ModelBlessing`` and ``PushedModel`` outputs. Deploy takes the latest pushed (hence blessed) one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from registry.store import Store, prop
+
+PIPELINE_CONTEXT = "pipeline"
+PIPELINE_RUN_CONTEXT = "pipeline_run"
+NODE_CONTEXT = "node"
+
+
+@dataclass
+class Candidate:
+    """One trained model of a pipeline, with what the pipeline knew about it."""
+
+    model: Any  # pb.Artifact of type Model
+    trainer_execution: Any = None
+    pipeline_run: str = ""
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    blessing: Any = None
+    pushed: Any = None
+
+    @property
+    def model_id(self) -> int:
+        return int(self.model.id)
+
+    @property
+    def blessed(self) -> bool | None:
+        return None if self.blessing is None else bool(prop(self.blessing, "blessed", 0))
+
+    @property
+    def pushed_dir(self) -> str:
+        if self.pushed is None or not prop(self.pushed, "pushed", 0):
+            return ""
+        return str(prop(self.pushed, "pushed_destination", "") or "")
+
+
+def _filter(type_name: str, pipeline: str) -> str:
+    quoted = pipeline.replace("'", "''")
+    return (f"type = '{type_name}' AND contexts_a.type = '{PIPELINE_CONTEXT}' "
+            f"AND contexts_a.name = '{quoted}'")
+
+
+def latest_artifact(store: Store, type_name: str, pipeline: str, after_id: int = 0) -> Any:
+    """The newest artifact of ``type_name`` in ``pipeline`` with id > after_id, or None."""
+    options = metadata_store.ListOptions(
+        filter_query=_filter(type_name, pipeline) + (f" AND id > {after_id}" if after_id else ""),
+        order_by=metadata_store.OrderByField.ID, is_asc=False, limit=1,
+    )
+    found = store.read(lambda m: m.get_artifacts(list_options=options), f"reading {type_name}")
+    return found[0] if found else None
+
+
+def latest_pushed(store: Store, pipeline: str, after_id: int = 0) -> Any:
+    """The newest PushedModel with ``pushed`` = 1 (Pusher only pushes blessed models)."""
+    options = metadata_store.ListOptions(
+        filter_query=_filter("PushedModel", pipeline) + (f" AND id > {after_id}" if after_id else ""),
+        order_by=metadata_store.OrderByField.ID, is_asc=False, limit=20,
+    )
+    for artifact in store.read(lambda m: m.get_artifacts(list_options=options), "reading pushes"):
+        if prop(artifact, "pushed", 0) and prop(artifact, "pushed_destination", ""):
+            return artifact
+    return None
+
+
+def model_of_push(store: Store, pushed: Any) -> Any:
+    """The Model artifact the Pusher execution that wrote ``pushed`` took as input."""
+    events = store.read(lambda m: m.get_events_by_artifact_ids([pushed.id]), "reading events")
+    exec_ids = [e.execution_id for e in events if e.type == pb.Event.OUTPUT]
+    if not exec_ids:
+        return None
+    events = store.read(lambda m: m.get_events_by_execution_ids(exec_ids), "reading events")
+    ids = [e.artifact_id for e in events if e.type == pb.Event.INPUT and _key(e) == "model"]
+    models = store.read(lambda m: m.get_artifacts_by_id(ids), "reading models") if ids else []
+    return models[0] if models else None
+
+
+def _key(event: Any) -> str:
+    for step in event.path.steps:
+        if step.HasField("key"):
+            return str(step.key)
+    return ""
+
+
+def candidate(store: Store, model: Any) -> Candidate:
+    """A Model artifact with its lineage: trainer, run, evaluation, blessing, push."""
+    result = Candidate(model=model)
+    events = store.read(lambda m: m.get_events_by_artifact_ids([model.id]), "reading events")
+    trainer_ids = [e.execution_id for e in events if e.type == pb.Event.OUTPUT]
+    consumer_ids = [e.execution_id for e in events
+                    if e.type == pb.Event.INPUT and _key(e) == "model"]
+    if trainer_ids:
+        trainers = store.read(lambda m: m.get_executions_by_id(trainer_ids[:1]), "reading trainer")
+        result.trainer_execution = trainers[0] if trainers else None
+        contexts = store.read(lambda m: m.get_contexts_by_execution(trainer_ids[0]), "reading runs")
+        run_type = _context_type_ids(store).get(PIPELINE_RUN_CONTEXT)
+        for ctx in contexts:
+            if ctx.type_id == run_type:
+                result.pipeline_run = ctx.name
+    if consumer_ids:
+        out_events = store.read(lambda m: m.get_events_by_execution_ids(consumer_ids), "events")
+        out_ids = sorted({e.artifact_id for e in out_events if e.type == pb.Event.OUTPUT})
+        outputs = store.read(lambda m: m.get_artifacts_by_id(out_ids), "reading outputs")
+        for artifact in sorted(outputs, key=lambda a: a.id):
+            kind = artifact.type
+            if kind == "ModelEvaluation":
+                result.evaluation = _json(prop(artifact, "metrics", "")) or {}
+            elif kind == "ModelBlessing":
+                result.blessing = artifact
+            elif kind == "PushedModel":
+                result.pushed = artifact
+    return result
+
+
+def trainer_state(store: Store, pipeline: str) -> str:
+    """READY (never trained), RUNNING, DONE or ERROR from the newest Trainer execution."""
+    ctx = store.read(lambda m: m.get_context_by_type_and_name(NODE_CONTEXT, f"{pipeline}.Trainer"),
+                     "reading the Trainer node")
+    if ctx is None:
+        return "READY"
+    executions = store.read(lambda m: m.get_executions_by_context(ctx.id), "reading executions")
+    if not executions:
+        return "READY"
+    last = max(executions, key=lambda e: e.id).last_known_state
+    if last in (pb.Execution.NEW, pb.Execution.RUNNING):
+        return "RUNNING"
+    if last in (pb.Execution.FAILED, pb.Execution.CANCELED):
+        return "ERROR"
+    return "DONE"
+
+
+def _context_type_ids(store: Store) -> dict[str, int]:
+    if "context_types" not in store.cache:
+        types = store.read(lambda m: m.get_context_types(), "reading context types")
+        store.cache["context_types"] = {t.name: t.id for t in types}
+    return dict(store.cache["context_types"])
+
+
+def _json(text: Any) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def model_facts(model: Any) -> dict[str, Any]:
+    """The custom properties our Trainer adds to a Model artifact, decoded."""
+    return {
+        "hparams": _json(prop(model, "hparams", "")) or {},
+        "train_examples": prop(model, "train_examples", None),
+        "eval_examples": prop(model, "eval_examples", None),
+        "train_seconds": prop(model, "train_seconds", None),
+        "class_names": _json(prop(model, "class_names", "")) or [],
+        "history": _json(prop(model, "history", "")) or [],
+        "user": prop(model, "user", "") or "",
+    }
