@@ -1,0 +1,151 @@
+"""build_model, preprocessing_fn and the three serving signatures, without a TFX run."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+import modules  # noqa: F401
+from modules import features
+from modules.hparams import HParams
+
+
+def test_hparams_round_trip_and_validation() -> None:
+    hp = HParams(hidden_units_1=192, dropout=0.4, optimizer="sgd")
+    assert HParams.from_dict(hp.to_dict()) == hp
+    # KerasTuner-style dicts carry strings/floats and unknown keys.
+    assert HParams.from_dict({"epochs": "3", "augment": "false", "tuner/trial_id": "7"}).epochs == 3
+    assert HParams.from_dict({"augment": "false"}).augment is False
+    with pytest.raises(ValueError, match="dropout"):
+        HParams(dropout=1.5)
+    with pytest.raises(ValueError, match="optimizer"):
+        HParams(optimizer="rmsprop")
+
+
+def test_build_model_shapes_and_parameters() -> None:
+    from modules.model import build_model
+
+    model = build_model(HParams(filters_1=4, filters_2=8, hidden_units_1=16, hidden_units_2=8))
+    assert model.input_shape == (None, 28, 28, 1)
+    assert model.output_shape == (None, 10)
+    out = model.predict(np.zeros((3, 28, 28, 1), np.float32), verbose=0)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+    dense = {layer.name: layer for layer in model.layers}
+    assert dense["hidden1"].units == 16 and dense["hidden2"].units == 8
+    assert "aug_shift" in dense  # augmentation on by default, inert at inference
+    assert "aug_shift" not in {layer.name for layer in build_model(HParams(augment=False)).layers}
+
+
+def test_model_learns_a_separable_problem() -> None:
+    from modules.model import build_model
+    from tests.datagen import synthetic_images
+
+    labels = np.repeat(np.arange(10), 20)
+    x = synthetic_images(labels, seed=1)[..., None].astype(np.float32) / 255.0
+    model = build_model(HParams(filters_1=8, filters_2=8, hidden_units_1=32, hidden_units_2=16,
+                                epochs=1, augment=False, learning_rate=3e-3))
+    history = model.fit(x, labels, epochs=8, batch_size=20, verbose=0)
+    assert history.history["sparse_categorical_accuracy"][-1] > 0.8
+
+
+def test_preprocessing_fn_scales_and_reshapes() -> None:
+    import tensorflow as tf
+
+    from modules.preprocessing import preprocessing_fn
+
+    pixels = tf.constant([[0] * 783 + [255], [51] * 784], tf.int64)
+    out = preprocessing_fn({"image": pixels, "label": tf.constant([[3], [7]], tf.int64)})
+    image = out[features.IMAGE_XF_KEY].numpy()
+    assert image.shape == (2, 28, 28, 1) and image.dtype == np.float32
+    assert image[0, 27, 27, 0] == pytest.approx(1.0) and image[0, 0, 0, 0] == 0.0
+    assert image[1].max() == pytest.approx(0.2)
+    assert out[features.LABEL_XF_KEY].numpy().tolist() == [3, 7]
+
+
+def test_preprocessing_fn_in_a_tft_graph(tmp_path) -> None:
+    """preprocessing_fn runs under tf.Transform's own Beam implementation."""
+    import tensorflow as tf
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+
+    from modules.preprocessing import preprocessing_fn
+
+    raw = [{"image": [i % 256] * 784, "label": [i % 10]} for i in range(4)]
+    spec = {"image": tf.io.FixedLenFeature([784], tf.int64),
+            "label": tf.io.FixedLenFeature([1], tf.int64)}
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
+    with tft_beam.Context(temp_dir=str(tmp_path), force_tf_compat_v1=False):
+        (transformed, _), _ = (raw, metadata) | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn)
+    assert len(transformed) == 4
+    assert np.asarray(transformed[3][features.IMAGE_XF_KEY]).reshape(-1)[0] == pytest.approx(3 / 255)
+    assert transformed[2][features.LABEL_XF_KEY] == 2
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from modules.model import build_model
+    from modules.signatures import export_serving_model
+
+    model = build_model(HParams(filters_1=4, filters_2=8, hidden_units_1=16, hidden_units_2=8,
+                                augment=False))
+    path = tmp_path_factory.mktemp("sm") / "model"
+    export_serving_model(model, str(path), class_names=features.FASHION_MNIST_CLASS_NAMES)
+    return path, model
+
+
+def test_three_signatures_agree_on_one_image(exported) -> None:
+    import tensorflow as tf
+    from PIL import Image
+
+    from pipeline.components.readers import to_tf_example
+    from tests.datagen import synthetic_images
+
+    path, model = exported
+    loaded = tf.saved_model.load(str(path))
+    assert set(loaded.signatures) == {"serving_default", "serving_examples", "serving_images"}
+    image = synthetic_images([4], seed=3)[0]
+    by_tensor = loaded.signatures["serving_default"](
+        images=tf.constant(image[None, ..., None] / 255.0, tf.float32))["probabilities"].numpy()
+    by_example = loaded.signatures["serving_examples"](
+        examples=tf.constant([to_tf_example(image, 4)]))["probabilities"].numpy()
+    png = io.BytesIO()
+    Image.fromarray(image).save(png, format="PNG")
+    by_png = loaded.signatures["serving_images"](
+        image_bytes=tf.constant([png.getvalue()]))["probabilities"].numpy()
+    direct = model(image[None, ..., None].astype(np.float32) / 255.0).numpy()
+    np.testing.assert_allclose(by_tensor, direct, atol=1e-6)
+    np.testing.assert_allclose(by_example, by_tensor, atol=1e-6)
+    np.testing.assert_allclose(by_png, by_tensor, atol=1e-6)
+    assert by_tensor.shape == (1, 10)
+
+
+def test_images_signature_converts_colour_and_size(exported) -> None:
+    import tensorflow as tf
+    from PIL import Image
+
+    path, _ = exported
+    loaded = tf.saved_model.load(str(path))
+    rgb = io.BytesIO()
+    Image.new("RGB", (56, 56), (255, 255, 255)).save(rgb, format="JPEG")
+    grey = io.BytesIO()
+    Image.new("L", (28, 28), 255).save(grey, format="PNG")
+    a = loaded.signatures["serving_images"](image_bytes=tf.constant([rgb.getvalue()]))["probabilities"]
+    b = loaded.signatures["serving_images"](image_bytes=tf.constant([grey.getvalue()]))["probabilities"]
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-3)
+
+
+def test_dictionary_travels_with_the_model(exported) -> None:
+    from modules.signatures import read_class_names
+
+    path, _ = exported
+    assert read_class_names(str(path))[9] == "ankle boot"
+    assert (path / "assets.extra" / "dict.tsv").read_text().startswith("label\ttag\n0\tt-shirt/top")
+
+
+def test_parse_dictionary_accepts_iris_one_hot() -> None:
+    text = "label\ttag\n1,0,0\tzero\n0,1,0\tone\n0,0,1\ttwo\n"
+    assert features.parse_dictionary(text) == ["zero", "one", "two"]
+    with pytest.raises(ValueError, match="line 2"):
+        features.parse_dictionary("label\ttag\nbroken\n")
