@@ -1,0 +1,296 @@
+"""``mlmodel``: the IRIS model commands on the ML Metadata registry.
+
+Thin click commands: parse, call ``registry.api``, print. Verbs are case-insensitive (``mlmodel
+LIST``); arguments work as ``key=value`` and as ``--key value``; ``--output json`` for scripts.
+Exit 0 on success, 2 for usage/input errors (one line on stderr), 1 for backend errors.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from typing import Any
+
+import click
+
+from registry import render
+from registry.cliutil import KVCommand, common_options, fail_on_errors, settings_registry
+from registry.status import status_command
+
+LIST_HEADERS = ["id", "user", "name", "type", "category", "algorithm", "serving", "create",
+                "modified"]
+SUMMARY_FIELDS = ["id", "user", "name", "filename", "format", "type", "category", "algorithm",
+                  "feature", "label", "parameter", "evaluation", "cross_validation", "grid_info",
+                  "train_cnt", "elapsed", "dictionary", "cdate", "mdate", "serving",
+                  "serving_name", "state", "current_version", "versions", "labels", "source",
+                  "lineage"]
+
+
+class MLModelGroup(click.Group):
+    """Case-insensitive verbs; usage errors name the command to get help from."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name.lower())
+
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(cls=MLModelGroup, context_settings=CONTEXT, epilog="""\b
+Examples:
+  mlmodel list
+  mlmodel summary mnist
+  mlmodel deploy mnist label=stable          (or: --label stable)
+  mlmodel rollback mnist version=1
+  mlmodel label mnist canary version=2
+  mlmodel stop mnist
+  mlmodel history mnist --output json
+  mlmodel import name=tf_clothes type=tf category=classification algorithm=deep \\
+      format=saved_model path=model.tar
+  mlmodel export name=mnist path=mnist.tar
+  mlmodel --metadata mysql://root@127.0.0.1:3306/mlmd list
+""")
+@click.option("--metadata", default=None, metavar="PATH|URI",
+              help="MLMD SQLite path or mysql://user[:pw]@host:port/db "
+                   "(env MNIST_TFX_METADATA, default runs/metadata.sqlite).")
+@click.option("--serving-dir", default=None, metavar="DIR",
+              help="Serving directory (env MNIST_TFX_SERVING_DIR, default serving_model).")
+@click.option("--output", "-o", type=click.Choice(render.OUTPUTS, case_sensitive=False),
+              default=None, help="table (default) or json.")
+@click.option("--user", default=None, help="Who acts (default $USER, else root).")
+def cli(**_: Any) -> None:
+    """Manage models: list, summary, delete, import, export, deploy, stop, rollback, label,
+    history. Pipeline models (named after the pipeline's --model-name) appear by themselves."""
+
+
+def command(name: str, epilog: str) -> Any:
+    return cli.command(name, cls=KVCommand, epilog="\b\nExamples:\n" + epilog,
+                       context_settings=CONTEXT)
+
+
+def user_option(fn: Any) -> Any:
+    return click.option("--user", default=None, help="Who acts (default $USER, else root).")(fn)
+
+
+def acting_user(ctx: click.Context, user: str | None) -> str | None:
+    from registry.cliutil import settings
+
+    return user or settings(ctx).get("user")
+
+
+def print_list(reg: Any, output: str) -> None:
+    rows = reg.list_models()
+    if output == "json":
+        render.print_json([asdict(r) | {"serving": "on" if r.serving else "off",
+                                        "create": render.list_time(r.created),
+                                        "modified": render.list_time(r.modified)} for r in rows])
+        return
+    render.print_table(LIST_HEADERS, [
+        [r.id, r.user, r.name, r.type, r.category, r.algorithm, "on" if r.serving else "off",
+         render.list_time(r.created), render.list_time(r.modified)] for r in rows])
+
+
+@command("list", "  mlmodel list\n  mlmodel LIST --output json\n")
+@common_options
+@click.pass_context
+@fail_on_errors
+def list_cmd(ctx: click.Context, **_: Any) -> None:
+    """List every model: id, user, name, type, category, algorithm, serving, create, modified."""
+    reg, output = settings_registry(ctx)
+    print_list(reg, output)
+
+
+@command("summary", "  mlmodel summary mnist\n  mlmodel summary mnist id,name,state\n"
+                    "  mlmodel summary name=mnist --output json\n")
+@click.argument("name")
+@click.argument("fields", required=False)
+@common_options
+@click.pass_context
+@fail_on_errors
+def summary_cmd(ctx: click.Context, name: str, fields: str | None, **_: Any) -> None:
+    """Show one model as name/value rows (optionally only FIELDS, comma-separated)."""
+    reg, output = settings_registry(ctx)
+    s = reg.summary(name)
+    values: dict[str, Any] = {
+        **asdict(s), "cross_validation": {}, "grid_info": {},
+        "cdate": render.compact_time(s.cdate), "mdate": render.compact_time(s.mdate),
+        "serving": "on" if s.serving else "off",
+    }
+    wanted = SUMMARY_FIELDS
+    if fields:
+        wanted = [f.strip() for f in fields.split(",") if f.strip()]
+        unknown = [f for f in wanted if f not in values]
+        if unknown:
+            raise click.UsageError(f"unknown field(s) {', '.join(unknown)}; choose from "
+                                   f"{', '.join(SUMMARY_FIELDS)}")
+    if output == "json":
+        render.print_json({k: values[k] for k in wanted})
+        return
+    render.print_table(["name", "value"], [[k, values[k]] for k in wanted])
+
+
+@command("delete", "  mlmodel delete mnist\n  mlmodel delete mnist --force   (even while serving)\n")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Delete even while the model is serving.")
+@user_option
+@common_options
+@click.pass_context
+@fail_on_errors
+def delete_cmd(ctx: click.Context, name: str, force: bool, user: str | None, **_: Any) -> None:
+    """Delete model NAME (registry entry and managed files), then list the remaining models."""
+    reg, output = settings_registry(ctx)
+    reg.delete(name, force=force, user=acting_user(ctx, user))
+    print_list(reg, output)
+
+
+@command("import", "  mlmodel import name=tf_clothes type=tf category=classification "
+                   "algorithm=deep format=saved_model path=model.tar\n"
+                   "  mlmodel import --name m --format h5 --path model.tar\n")
+@click.option("--name", required=True, help="Name to register the model under.")
+@click.option("--type", "type_", default="tf", show_default=True, help="Model type (tf).")
+@click.option("--category", default="classification", show_default=True)
+@click.option("--algorithm", default="deep", show_default=True)
+@click.option("--format", "format_", default="saved_model", show_default=True,
+              type=click.Choice(["saved_model", "h5"], case_sensitive=False))
+@click.option("--path", required=True, help="Tar archive holding saved_model.pb or model.h5.")
+@click.option("--max-member-bytes", type=int, default=None,
+              help="Refuse archive members larger than this (env MLMODEL_IMPORT_MAX_MEMBER_BYTES; "
+                   "default 2 GiB).")
+@user_option
+@common_options
+@click.pass_context
+@fail_on_errors
+def import_cmd(ctx: click.Context, name: str, type_: str, category: str, algorithm: str,
+               format_: str, path: str, max_member_bytes: int | None, user: str | None,
+               **_: Any) -> None:
+    """Import a model from a tar archive: checks members and files, loads it once, registers it."""
+    reg, output = settings_registry(ctx)
+    artifact_id = reg.import_model(name, path, type=type_, category=category, algorithm=algorithm,
+                                   format=format_.lower(), user=acting_user(ctx, user),
+                                   max_member_bytes=max_member_bytes)
+    render.print_table(["result", "name", "artifact_id"], [["ok", name, artifact_id]],
+                       output=output)
+
+
+@command("export", "  mlmodel export name=mnist path=mnist.tar\n"
+                   "  mlmodel export --name mnist --path /tmp/mnist.tar --output json\n")
+@click.option("--name", required=True, help="Model to export.")
+@click.option("--path", required=True, help="Tar file to write (atomically).")
+@common_options
+@click.pass_context
+@fail_on_errors
+def export_cmd(ctx: click.Context, name: str, path: str, **_: Any) -> None:
+    """Write model NAME's files as a tar archive; print its path, size and sha256."""
+    reg, output = settings_registry(ctx)
+    result = reg.export_model(name, path)
+    render.print_table(["result", "path", "size", "sha256"],
+                       [["ok", result.path, result.size, result.sha256]], output=output)
+
+
+@command("deploy", "  mlmodel deploy mnist\n  mlmodel deploy mnist label=stable\n"
+                   "  mlmodel DEPLOY mnist --label canary --user alice\n")
+@click.argument("name")
+@click.option("--label", default=None, help="Label to point at the new version, e.g. stable.")
+@user_option
+@common_options
+@click.pass_context
+@fail_on_errors
+def deploy_cmd(ctx: click.Context, name: str, label: str | None, user: str | None,
+               **_: Any) -> None:
+    """Deploy model NAME as a new version under serving_model/<user>_<name>/<N>.
+
+    A pipeline model deploys its latest blessed push; an imported model its files.
+    """
+    reg, output = settings_registry(ctx)
+    result = reg.deploy(name, label=label, user=acting_user(ctx, user))
+    render.print_table(["result", "latest_version", "serving_name"],
+                       [[result.result, result.latest_version, result.serving_name]], output=output)
+
+
+@command("stop", "  mlmodel stop mnist\n")
+@click.argument("name")
+@user_option
+@common_options
+@click.pass_context
+@fail_on_errors
+def stop_cmd(ctx: click.Context, name: str, user: str | None, **_: Any) -> None:
+    """Stop serving every version of NAME; the files stay for rollback."""
+    reg, output = settings_registry(ctx)
+    reg.stop(name, user=acting_user(ctx, user))
+    render.print_table(["result"], [["ok"]], output=output)
+
+
+@command("rollback", "  mlmodel rollback mnist            (the version before the current one)\n"
+                     "  mlmodel rollback mnist version=1\n")
+@click.argument("name")
+@click.option("--version", type=int, default=None, help="Version to make current.")
+@user_option
+@common_options
+@click.pass_context
+@fail_on_errors
+def rollback_cmd(ctx: click.Context, name: str, version: int | None, user: str | None,
+                 **_: Any) -> None:
+    """Make an earlier deployed version of NAME current (and serving) again, without retraining."""
+    reg, output = settings_registry(ctx)
+    current = reg.rollback(name, version=version, user=acting_user(ctx, user))
+    render.print_table(["result", "current_version"], [["ok", current]], output=output)
+
+
+@command("label", "  mlmodel label mnist stable version=2\n"
+                  "  mlmodel label mnist canary --version 3\n")
+@click.argument("name")
+@click.argument("label")
+@click.option("--version", type=int, required=True, help="Version the label points at.")
+@user_option
+@common_options
+@click.pass_context
+@fail_on_errors
+def label_cmd(ctx: click.Context, name: str, label: str, version: int, user: str | None,
+              **_: Any) -> None:
+    """Point LABEL of model NAME at a deployed version (moves it atomically)."""
+    reg, output = settings_registry(ctx)
+    reg.label(name, label, version, user=acting_user(ctx, user))
+    render.print_table(["result", "label", "version"], [["ok", label, version]], output=output)
+
+
+@command("history", "  mlmodel history mnist\n  mlmodel history mnist --output json\n")
+@click.argument("name")
+@common_options
+@click.pass_context
+@fail_on_errors
+def history_cmd(ctx: click.Context, name: str, **_: Any) -> None:
+    """Show what happened to NAME and which version served when."""
+    reg, output = settings_registry(ctx)
+    entries = reg.history(name)
+    if output == "json":
+        render.print_json([asdict(e) | {"time": render.list_time(e.at)} for e in entries])
+        return
+    render.print_table(
+        ["time", "action", "version", "label", "current", "serving", "user", "detail"],
+        [[render.list_time(e.at), e.action, e.version or "-", e.label or "-",
+          e.current_version or "-", "on" if e.serving else "off", e.user, e.detail]
+         for e in entries])
+
+
+cli.add_command(status_command, "status")  # also here: `mlmodel status NAME`
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: usage errors -> one line and exit 2, never a traceback."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args:
+        click.echo(cli.get_help(click.Context(cli, info_name="mlmodel")))
+        sys.exit(0)
+    try:
+        code = cli.main(args=args, prog_name="mlmodel", standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        sys.stderr.write(f"error: {exc.format_message()}{hint}\n")
+        sys.exit(2)
+    except click.exceptions.ClickException as exc:
+        sys.stderr.write(f"error: {exc.format_message()}\n")
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.stderr.write("aborted\n")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,133 @@
+"""``serving status NAME``: each deployed version's state, from the registry and the live server.
+
+The ``serving`` CLI mounts ``status_command``. The live part is ``GET {server}/v1/models/{name}``
+(TF Serving's status JSON) with a short timeout; when the server cannot be reached the registry's
+own state is shown and a note says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+
+import click
+
+from registry import render
+from registry.cliutil import KVCommand, common_options, fail_on_errors, settings_registry
+
+DEFAULT_SERVER_URL = "http://127.0.0.1:8501"
+SERVER_URL_ENV = "MNIST_TFX_SERVER_URL"
+
+
+@dataclass(frozen=True)
+class VersionStatus:
+    version: int
+    state: str  # the live server's state, or the registry's when the server is unreachable
+    labels: tuple[str, ...]
+    current: bool
+    registry_state: str  # SERVING (should be loaded), STANDBY (deployed, not served), STOPPED
+    live_state: str | None  # START/LOADING/AVAILABLE/UNLOADING/END, NOT_LOADED, None if unknown
+    serving_name: str
+    path: str
+    source: str  # "server <url>" or "registry (server <url> unreachable: why)"
+
+
+def server_url(explicit: str | None = None) -> str:
+    return (explicit or os.environ.get(SERVER_URL_ENV) or DEFAULT_SERVER_URL).rstrip("/")
+
+
+def fetch_live(url: str, serving_name: str, timeout: float = 1.0) -> tuple[dict[int, str] | None, str]:
+    """{version: state} from the server's status endpoint, or (None, why) when unreachable."""
+    endpoint = f"{url}/v1/models/{serving_name}"
+    try:
+        with urllib.request.urlopen(endpoint, timeout=timeout) as response:  # noqa: S310
+            body = json.loads(response.read().decode("utf-8") or "{}")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return {}, ""  # the server is up but serves nothing under this name
+        return None, f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return None, str(reason) or type(exc).__name__
+    states: dict[int, str] = {}
+    for entry in body.get("model_version_status", []) or []:
+        try:
+            states[int(entry.get("version"))] = str(entry.get("state", ""))
+        except (TypeError, ValueError):
+            continue
+    return states, ""
+
+
+def serving_status(reg, name: str, url: str | None = None,  # noqa: ANN001 (Registry)
+                   timeout: float = 1.0) -> list[VersionStatus]:
+    """Every deployed version of ``name`` with its registry state and, if reachable, live state."""
+    versions = reg.versions(name)
+    url = server_url(url)
+    if not versions:
+        return []
+    serving_name = versions[0].serving_name
+    live, why = fetch_live(url, serving_name, timeout)
+    rows = []
+    for v in versions:
+        if v.serving:
+            registry_state = "SERVING"
+        else:
+            stopped = not any(x.serving for x in versions)
+            registry_state = "STOPPED" if stopped else "STANDBY"
+        if live is None:
+            live_state = None
+            state = registry_state
+            source = f"registry (server {url} unreachable: {why})"
+        else:
+            live_state = live.get(v.version, "NOT_LOADED")
+            state = live_state
+            source = f"server {url}"
+        rows.append(VersionStatus(
+            version=v.version, state=state, labels=v.labels, current=v.current,
+            registry_state=registry_state, live_state=live_state, serving_name=v.serving_name,
+            path=v.path, source=source,
+        ))
+    return rows
+
+
+def print_serving_status(rows: list[VersionStatus], output: str = "table") -> None:
+    if output == "json":
+        render.print_json([asdict(r) | {"labels": list(r.labels)} for r in rows])
+        return
+    render.print_table(
+        ["version", "state", "label", "current", "registry"],
+        [[r.version, r.state, ",".join(r.labels) or "-", "yes" if r.current else "",
+          r.registry_state] for r in rows],
+        title=rows[0].serving_name if rows else None,
+    )
+    if rows and rows[0].live_state is None:
+        render.note(f"note: showing registry state only; {rows[0].source.split('(', 1)[1][:-1]}")
+    if not rows:
+        render.note("no deployed versions; deploy one with `mlmodel deploy NAME`")
+
+
+@click.command("status", cls=KVCommand, epilog="""\b
+Examples:
+  serving status mnist
+  serving status name=mnist --output json
+  serving status mnist --server-url http://127.0.0.1:8501
+""")
+@click.argument("name")
+@click.option("--server-url", default=None, metavar="URL",
+              help=f"Model server to ask (env {SERVER_URL_ENV}, default {DEFAULT_SERVER_URL}).")
+@click.option("--timeout", default=1.0, show_default=True, type=float,
+              help="Seconds to wait for the server before showing registry state only.")
+@common_options
+@click.pass_context
+@fail_on_errors
+def status_command(ctx: click.Context, name: str, server_url: str | None, timeout: float,
+                   **_: object) -> None:
+    """Show each deployed version of model NAME: version, state, label.
+
+    State comes from the live model server when it answers, else from the registry.
+    """
+    reg, output = settings_registry(ctx)
+    print_serving_status(serving_status(reg, name, server_url, timeout), output)
