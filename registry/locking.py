@@ -86,8 +86,13 @@ class MySQLLock:
             finally:
                 self._depth -= 1
             return
-        import pymysql
-
+        try:
+            import pymysql
+        except ImportError:
+            raise BackendError(
+                "the MySQL backend needs PyMySQL for its registry lock: "
+                "pip install -c constraints.txt PyMySQL"
+            ) from None
         try:
             conn = pymysql.connect(
                 host=self.host, port=self.port, user=self.user, password=self.password,
