@@ -171,9 +171,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
            exec_properties: dict[str, Any]) -> None:  # noqa: N802 - TFX API
         try:
             super().Do(input_dict, output_dict, exec_properties)
-        except DataError:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # Beam re-raises a DataError with its step name appended
             message = find_data_error(exc)
             if message is None:
                 raise
