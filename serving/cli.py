@@ -1,0 +1,160 @@
+"""``serving``: start the model server, predict through it, show deployment status.
+
+Errors become one line on stderr and exit code 1 (never a traceback).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+import modules  # noqa: F401  (selects Keras 2 before anything imports TensorFlow)
+
+DEFAULT_URL = "http://127.0.0.1:8501"
+
+
+class _Group(click.Group):
+    """Turns any exception into one line on stderr and exit code 1; mounts ``status`` lazily.
+
+    ``serving status`` lives in the registry (``registry/status.py``, ``status_command``); it is
+    imported only when asked for, so the serving CLI works (and starts fast) without it.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "status"})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name == "status":
+            return _status_command()
+        return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+
+def _status_command() -> click.Command:
+    try:
+        from registry.status import status_command
+    except ImportError as exc:
+        reason = str(exc)
+
+        @click.command("status", context_settings={"ignore_unknown_options": True})
+        @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+        def status_missing(args: tuple[str, ...]) -> None:
+            """Deployment status of a model (needs the registry package)."""
+            raise click.ClickException(f"`serving status` needs the registry's "
+                                       f"registry/status.py, which is not importable: {reason}")
+
+        return status_missing
+    return status_command
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """The model server (TF Serving REST, KServe v2, SageMaker) and its client."""
+
+
+@main.command()
+@click.option("--port", default=8501, show_default=True, type=click.IntRange(0, 65535),
+              help="TCP port (TF Serving REST uses 8501; use 8080 for SageMaker).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to bind; 0.0.0.0 exposes the server to the network.")
+@click.option("--metadata", default=None, envvar="MNIST_TFX_METADATA",
+              help="ML Metadata database of the registry (default runs/metadata.sqlite).")
+@click.option("--serving-dir", default=None, envvar="MNIST_TFX_SERVING_DIR",
+              help="Where deployed versions live (default serving_model).")
+@click.option("--source", type=click.Choice(["auto", "registry", "directory"]), default="auto",
+              show_default=True,
+              help="What to serve: the registry's deployments, or every <name>/<N> in the "
+                   "serving directory (TF Serving's rule); auto = registry when it is installed.")
+@click.option("--auth-token", default=None, envvar="SERVING_AUTH_TOKEN",
+              help="Require 'Authorization: Bearer TOKEN' on every route except health.")
+@click.option("--max-body-mb", default=6.0, show_default=True, type=click.FloatRange(0.001),
+              help="Largest request body; bigger ones get 413.")
+@click.option("--timeout-s", default=60.0, show_default=True, type=click.FloatRange(0.001),
+              help="Per-request deadline; slower requests get 504.")
+@click.option("--batch-max", default=64, show_default=True, type=click.IntRange(1),
+              help="Most examples batched into one model call.")
+@click.option("--batch-window-ms", default=0.0, show_default=True, type=click.FloatRange(0),
+              help="How long a batch waits for company (0 = batch only what queued while the "
+                   "model was busy).")
+@click.option("--poll-s", default=0.5, show_default=True, type=click.FloatRange(0.05),
+              help="How often the deployments are re-read.")
+@click.option("--grace-s", default=30.0, show_default=True, type=click.FloatRange(0),
+              help="On SIGTERM, how long requests in flight may take to finish.")
+@click.option("--log-level", default="INFO", show_default=True)
+def start(port: int, host: str, metadata: str | None, serving_dir: str | None, source: str,
+          auth_token: str | None, max_body_mb: float, timeout_s: float, batch_max: int,
+          batch_window_ms: float, poll_s: float, grace_s: float, log_level: str) -> None:
+    """Serve every deployed model until SIGTERM."""
+    import asyncio
+    import logging
+
+    from serving.app import ServerConfig
+    from serving.batching import BatchingConfig
+    from serving.server import build_runtime, serve
+    from serving.sources import directory_source, registry_source
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s "
+                        "%(message)s", stream=sys.stderr)
+    if source in ("auto", "registry"):
+        try:
+            snapshot = registry_source(metadata, serving_dir)
+        except ImportError as exc:
+            if source == "registry":
+                raise click.ClickException(f"the registry is not installed: {exc}") from exc
+            logging.getLogger("serving").warning(
+                "registry not available (%s); serving every version directory in %s", exc,
+                serving_dir or "serving_model")
+            snapshot = directory_source(serving_dir)
+    else:
+        snapshot = directory_source(serving_dir)
+    runtime = build_runtime(snapshot, BatchingConfig(batch_max, batch_window_ms / 1000.0),
+                            poll_interval=poll_s)
+    config = ServerConfig(host, port, auth_token, int(max_body_mb * 1024 * 1024), timeout_s)
+    runtime.manager.start()
+    try:
+        asyncio.run(serve(runtime, config, grace_s=grace_s))
+    finally:
+        runtime.close()
+
+
+@main.command()
+@click.argument("name")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--version", "version", type=int, default=None, help="Ask this version.")
+@click.option("--label", default=None, help="Ask the version this label points at.")
+@click.option("--url", default=DEFAULT_URL, envvar="SERVING_URL", show_default=True,
+              help="The server's base URL.")
+@click.option("--auth-token", default=None, envvar="SERVING_AUTH_TOKEN")
+@click.option("--output", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--limit", default=None, type=click.IntRange(1),
+              help="Predict at most this many images.")
+def predict(name: str, inputs: tuple[str, ...], version: int | None, label: str | None, url: str,
+            auth_token: str | None, output: str, batch_size: int, limit: int | None) -> None:
+    """Predict PNG/JPEG files, folders of them (label = folder name when it is a class index)
+    and IDX files through the running server."""
+    from serving.predict_client import predict_inputs, render_json, render_table
+
+    if version is not None and label is not None:
+        raise click.UsageError("give --version or --label, not both")
+    report = predict_inputs(url, name, list(inputs), version=version, label=label,
+                            token=auth_token, batch_size=batch_size, limit=limit)
+    if output == "json":
+        click.echo(render_json(report))
+    else:
+        render_table(report)

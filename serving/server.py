@@ -1,0 +1,134 @@
+"""Wiring: a manager on a source, an executor for model calls, the app; run it or host it in a thread.
+
+``run_server`` is what ``serving start`` calls: it serves until SIGTERM/SIGINT, then stops taking
+new connections, lets requests in flight finish (up to ``grace_s``), and unloads the models.
+``BackgroundServer`` hosts the same app on a loopback port in a thread (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from serving.app import ServerConfig, make_app
+from serving.batching import BatchingConfig
+from serving.manager import ModelManager, Source
+from serving.metrics import Metrics
+from serving.servable import Servable, load_servable
+
+log = logging.getLogger("serving.server")
+
+
+@dataclass
+class Runtime:
+    manager: ModelManager
+    metrics: Metrics
+    executor: ThreadPoolExecutor
+
+    def close(self) -> None:
+        self.manager.stop()
+        self.executor.shutdown(wait=True, cancel_futures=False)
+
+
+def build_runtime(source: Source, batching: BatchingConfig | None = None,
+                  poll_interval: float = 0.5, workers: int = 4) -> Runtime:
+    metrics = Metrics()
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="model")
+    batching = batching or BatchingConfig()
+
+    def loader(name: str, version: int, path: str) -> Servable:
+        return load_servable(name, version, path, executor, batching, metrics.on_batch)
+
+    manager = ModelManager(source, loader, poll_interval, on_change=metrics.on_state)
+    return Runtime(manager, metrics, executor)
+
+
+async def serve(runtime: Runtime, config: ServerConfig, grace_s: float = 30.0,
+                stop: asyncio.Event | None = None,
+                started: threading.Event | None = None, bound: list[int] | None = None) -> None:
+    """Serve until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None)."""
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    handle_signals = threading.current_thread() is threading.main_thread()
+    if handle_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    app = make_app(runtime.manager, config, runtime.metrics)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace_s,
+                           handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+    await site.start()
+    server = getattr(site, "_server", None)
+    port = config.port
+    if server is not None and server.sockets:
+        port = server.sockets[0].getsockname()[1]
+    if bound is not None:
+        bound.append(port)
+    log.info("serving on http://%s:%d", config.host, port)
+    if started is not None:
+        started.set()
+    try:
+        await stop.wait()
+        log.info("shutting down: finishing requests in flight (up to %g s)", grace_s)
+    finally:
+        await runner.cleanup()  # closes the listener, waits for in-flight handlers
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class BackgroundServer:
+    """The app on a loopback port, in a thread with its own event loop."""
+
+    def __init__(self, runtime: Runtime, config: ServerConfig | None = None) -> None:
+        self.runtime = runtime
+        self.config = config or ServerConfig(port=0)
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._bound: list[int] = []
+        self._thread = threading.Thread(target=self._run, name="serving-http", daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            await serve(self.runtime, self.config, grace_s=5.0, stop=self._stop,
+                        started=self._started, bound=self._bound)
+
+        try:
+            self._loop.run_until_complete(main())
+        except BaseException as exc:  # noqa: BLE001 - reported to start()
+            self.error = exc
+            self._started.set()
+
+    def start(self, timeout: float = 30.0) -> BackgroundServer:
+        self._thread.start()
+        if not self._started.wait(timeout) or self.error is not None:
+            raise RuntimeError(f"the server did not start: {self.error}")
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self._bound[0]}"
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=30)

@@ -1,0 +1,72 @@
+"""Where the manager learns what to serve.
+
+* ``registry_source``: the registry's ``serving_snapshot()`` (deploy, stop, rollback, labels).
+* ``directory_source``: TF Serving's own rule on a bare ``serving_model/`` tree (every
+  ``<name>/<N>`` with integer N; the highest is the latest; dot-prefixed and non-numeric entries
+  are ignored). Used when there is no registry, e.g. for the Pusher's output alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from serving.manager import DeployedVersionLike, Source
+
+DEFAULT_SERVING_DIR = "serving_model"
+
+
+@dataclass(frozen=True)
+class DirectoryVersion:
+    serving_name: str
+    model_name: str
+    version: int
+    path: str
+    labels: tuple[str, ...] = ()
+    serving: bool = True
+    current: bool = False
+    deployed_at: float = 0.0
+
+
+def resolve_serving_dir(serving_dir: str | None) -> str:
+    return os.path.abspath(
+        serving_dir or os.environ.get("MNIST_TFX_SERVING_DIR") or DEFAULT_SERVING_DIR
+    )
+
+
+def directory_source(serving_dir: str | None = None) -> Source:
+    root = resolve_serving_dir(serving_dir)
+
+    def snapshot() -> Sequence[DeployedVersionLike]:
+        found: list[DirectoryVersion] = []
+        if not os.path.isdir(root):
+            return found
+        for name in sorted(os.listdir(root)):
+            model_dir = os.path.join(root, name)
+            if name.startswith(".") or not os.path.isdir(model_dir):
+                continue
+            versions = sorted(
+                int(v) for v in os.listdir(model_dir)
+                if v.isdigit() and not v.startswith(".")
+                and os.path.isdir(os.path.join(model_dir, v))
+            )
+            for v in versions:
+                path = os.path.join(model_dir, str(v))
+                found.append(DirectoryVersion(name, name, v, path, current=(v == versions[-1]),
+                                              deployed_at=os.stat(path).st_mtime))
+        return found
+
+    return snapshot
+
+
+def registry_source(metadata: str | None = None, serving_dir: str | None = None) -> Source:
+    """The registry's deployments; raises ImportError when the registry package is missing."""
+    from registry.api import open_registry  # the registry owns MLMD; we only read its snapshot
+
+    registry = open_registry(metadata=metadata, serving_dir=serving_dir)
+
+    def snapshot() -> Sequence[DeployedVersionLike]:
+        return registry.serving_snapshot()
+
+    return snapshot

@@ -1,0 +1,120 @@
+"""Fixtures for the model server: one real SavedModel per session, copied into serving trees."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+import modules  # noqa: F401  (Keras 2 before TensorFlow)
+from serving.app import ServerConfig
+from serving.batching import BatchingConfig
+from serving.server import BackgroundServer, Runtime, build_runtime
+from serving.sources import DirectoryVersion
+
+
+@pytest.fixture(scope="session")
+def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real exported SavedModel (our three signatures and dict.tsv), built once."""
+    from modules.hparams import HParams
+    from modules.model import build_model
+    from modules.signatures import export_serving_model
+
+    path = tmp_path_factory.mktemp("model") / "saved"
+    hp = HParams(filters_1=4, filters_2=8, hidden_units_1=16, hidden_units_2=16, epochs=1,
+                 augment=False)
+    export_serving_model(build_model(hp), str(path))
+    return path
+
+
+class FakeSource:
+    """A registry snapshot the test edits: ``deploy``/``stop``/``label`` like the registry."""
+
+    def __init__(self, serving_dir: Path, model: Path) -> None:
+        self.serving_dir = serving_dir
+        self.model = model
+        self._versions: list[DirectoryVersion] = []
+        self._lock = threading.Lock()
+        self.fail_reads = False
+
+    def __call__(self) -> list[DirectoryVersion]:
+        if self.fail_reads:
+            raise OSError("database is locked")
+        with self._lock:
+            return list(self._versions)
+
+    def add_files(self, name: str, version: int, broken: bool = False) -> str:
+        path = self.serving_dir / name / str(version)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if broken:
+            path.mkdir()
+            (path / "saved_model.pb").write_bytes(b"this is not a SavedModel")
+        else:
+            shutil.copytree(self.model, path)
+        return str(path)
+
+    def deploy(self, name: str, version: int, labels: tuple[str, ...] = (),
+               broken: bool = False, keep_old: bool = False) -> None:
+        path = self.add_files(name, version, broken)
+        with self._lock:
+            kept = []
+            for v in self._versions:
+                if v.serving_name == name:
+                    v = replace(v, current=False, serving=keep_old and v.serving)
+                kept.append(v)
+            kept.append(DirectoryVersion(name, name, version, path, labels, True, True,
+                                         float(version)))
+            self._versions = kept
+
+    def set(self, name: str, version: int, **changes: object) -> None:
+        with self._lock:
+            self._versions = [replace(v, **changes) if (v.serving_name, v.version) == (name, version)
+                              else v for v in self._versions]  # type: ignore[arg-type]
+
+    def stop(self, name: str) -> None:
+        with self._lock:
+            self._versions = [replace(v, serving=False) if v.serving_name == name else v
+                              for v in self._versions]
+
+
+@dataclass
+class Server:
+    url: str
+    source: FakeSource
+    runtime: Runtime
+    http: BackgroundServer
+
+    @property
+    def manager(self):  # noqa: ANN201
+        return self.runtime.manager
+
+
+def start_server(source: FakeSource, config: ServerConfig | None = None,
+                 batching: BatchingConfig | None = None) -> Server:
+    runtime = build_runtime(source, batching, poll_interval=0.1)
+    runtime.manager.sync()
+    http = BackgroundServer(runtime, config or ServerConfig(port=0)).start()
+    return Server(http.url, source, runtime, http)
+
+
+@pytest.fixture
+def source(tmp_path: Path, saved_model: Path) -> FakeSource:
+    return FakeSource(tmp_path / "serving_model", saved_model)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, saved_model: Path) -> Iterator[Server]:
+    """A server on a free loopback port serving root_mnist version 1 (labels: stable).
+
+    Shared by a module's tests: they must not change what it serves.
+    """
+    source = FakeSource(tmp_path_factory.mktemp("shared") / "serving_model", saved_model)
+    source.deploy("root_mnist", 1, labels=("stable",))
+    srv = start_server(source)
+    yield srv
+    srv.http.stop()
+    srv.runtime.close()
