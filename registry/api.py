@@ -138,6 +138,8 @@ class _Model:
     ctx: Any = None  # RegisteredModel context (may be None for a pipeline model never touched)
     pipeline_ctx: Any = None
     hidden_before: int = 0
+    latest: Any = field(default=None, repr=False)  # newest visible Model artifact (memo)
+    latest_known: bool = field(default=False, repr=False)
 
     @property
     def source(self) -> str:
@@ -251,7 +253,11 @@ class Registry:
     def _latest_model(self, model: _Model) -> Any:
         if model.pipeline_ctx is None:
             return None
-        return pipeline_models.latest_artifact(self.store, "Model", model.name, model.hidden_before)
+        if not model.latest_known:
+            model.latest = pipeline_models.latest_artifact(self.store, "Model", model.name,
+                                                           model.hidden_before)
+            model.latest_known = True
+        return model.latest
 
     def _deployments(self, serving_name: str | None = None) -> list[Any]:
         """LIVE Deployment artifacts (optionally of one serving name), by version."""

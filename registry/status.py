@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 
 import click
@@ -41,6 +39,9 @@ def server_url(explicit: str | None = None) -> str:
 
 def fetch_live(url: str, serving_name: str, timeout: float = 1.0) -> tuple[dict[int, str] | None, str]:
     """{version: state} from the server's status endpoint, or (None, why) when unreachable."""
+    import urllib.error  # lazily: http.client costs ~40 ms at startup
+    import urllib.request
+
     endpoint = f"{url}/v1/models/{serving_name}"
     try:
         with urllib.request.urlopen(endpoint, timeout=timeout) as response:  # noqa: S310

@@ -1,0 +1,41 @@
+"""A model from a real tiny pipeline run shows up in the registry and deploys."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def tiny(request: pytest.FixtureRequest):  # noqa: ANN201
+    try:
+        return request.getfixturevalue("tiny_pipeline_run")
+    except pytest.FixtureLookupError:
+        pytest.skip("tests/conftest.py has no tiny_pipeline_run fixture yet")
+
+
+def test_real_pipeline_model_in_registry(tiny, tmp_path) -> None:
+    from registry.api import open_registry
+
+    reg = open_registry(tiny.metadata_path, str(tmp_path / "serving"))
+    names = [row.name for row in reg.list_models()]
+    assert tiny.model_name in names
+    summary = reg.summary(tiny.model_name)
+    assert summary.source == "pipeline" and summary.state == "DONE"
+    assert summary.parameter, "the Trainer's hparams custom property should be read"
+    assert summary.train_cnt and summary.train_cnt > 0
+    assert summary.elapsed and summary.elapsed > 0
+    assert len(summary.class_names) == 10
+    assert summary.lineage["pipeline_run"] and summary.lineage["trainer_execution_id"]
+    assert "overall" in summary.evaluation
+    if not summary.lineage.get("pushed_destination"):
+        pytest.skip("the tiny run's model was not blessed, so there is nothing to deploy")
+    result = reg.deploy(tiny.model_name, label="stable", user="ci")
+    assert result.latest_version == 1 and result.serving_name == f"ci_{tiny.model_name}"
+    deployed = os.path.join(str(tmp_path / "serving"), result.serving_name, "1")
+    assert os.path.isfile(os.path.join(deployed, "saved_model.pb"))
+    [version] = reg.serving_snapshot()
+    assert version.serving and version.current and version.labels == ("stable",)
