@@ -143,10 +143,12 @@ def trainer_state(store: Store, pipeline: str) -> str:
 
 
 def _context_type_ids(store: Store) -> dict[str, int]:
-    if "context_types" not in store.cache:
-        types = store.read(lambda m: m.get_context_types(), "reading context types")
-        store.cache["context_types"] = {t.name: t.id for t in types}
-    return dict(store.cache["context_types"])
+    if "context_types" in store.cache:
+        return dict(store.cache["context_types"])
+    types = {t.name: t.id for t in store.read(lambda m: m.get_context_types(), "reading types")}
+    if PIPELINE_RUN_CONTEXT in types:  # cache only once the pipeline has written its types
+        store.cache["context_types"] = types
+    return types
 
 
 def _json(text: Any) -> Any:
