@@ -121,11 +121,12 @@ def ReadSplit(  # noqa: N802 - Beam transform naming
     examples = pipeline | "ListFiles" >> beam.Create(items) | "Read" >> beam.FlatMap(
         fn, num_classes, side, eval_percent
     )
-    _ = (
-        examples
-        | "Count" >> beam.combiners.Count.Globally()
-        | "CheckNotEmpty" >> beam.Map(_check_not_empty, split, os.path.join(root, pattern))
-    )
+    if kind != "idx" or hash_split:  # an IDX split's size is known from its headers
+        _ = (
+            examples
+            | "Count" >> beam.combiners.Count.Globally()
+            | "CheckNotEmpty" >> beam.Map(_check_not_empty, split, os.path.join(root, pattern))
+        )
     return examples
 
 

@@ -217,11 +217,12 @@ def list_image_files(
     files: list[tuple[str, int]] = []
     not_images: list[str] = []
     for folder, label in list_label_folders(base, class_names):
+        prefix = folder.relative_to(root_path).as_posix() + "/"
         for entry in list_dir(folder):
             if entry.is_dir():
                 not_images.append(entry.path + "/")
-            elif is_image_name(entry.name):
-                files.append((Path(entry.path).relative_to(root_path).as_posix(), label))
+            elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+                files.append((prefix + entry.name, label))
             else:
                 not_images.append(entry.path)
     if not_images:
