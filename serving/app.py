@@ -119,6 +119,14 @@ async def _body(request: web.Request, ctx: Ctx) -> bytes:
         raise _too_large(ctx) from exc
 
 
+async def _json(request: web.Request, ctx: Ctx) -> Any:
+    """The parsed body; big bodies are parsed in a thread so small requests keep flowing."""
+    raw = await _body(request, ctx)
+    if len(raw) > 256 * 1024:
+        return await asyncio.get_running_loop().run_in_executor(None, codec.parse_json, raw)
+    return codec.parse_json(raw)
+
+
 def _too_large(ctx: Ctx) -> ServingError:
     mb = ctx.config.max_body_bytes / (1024 * 1024)
     return ServingError("PAYLOAD_TOO_LARGE", f"request body is larger than the {mb:g} MB limit; "
@@ -178,7 +186,7 @@ async def tfs_infer(ctx: Ctx, request: web.Request, g: dict[str, str]) -> web.Re
     _note(request, name=name)
     servable = ctx.manager.resolve(name, version, label)
     _note(request, servable)
-    body = codec.parse_json(await _body(request, ctx))
+    body = await _json(request, ctx)
     verb = g["verb"].lower()
     if verb == "predict":
         return json_response(await predict_body(servable, body))
@@ -234,7 +242,7 @@ async def v2_model_metadata(ctx: Ctx, request: web.Request, g: dict[str, str]) -
 
 async def v2_infer(ctx: Ctx, request: web.Request, g: dict[str, str]) -> web.Response:
     servable = _v2_servable(ctx, request, g)
-    body = codec.parse_json(await _body(request, ctx))
+    body = await _json(request, ctx)
     sig, inputs, names = codec.decode_infer(body, servable)
     outputs = await sig.run(inputs)
     request_id = body.get("id") if isinstance(body, dict) else None

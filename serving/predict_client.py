@@ -1,0 +1,238 @@
+"""``serving predict``: read images (files, folders, IDX), ask the server, report like IRIS.
+
+The table has IRIS's columns (seed 000): label and tag (the true class, when known), prediction
+(the probability vector), probability (the top one) and interpreted (the predicted class name).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import struct
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import requests
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
+
+
+@dataclass
+class Item:
+    source: str
+    label: int | None
+    image_bytes: bytes | None = None
+    pixels: np.ndarray | None = None  # uint8 [28, 28]
+
+
+@dataclass
+class Row:
+    input: str
+    label: int | None
+    tag: str | None
+    prediction: list[float]
+    predicted: int
+    probability: float
+    interpreted: str
+
+
+@dataclass
+class Report:
+    model: str
+    version: str
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def labelled(self) -> list[Row]:
+        return [r for r in self.rows if r.label is not None]
+
+    @property
+    def accuracy(self) -> float | None:
+        rows = self.labelled
+        return sum(r.label == r.predicted for r in rows) / len(rows) if rows else None
+
+
+def _label_of(path: str) -> int | None:
+    parent = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    return int(parent) if parent.isdigit() and len(parent) <= 3 else None
+
+
+def _open(path: str) -> bytes:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        return f.read()
+
+
+def read_idx(path: str) -> np.ndarray:
+    data = _open(path)
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes (bad magic number)")
+    ndim = data[3]
+    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: header says {dims} but it holds {body.size} bytes; the file is "
+                         "truncated")
+    return body.reshape(dims)
+
+
+def _is_idx(path: str) -> bool:
+    return "idx" in os.path.basename(path).lower() and "ubyte" in os.path.basename(path).lower()
+
+
+def _idx_items(path: str) -> list[Item]:
+    images = read_idx(path)
+    if images.ndim != 3:
+        raise ValueError(f"{path} holds {images.ndim - 1}-d records, not images; pass the "
+                         "*-images-idx3-ubyte file (labels are read from the file beside it)")
+    labels: np.ndarray | None = None
+    base = os.path.basename(path)
+    for candidate in (base.replace("images-idx3", "labels-idx1"),
+                      base.replace("images.idx3", "labels.idx1")):
+        label_path = os.path.join(os.path.dirname(path), candidate)
+        if candidate != base and os.path.exists(label_path):
+            labels = read_idx(label_path)
+            break
+    return [Item(f"{path}[{i}]", int(labels[i]) if labels is not None else None,
+                 pixels=images[i]) for i in range(len(images))]
+
+
+def collect(paths: list[str], limit: int | None = None) -> list[Item]:
+    """Every image under ``paths``: image files, folders (recursively, sorted) and IDX files."""
+    items: list[Item] = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(
+                os.path.join(root, f) for root, _, files in os.walk(path) for f in files
+                if f.lower().endswith(IMAGE_EXTENSIONS))
+            if not found:
+                raise ValueError(f"{path} holds no {'/'.join(IMAGE_EXTENSIONS)} images")
+            items.extend(Item(f, _label_of(f), image_bytes=_open(f)) for f in found)
+        elif _is_idx(path):
+            items.extend(_idx_items(path))
+        elif path.lower().endswith(IMAGE_EXTENSIONS):
+            items.append(Item(path, _label_of(path), image_bytes=_open(path)))
+        else:
+            raise ValueError(f"{path}: not a PNG/JPEG image, a folder of them or an IDX file")
+        if limit is not None and len(items) >= limit:
+            return items[:limit]
+    return items
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+def _post(session: requests.Session, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    try:
+        response = session.post(url, json=body, timeout=60)
+    except requests.ConnectionError as exc:
+        raise ServerError(f"cannot reach the server at {url}; start it with `serving start`") \
+            from exc
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = {"error": response.text[:200]}
+    if response.status_code != 200:
+        raise ServerError(f"{url}: HTTP {response.status_code}: {payload.get('error', payload)}")
+    return payload
+
+
+def _class_names(session: requests.Session, base: str) -> list[str]:
+    """The model's dict.tsv names, read back through :classify on one blank example."""
+    try:
+        result = _post(session, f"{base}:classify", {"examples": [{"image": [0] * 784}]})
+        return [name for name, _ in result["results"][0]]
+    except (ServerError, KeyError, IndexError, TypeError):
+        from modules.features import DIGIT_CLASS_NAMES
+
+        return list(DIGIT_CLASS_NAMES)
+
+
+def predict_inputs(url: str, name: str, paths: list[str], version: int | None = None,
+                   label: str | None = None, token: str | None = None, batch_size: int = 64,
+                   limit: int | None = None) -> Report:
+    items = collect(paths, limit)
+    base = f"{url.rstrip('/')}/v1/models/{name}"
+    if version is not None:
+        base += f"/versions/{version}"
+    elif label is not None:
+        base += f"/labels/{label}"
+    session = requests.Session()
+    if token:
+        session.headers["Authorization"] = f"Bearer {token}"
+    status = session.get(base, timeout=10)
+    if status.status_code != 200:
+        raise ServerError(f"{base}: HTTP {status.status_code}: "
+                          f"{status.json().get('error', status.text) if status.content else ''}")
+    meta = _post_get(session, f"{base}/metadata")
+    names = _class_names(session, base)
+    report = Report(name, meta["model_spec"]["version"])
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        for group in (_files(chunk), _arrays(chunk)):
+            if not group:
+                continue
+            if group[0].image_bytes is not None:
+                body = {"signature_name": "serving_images", "instances": [
+                    {"b64": base64.b64encode(i.image_bytes or b"").decode("ascii")} for i in group]}
+            else:
+                stacked = np.stack([i.pixels for i in group]).astype(np.float32) / 255.0
+                body = {"signature_name": "serving_default", "inputs": stacked[..., None].tolist()}
+            result = _post(session, f"{base}:predict", body)
+            vectors = result.get("predictions", result.get("outputs"))
+            for item, vector in zip(group, vectors, strict=True):
+                top = int(np.argmax(vector))
+                report.rows.append(Row(
+                    item.source, item.label,
+                    names[item.label] if item.label is not None and item.label < len(names)
+                    else None,
+                    [float(v) for v in vector], top, float(vector[top]),
+                    names[top] if top < len(names) else str(top)))
+    return report
+
+
+def _post_get(session: requests.Session, url: str) -> dict[str, Any]:
+    response = session.get(url, timeout=10)
+    if response.status_code != 200:
+        raise ServerError(f"{url}: HTTP {response.status_code}: {response.text[:200]}")
+    return response.json()
+
+
+def _files(items: list[Item]) -> list[Item]:
+    return [i for i in items if i.image_bytes is not None]
+
+
+def _arrays(items: list[Item]) -> list[Item]:
+    return [i for i in items if i.pixels is not None]
+
+
+def render_json(report: Report) -> str:
+    return json.dumps({"model": report.model, "version": report.version,
+                       "accuracy": report.accuracy, "labelled": len(report.labelled),
+                       "predictions": [asdict(r) for r in report.rows]}, indent=2)
+
+
+def _short(vector: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.2f}" for v in vector[:3]) + (", ...]" if len(vector) > 3 else "]")
+
+
+def render_table(report: Report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{report.model} version {report.version}")
+    for column in ("input", "label", "tag", "prediction", "probability", "interpreted"):
+        table.add_column(column, justify="right" if column in ("label", "probability") else "left")
+    for r in report.rows:
+        table.add_row(r.input, "" if r.label is None else str(r.label), r.tag or "",
+                      _short(r.prediction), f"{r.probability:.2f}", r.interpreted)
+    console = Console()
+    console.print(table)
+    if report.accuracy is not None:
+        right = sum(r.label == r.predicted for r in report.labelled)
+        console.print(f"accuracy: {report.accuracy:.4f} ({right}/{len(report.labelled)} "
+                      "labelled images)")
