@@ -6,6 +6,10 @@ before anything imports TensorFlow, and again in every entry point.
 """
 
 import os
+import warnings
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# google-api-core warns once per google.cloud module that Python 3.10 is old; TFX imports dozens.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.api_core.*")

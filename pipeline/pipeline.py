@@ -35,7 +35,14 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["label"])],
         metrics_specs=[
             tfma.MetricsSpec(metrics=[
-                tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=threshold),
+                tfma.MetricConfig(
+                    class_name="SparseCategoricalAccuracy",
+                    # Bless on the overall slice only; per-label values are reported, not gated.
+                    per_slice_thresholds=[
+                        tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
+                                                     threshold=threshold)
+                    ],
+                ),
                 tfma.MetricConfig(class_name="SparseCategoricalCrossentropy"),
                 tfma.MetricConfig(class_name="ExampleCount"),
             ])
@@ -101,7 +108,7 @@ def create_pipeline(
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config=custom_config,
         **trainer_inputs,
-    )
+    ).with_id("Trainer")
     baseline = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -112,14 +119,14 @@ def create_pipeline(
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"],
         eval_config=eval_config(config),
-    )
+    ).with_id("Evaluator")
     pusher = VersioningPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.push_directory)
         ),
-    )
+    ).with_id("Pusher")
     components += [trainer, baseline, evaluator, pusher]
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

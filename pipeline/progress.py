@@ -1,10 +1,11 @@
 """What the user sees while the pipeline runs: one line per component, a log file for the rest.
 
-TFX's runners announce each component through absl logging ("Component X is running." /
-"Component X is finished.", or "node X ..." under Beam) and say when a cached execution is
-reused. A logging handler turns those records into progress lines with elapsed times. Everything
-else (TFX, Beam, TensorFlow, Keras epochs, C++ logs of worker processes) goes to the log file,
-unless ``--verbose``: we redirect file descriptors 1 and 2, so even subprocesses are captured.
+TFX's orchestrators have no progress callback, and their "Component X is running." log lines
+vanish once a library lowers absl's verbosity mid-run. So we wrap the portable ``Launcher`` that
+both LocalDagRunner and BeamDagRunner use for every node: its ``launch`` gives start and end,
+and its ``_prepare_execution`` tells whether a cached execution was reused. Everything else
+(TFX, Beam, TensorFlow, Keras epochs, C++ logs of worker processes) goes to the log file, unless
+``--verbose``: we redirect file descriptors 1 and 2, so even subprocesses are captured.
 """
 
 from __future__ import annotations
@@ -13,15 +14,10 @@ import contextlib
 import dataclasses
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Iterator
-from typing import TextIO
-
-_RUNNING = re.compile(r"^(?:Component|node) (\S+) is running\.$")
-_FINISHED = re.compile(r"^(?:Component|node) (\S+) is finished\.$")
-_CACHED = re.compile(r"^A cached execution \d+ is used\.$")
+from typing import Any, TextIO
 
 
 @dataclasses.dataclass
@@ -30,44 +26,73 @@ class ComponentTiming:
     started: float
     seconds: float | None = None
     cached: bool = False
+    failed: bool = False
 
 
-class ProgressHandler(logging.Handler):
+class ProgressReporter:
     """Prints ``[ n/N] Component ... started / done in 12.3 s`` lines to ``stream``."""
 
     def __init__(self, stream: TextIO, total: int) -> None:
-        super().__init__(level=logging.INFO)
         self.stream = stream
         self.total = total
         self.timings: dict[str, ComponentTiming] = {}
         self.current: str | None = None
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a malformed foreign log record is not our failure
+    def started(self, name: str) -> None:
+        self.current = name
+        self.timings[name] = ComponentTiming(name, time.monotonic())
+        self._write(f"[{len(self.timings):>2}/{self.total}] {name:<28} started")
+
+    def finished(self, name: str, failed: bool = False) -> None:
+        timing = self.timings.get(name)
+        if timing is None:
             return
-        if match := _RUNNING.match(message):
-            name = match.group(1)
-            self.current = name
-            self.timings[name] = ComponentTiming(name, time.monotonic())
-            self._write(f"[{len(self.timings):>2}/{self.total}] {name:<28} started")
-        elif _CACHED.match(message) and self.current in self.timings:
-            self.timings[self.current].cached = True
-        elif match := _FINISHED.match(message):
-            name = match.group(1)
-            timing = self.timings.get(name)
-            if timing is None:
-                return
-            timing.seconds = time.monotonic() - timing.started
-            how = "cached" if timing.cached else "done"
-            index = list(self.timings).index(name) + 1
-            self._write(f"[{index:>2}/{self.total}] {name:<28} {how} in {timing.seconds:6.1f} s")
+        timing.seconds = time.monotonic() - timing.started
+        timing.failed = failed
+        how = "FAILED" if failed else ("cached" if timing.cached else "done")
+        index = list(self.timings).index(name) + 1
+        self._write(f"[{index:>2}/{self.total}] {name:<28} {how} in {timing.seconds:6.1f} s")
+        if not failed:
             self.current = None
 
     def _write(self, line: str) -> None:
         self.stream.write(line + "\n")
         self.stream.flush()
+
+
+@contextlib.contextmanager
+def reporting(reporter: ProgressReporter) -> Iterator[ProgressReporter]:
+    """Report every node TFX's portable Launcher runs while the block executes."""
+    from tfx.orchestration.portable import launcher
+
+    original_launch = launcher.Launcher.launch
+    original_prepare = launcher.Launcher._prepare_execution
+
+    def launch(self: Any, *args: Any, **kwargs: Any) -> Any:
+        name = self._pipeline_node.node_info.id
+        reporter.started(name)
+        try:
+            result = original_launch(self, *args, **kwargs)
+        except BaseException:
+            reporter.finished(name, failed=True)
+            raise
+        reporter.finished(name)
+        return result
+
+    def prepare(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = original_prepare(self, *args, **kwargs)
+        timing = reporter.timings.get(self._pipeline_node.node_info.id)
+        if timing is not None and not result.is_execution_needed:
+            timing.cached = True
+        return result
+
+    launcher.Launcher.launch = launch  # type: ignore[method-assign]
+    launcher.Launcher._prepare_execution = prepare  # type: ignore[method-assign]
+    try:
+        yield reporter
+    finally:
+        launcher.Launcher.launch = original_launch  # type: ignore[method-assign]
+        launcher.Launcher._prepare_execution = original_prepare  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from typing import Literal, TextIO
 import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from pipeline.config import PipelineConfig
 from pipeline.datasets import ResolvedData, resolve_data
-from pipeline.progress import ProgressHandler, captured_output
+from pipeline.progress import ProgressReporter, captured_output, reporting
 from pipeline.run_summary import RunSummary
 
 # Beam on small inputs: in-process is about twice as fast as multi-processing here (STACK.md).
@@ -63,41 +63,38 @@ def run_pipeline(
     out: TextIO | None = None,
 ) -> RunSummary:
     """Build the graph for ``config``, run it, deploy if asked, and return what happened."""
-    from ml_metadata.metadata_store import metadata_store
-    from tfx import v1 as tfx
-
-    from pipeline.metadata_config import connection_config
-    from pipeline.pipeline import create_pipeline
-    from pipeline.run_summary import summarize_run
-
     out = out or sys.stdout
     quiet_warnings()
     data = prepare_data(config)
     beam = list(beam_args) if beam_args else default_beam_args(data)
-    connection = connection_config(config.metadata_path)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     log_path = os.path.abspath(os.path.join(config.log_dir, f"{config.model_name}-{stamp}.log"))
     out.write(f"Pipeline {config.pipeline_name!r} on {data.description}\n"
               f"  data: {data.path}\n  log:  {log_path}\n")
     out.flush()
-    pipeline = create_pipeline(config, data, connection, beam)
     started = time.monotonic()
+    # TensorFlow, TFX and Beam are imported inside the capture: their import-time noise
+    # (CUDA probing, deprecation warnings) belongs in the log file, not on the terminal.
     with captured_output(log_path, config.verbose) as terminal:
-        progress = ProgressHandler(terminal if not config.verbose else out,
-                                   total=len(pipeline.components))
-        import logging
+        from ml_metadata.metadata_store import metadata_store
+        from tfx import v1 as tfx
 
-        logging.getLogger().addHandler(progress)
+        from pipeline.metadata_config import connection_config
+        from pipeline.pipeline import create_pipeline
+        from pipeline.run_summary import summarize_run
+
+        connection = connection_config(config.metadata_path)
+        pipeline = create_pipeline(config, data, connection, beam)
+        progress = ProgressReporter(terminal, total=len(pipeline.components))
         error: BaseException | None = None
-        try:
-            if orchestrator == "beam":
-                tfx.orchestration.experimental.BeamDagRunner().run(pipeline)
-            else:
-                tfx.orchestration.LocalDagRunner().run(pipeline)
-        except Exception as exc:  # noqa: BLE001 - reported below with the component's name
-            error = exc
-        finally:
-            logging.getLogger().removeHandler(progress)
+        with reporting(progress):
+            try:
+                if orchestrator == "beam":
+                    tfx.orchestration.experimental.BeamDagRunner().run(pipeline)
+                else:
+                    tfx.orchestration.LocalDagRunner().run(pipeline)
+            except Exception as exc:  # noqa: BLE001 - reported below with the component's name
+                error = exc
     elapsed = time.monotonic() - started
     store = metadata_store.MetadataStore(connection)
     summary = summarize_run(store, config.pipeline_name)

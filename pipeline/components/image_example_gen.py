@@ -83,7 +83,7 @@ def detect_layout(
     if not root.exists():
         raise DataError(f"{path}: no such file or directory; check --data")
     if root.is_file():
-        raise DataError(f"{path}: is a file; point --data at the directory that holds it")
+        return _single_file_layout(root)
     entries = readers.list_dir(root)
     if not entries:
         raise _empty(root, "the input folder is empty")
@@ -101,6 +101,24 @@ def detect_layout(
     if dirs:
         return _image_layout(root, dirs, dictionary, names_for_labels, eval_percent)
     raise _empty(root, f"no supported input layout found (files: {', '.join(names[:10])})")
+
+
+def _single_file_layout(path: Path) -> InputLayout:
+    """One TFRecord or TSV file (hash-split), or one file of an IDX pair (its folder is read)."""
+    name, parent = path.name, path.parent
+    if readers.idx_prefix(name):
+        return detect_layout(str(parent))
+    dictionary = _read_dictionary(parent)
+    if name.lower().endswith(".tsv") and name != DICTIONARY_FILE:
+        if path.stat().st_size == 0:
+            raise DataError(f"{path}: empty TSV file; re-create it or remove it")
+        return InputLayout("iris_tsv", str(parent), {"train": name, "eval": name}, dictionary, 1)
+    if readers.is_tfrecord_name(name):
+        return InputLayout("tfrecord", str(parent), {"train": name, "eval": name}, dictionary, 1)
+    raise DataError(
+        f"{path}: a single file must be a TFRecord (name containing 'tfrecord'), an IRIS .tsv or "
+        "an MNIST IDX file; for images, point --data at their folder"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,9 +258,16 @@ def _tfrecord_layout(
 # The TFX component
 
 
-def layout_config(layout: InputLayout, class_names: Sequence[str], eval_percent: int) -> dict[str, Any]:
+def layout_config(
+    path: str, layout: InputLayout, class_names: Sequence[str], eval_percent: int
+) -> dict[str, Any]:
     """What the executor needs beyond the split patterns (travels in ``custom_config``)."""
-    return {"kind": layout.kind, "class_names": list(class_names), "eval_percent": eval_percent}
+    return {
+        "path": str(Path(path).expanduser().resolve()),  # re-validated when the executor starts
+        "kind": layout.kind,
+        "class_names": list(class_names),
+        "eval_percent": eval_percent,
+    }
 
 
 def make_example_gen(
@@ -268,7 +293,7 @@ def make_example_gen(
     from pipeline.components.image_example_gen_executor import Executor
 
     config = struct_pb2.Struct()
-    config.update(layout_config(layout, names, eval_percent))
+    config.update(layout_config(path, layout, names, eval_percent))
     packed = any_pb2.Any()
     packed.Pack(config)
     input_config = example_gen_pb2.Input(

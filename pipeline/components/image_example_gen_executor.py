@@ -160,7 +160,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         input_config = example_gen_pb2.Input()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
         # Validate the layout again: the data may have changed since the pipeline was built.
-        detect_layout(root, class_names=config["class_names"], eval_percent=config["eval_percent"])
+        detect_layout(config.get("path", root), class_names=config["class_names"],
+                      eval_percent=config["eval_percent"])
         patterns = {s.name: s.pattern for s in input_config.splits}
         hash_split = len(set(patterns.values())) == 1
         return {
