@@ -99,7 +99,8 @@ def test_executor_on_split_folders_tsv_and_tfrecord(tmp_path: Path) -> None:
     assert {p.tobytes() for p, _ in _decode(out["eval"])} == want
 
     tfr = datagen.write_tfrecord(tmp_path / "tfr" / "data.tfrecord.gz", 50)
-    out = datagen.run_example_gen_executor(tfr.parent, tmp_path / "out_tfr", eval_percent=30)
+    (tmp_path / "tfr" / "unrelated.txt").write_text("a single file is read on its own")
+    out = datagen.run_example_gen_executor(tfr, tmp_path / "out_tfr", eval_percent=30)
     expected_eval = sum(readers.in_split(f"data.tfrecord.gz#{i}", "eval", 30) for i in range(50))
     assert {k: len(v) for k, v in out.items()} == {"train": 50 - expected_eval, "eval": expected_eval}
     # Records in our layout pass through unchanged (same canonical serialization).

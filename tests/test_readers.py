@@ -244,6 +244,23 @@ def test_detect_tfrecord_flat_and_split_folders(tmp_path: Path) -> None:
     assert layout.splits == {"train": "Split-train/*tfrecord*", "eval": "Split-eval/*tfrecord*"}
 
 
+def test_detect_single_files(tmp_path: Path) -> None:
+    record = datagen.write_tfrecord(tmp_path / "d" / "mnist.tfrecord", 3)
+    (tmp_path / "d" / "notes.txt").write_text("other files in the folder do not matter")
+    layout = detect_layout(str(record))
+    assert (layout.kind, layout.root, layout.splits) == (
+        "tfrecord", str((tmp_path / "d").resolve()), {"train": "mnist.tfrecord", "eval": "mnist.tfrecord"}
+    )
+    tsv = datagen.write_iris_tsv(tmp_path / "iris") / "train.tsv"
+    layout = detect_layout(str(tsv))
+    assert (layout.kind, layout.splits["eval"]) == ("iris_tsv", "train.tsv")
+    assert layout.class_names == features.DIGIT_CLASS_NAMES
+    images, _ = datagen.write_idx(tmp_path / "idx", 4)
+    assert detect_layout(str(images)).kind == "idx"
+    with pytest.raises(DataError, match="a single file must be"):
+        detect_layout(str(tmp_path / "d" / "notes.txt"))
+
+
 def test_detect_layout_does_not_import_tensorflow(tmp_path: Path) -> None:
     import subprocess
     import sys
