@@ -51,6 +51,24 @@ def test_corrupted_image_stops_example_gen_with_the_file_name(tmp_path: Path) ->
     assert "[while running" not in str(info.value)  # Beam's wrapping is removed
 
 
+@pytest.mark.slow
+def test_corrupted_image_fails_the_local_dag_run_and_publishes_nothing(tmp_path: Path) -> None:
+    import ml_metadata as mlmd
+    from ml_metadata.proto import metadata_store_pb2
+
+    from tests.test_example_gen import _run_pipeline
+
+    root = datagen.write_png_folder(tmp_path / "data", n_per_class=2, split_folders=True)
+    (root / "training" / "1" / "11.png").write_bytes(b"\x89PNG\r\n\x1a\n but then nothing")
+    with pytest.raises(DataError, match=r"training/1/11\.png: cannot decode the image \(not a recognised"):
+        _run_pipeline(root, tmp_path)
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(tmp_path / "metadata.sqlite")
+    examples = mlmd.MetadataStore(config).get_artifacts_by_type("Examples")
+    assert all(a.state != metadata_store_pb2.Artifact.LIVE for a in examples)
+    assert not list((tmp_path / "root").rglob("Split-*"))
+
+
 # --- an image that is not 28x28 grey and cannot be converted ---------------------------------
 
 

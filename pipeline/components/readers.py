@@ -106,8 +106,9 @@ def decode_image(data: bytes, source: str) -> np.ndarray:
     except DataError:
         raise
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        reason = "not a recognised image format" if isinstance(exc, UnidentifiedImageError) else str(exc)
         raise DataError(
-            f"{source}: cannot decode the image ({exc}); the file is corrupted or not an image. "
+            f"{source}: cannot decode the image ({reason}); the file is corrupted or not an image. "
             "Replace it with a valid PNG/JPEG or delete it"
         ) from exc
 
