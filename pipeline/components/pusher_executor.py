@@ -45,13 +45,36 @@ def _locked(base_directory: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+PUSHED_FROM_RELPATH = os.path.join("assets.extra", "pushed_from.txt")
+
+
+def _pushed_from(version_dir: str) -> str | None:
+    try:
+        with open(os.path.join(version_dir, PUSHED_FROM_RELPATH)) as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
 def push_new_version(model_path: str, base_directory: str) -> tuple[int, str]:
-    """Copy the SavedModel at ``model_path`` to ``base_directory/<max+1>``; returns (N, path)."""
+    """Copy the SavedModel at ``model_path`` to ``base_directory/<max+1>``; returns (N, path).
+
+    Idempotent: if the newest version was pushed from the same ``model_path`` (a re-run whose
+    Trainer was cached, blessed again), that version is returned and nothing is copied.
+    """
     with _locked(base_directory):
-        version = (existing_versions(base_directory) or [0])[-1] + 1
+        versions = existing_versions(base_directory)
+        if versions:
+            newest = os.path.join(base_directory, str(versions[-1]))
+            if _pushed_from(newest) == os.path.abspath(model_path):
+                return versions[-1], newest
+        version = (versions or [0])[-1] + 1
         staging = tempfile.mkdtemp(prefix=f".push-{version}-", dir=base_directory)
         try:
             shutil.copytree(model_path, staging, dirs_exist_ok=True)
+            os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
+            with open(os.path.join(staging, PUSHED_FROM_RELPATH), "w") as handle:
+                handle.write(os.path.abspath(model_path) + "\n")
             destination = os.path.join(base_directory, str(version))
             os.rename(staging, destination)
         except BaseException:

@@ -1,0 +1,177 @@
+"""The whole graph on tiny generated data: MLMD records, pushed layout, cache, blessing, retrain.
+
+These share one session run (``tiny_pipeline_run``) and re-run it with changes; each test states
+its expectations relative to what is on disk when it starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY_HPARAMS, TinyRun, run_tiny
+
+pytestmark = pytest.mark.slow
+
+COMPONENTS = ["ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
+              "Trainer", "LatestBlessedModelResolver", "Evaluator", "Pusher"]
+ARTIFACT_TYPES = {
+    "ExampleGen": {"Examples"},
+    "StatisticsGen": {"ExampleStatistics"},
+    "SchemaGen": {"Schema"},
+    "ExampleValidator": {"ExampleAnomalies"},
+    "Transform": {"TransformGraph", "Examples"},
+    "Trainer": {"Model", "ModelRun"},
+    "Evaluator": {"ModelEvaluation", "ModelBlessing"},
+    "Pusher": {"PushedModel"},
+}
+
+
+def _store(run: TinyRun):
+    from ml_metadata.metadata_store import metadata_store
+
+    from pipeline.metadata_config import connection_config
+
+    return metadata_store.MetadataStore(connection_config(run.metadata_path))
+
+
+def _outputs_by_component(run: TinyRun, run_id: str) -> dict[str, list]:
+    """{component id: [output artifacts]} of one pipeline run, read from MLMD."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    store = _store(run)
+    run_context = store.get_context_by_type_and_name("pipeline_run", run_id)
+    executions = {e.id for e in store.get_executions_by_context(run_context.id)}
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    result: dict[str, list] = {}
+    for name in COMPONENTS:
+        node = store.get_context_by_type_and_name("node", f"{run.model_name}.{name}")
+        ids = [e.id for e in store.get_executions_by_context(node.id) if e.id in executions]
+        events = [ev for ev in store.get_events_by_execution_ids(ids)
+                  if ev.type == metadata_store_pb2.Event.OUTPUT]
+        artifacts = store.get_artifacts_by_id([ev.artifact_id for ev in events]) if events else []
+        result[name] = [(types[a.type_id], a) for a in artifacts]
+    return result
+
+
+def _tree_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    for folder, dirs, files in sorted(os.walk(path)):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(folder, name)
+            digest.update(full.encode())
+            digest.update(Path(full).read_bytes())
+    return digest.hexdigest()
+
+
+def _versions(run: TinyRun) -> list[str]:
+    base = Path(run.serving_dir) / run.model_name
+    return sorted((p.name for p in base.iterdir() if p.name.isdigit()), key=int) if base.exists() else []
+
+
+def test_first_run_records_every_component_in_mlmd(tiny_pipeline_run: TinyRun) -> None:
+    run = tiny_pipeline_run
+    summary = run.summary
+    assert summary.succeeded, summary.states
+    assert set(summary.states) == set(COMPONENTS)
+    assert summary.blessed is True and summary.pushed_version == 1
+    assert 0.5 <= summary.accuracy <= 1.0
+    assert set(summary.per_label_accuracy) == {str(i) for i in range(10)}
+    outputs = _outputs_by_component(run, summary.run_id)
+    for component, expected in ARTIFACT_TYPES.items():
+        assert expected <= {t for t, _ in outputs[component]}, component
+    model = next(a for t, a in outputs["Trainer"] if t == "Model")
+    props = model.custom_properties
+    assert json.loads(props["hparams"].string_value)["filters_1"] == TINY_HPARAMS.filters_1
+    assert props["train_examples"].int_value == 160 and props["eval_examples"].int_value == 40
+    assert props["train_seconds"].double_value > 0
+    assert len(json.loads(props["history"].string_value)) == TINY_HPARAMS.epochs
+    assert json.loads(props["class_names"].string_value)[3] == "three"
+    assert os.path.isdir(props["tensorboard_dir"].string_value)
+    evaluation = next(a for t, a in outputs["Evaluator"] if t == "ModelEvaluation")
+    metrics = json.loads(evaluation.custom_properties["metrics"].string_value)
+    assert metrics["overall"]["sparse_categorical_accuracy"] == pytest.approx(summary.accuracy)
+    assert metrics["overall"]["example_count"] == 40
+    pushed = next(a for t, a in outputs["Pusher"] if t == "PushedModel")
+    assert pushed.custom_properties["pushed_version"].string_value == "1"
+    # The user-facing summary names the outcome and where things are.
+    for text in ("blessed:       yes", "pushed:        version 1", "tensorboard", "metadata:"):
+        assert text in run.output
+    for name in COMPONENTS:
+        assert name in run.output
+
+
+def test_pushed_version_layout(tiny_pipeline_run: TinyRun) -> None:
+    import tensorflow as tf
+
+    base = Path(tiny_pipeline_run.serving_dir) / tiny_pipeline_run.model_name
+    version = base / "1"
+    assert (version / "saved_model.pb").is_file() and (version / "variables").is_dir()
+    assert (version / "assets.extra" / "dict.tsv").read_text().splitlines()[1] == "0\tzero"
+    assert not [p for p in base.iterdir() if p.name.startswith(".push-")]  # no staging left
+    loaded = tf.saved_model.load(str(version))
+    assert {"serving_default", "serving_examples", "serving_images"} <= set(loaded.signatures)
+
+
+def test_second_run_hits_the_cache_and_pushes_nothing_new(tiny_pipeline_run: TinyRun) -> None:
+    run = tiny_pipeline_run
+    before = _versions(run)
+    summary, output = run_tiny(run)
+    for name in ("ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
+                 "Trainer"):
+        assert summary.states[name] == "CACHED", (name, summary.states)
+    assert "cached in" in output
+    # Same model, blessed again against itself: the Pusher reuses its version, no duplicate.
+    assert _versions(run) == before
+    assert summary.pushed_version == int(before[-1])
+
+
+def test_worse_model_is_neither_blessed_nor_pushed(tiny_pipeline_run: TinyRun) -> None:
+    run = tiny_pipeline_run
+    before = _versions(run)
+    digests = {v: _tree_digest(str(Path(run.serving_dir) / run.model_name / v)) for v in before}
+    worse = TINY_HPARAMS.replace(epochs=1, learning_rate=1e-5)
+    summary, output = run_tiny(run, hparams=worse)
+    assert summary.states["Trainer"] == "COMPLETE"
+    assert summary.blessed is False
+    assert summary.pushed_version is None
+    assert "nothing (serving_model/ unchanged)" in output
+    assert _versions(run) == before
+    for version, digest in digests.items():
+        assert _tree_digest(str(Path(run.serving_dir) / run.model_name / version)) == digest
+
+
+def test_warm_start_continues_from_the_latest_model(tiny_pipeline_run: TinyRun) -> None:
+    run = tiny_pipeline_run
+    summary, _ = run_tiny(run, warm_start=True, hparams=TINY_HPARAMS.replace(epochs=2))
+    assert summary.states["LatestModelResolver"] == "COMPLETE"
+    outputs = _outputs_by_component(run, summary.run_id)
+    model = next(a for t, a in outputs["Trainer"] if t == "Model")
+    warm_from = model.custom_properties["warm_start_from"].string_value
+    assert warm_from.endswith(os.path.join("keras", "weights.h5")) and os.path.isfile(warm_from)
+    # Two more epochs on top of a trained model beat two epochs from scratch on this data.
+    assert summary.accuracy >= 0.5
+
+
+def test_bad_data_stops_the_run_and_keeps_what_was_pushed(tiny_pipeline_run: TinyRun,
+                                                           tmp_path: Path) -> None:
+    from pipeline.components.image_example_gen import DataError
+    from pipeline.run import PipelineFailed
+    from tests.datagen import write_png_folder
+
+    run = tiny_pipeline_run
+    before = {v: _tree_digest(str(Path(run.serving_dir) / run.model_name / v))
+              for v in _versions(run)}
+    data = write_png_folder(tmp_path / "data", n_per_class=4, split_folders=True)
+    broken = data / "training" / "3" / "1.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    with pytest.raises((DataError, PipelineFailed), match="1.png"):
+        run_tiny(run, data=str(data))
+    after = {v: _tree_digest(str(Path(run.serving_dir) / run.model_name / v))
+             for v in _versions(run)}
+    assert after == before
