@@ -7,6 +7,7 @@ Exit 0 on success, 2 for usage/input errors (one line on stderr), 1 for backend 
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import asdict
 from typing import Any
@@ -45,6 +46,7 @@ Examples:
   mlmodel label mnist canary version=2
   mlmodel stop mnist
   mlmodel history mnist --output json
+  mlmodel report mnist --out mnist.html
   mlmodel import name=tf_clothes type=tf category=classification algorithm=deep \\
       format=saved_model path=model.tar
   mlmodel export name=mnist path=mnist.tar
@@ -60,7 +62,7 @@ Examples:
 @click.option("--user", default=None, help="Who acts (default $USER, else root).")
 def cli(**_: Any) -> None:
     """Manage models: list, summary, delete, import, export, deploy, stop, rollback, label,
-    history. Pipeline models (named after the pipeline's --model-name) appear by themselves."""
+    history, report. Pipeline models (named after the pipeline's --model-name) appear by themselves."""
 
 
 def command(name: str, epilog: str) -> Any:
@@ -270,6 +272,25 @@ def history_cmd(ctx: click.Context, name: str, **_: Any) -> None:
         [[render.list_time(e.at), e.action, e.version or "-", e.label or "-",
           e.current_version or "-", "on" if e.serving else "off", e.user, e.detail]
          for e in entries])
+
+
+@command("report", "  mlmodel report mnist\n  mlmodel report mnist --out /tmp/mnist.html\n")
+@click.argument("name")
+@click.option("--out", default="report.html", show_default=True, type=click.Path(dir_okay=False),
+              help="HTML file to write (atomically; images are embedded).")
+@common_options
+@click.pass_context
+@fail_on_errors
+def report_cmd(ctx: click.Context, name: str, out: str, **_: Any) -> None:
+    """Write an HTML report on NAME's newest run: data statistics and anomalies, training curves,
+    per-class accuracy, confusion matrix, misclassified images, and the previous blessed model."""
+    from registry.cliutil import settings
+    from registry.report import write_report  # TensorFlow and matplotlib load only here
+
+    values = settings(ctx)
+    path = write_report(values.get("metadata"), values.get("serving_dir"), name, out)
+    render.print_table(["result", "path", "size"], [["ok", path, os.path.getsize(path)]],
+                       output=values["output"])
 
 
 cli.add_command(status_command, "status")  # also here: `mlmodel status NAME`

@@ -1,0 +1,104 @@
+"""``mlmodel report``: a self-contained HTML report on a real tiny pipeline run."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY_HPARAMS, TinyRun, run_tiny
+
+pytestmark = pytest.mark.slow
+
+SECTIONS = ("data", "anomalies", "training", "per-class", "confusion", "misclassified",
+            "comparison")
+IMAGE_RE = re.compile(r'<img alt="([^"]*)" src="data:image/png;base64,([A-Za-z0-9+/=]+)">')
+
+
+def _images(text: str) -> dict[str, tuple[int, int]]:
+    """alt text -> (width, height) of every embedded image; each must be a real PNG."""
+    from PIL import Image
+
+    sizes = {}
+    for alt, data in IMAGE_RE.findall(text):
+        raw = base64.b64decode(data, validate=True)
+        assert raw.startswith(b"\x89PNG\r\n\x1a\n"), alt
+        with Image.open(io.BytesIO(raw)) as image:
+            assert image.format == "PNG"
+            image.load()  # decodes every pixel: a truncated or corrupt PNG raises here
+            sizes[alt] = image.size
+    return sizes
+
+
+def _cli(*args: str) -> int:
+    from registry.cli import cli
+
+    try:
+        code = cli.main(args=list(args), prog_name="mlmodel", standalone_mode=False)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return int(code or 0)
+
+
+def test_report_has_every_section_and_real_images(tiny_pipeline_run: TinyRun,
+                                                  tmp_path: Path) -> None:
+    from registry.api import open_registry
+
+    run = tiny_pipeline_run
+    reg = open_registry(run.metadata_path, run.serving_dir)
+    first = reg.summary(run.model_name).lineage
+    # A second model (fewer epochs; the upstream components come from the cache), so the report
+    # has a previous blessed model to compare with.
+    summary, _ = run_tiny(run, hparams=TINY_HPARAMS.replace(epochs=4))
+    second = reg.summary(run.model_name).lineage
+    assert second["model_artifact_id"] != first["model_artifact_id"]
+
+    out = tmp_path / "sub" / "report.html"
+    out.parent.mkdir()
+    code = _cli("--metadata", run.metadata_path, "--serving-dir", run.serving_dir,
+                "report", run.model_name, "--out", str(out))
+    assert code == 0
+    text = out.read_text(encoding="utf-8")
+    assert [p.name for p in out.parent.iterdir()] == ["report.html"], "temporary file left behind"
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in text, section
+    assert "http://" not in text and "https://" not in text, "the report must be self-contained"
+
+    sizes = _images(text)
+    for alt in ("examples per class", "training curves", "per-class accuracy", "confusion matrix"):
+        assert alt in sizes, f"figure {alt!r} missing; found {sorted(sizes)}"
+    for alt, (width, height) in sizes.items():
+        assert 150 <= width <= 3000 and 100 <= height <= 3000, (alt, width, height)
+
+    # Data: both splits' example counts from TFDV, and the ExampleValidator's verdict.
+    data = text.split('<section id="data">')[1].split("</section>")[0]
+    assert re.search(r"train: <b>\d+</b> examples", data) and "eval: <b>40</b> examples" in data
+    assert "No anomalies" in text.split('<section id="anomalies">')[1].split("</section>")[0]
+    # Per-class table: every class with its 4 eval examples.
+    per_class = text.split('<section id="per-class">')[1].split("</section>")[0]
+    assert "40 eval examples scored" in per_class
+    assert per_class.count("<td>4</td>") >= 10
+    # Comparison: the first model, if it was blessed, is the previous blessed one.
+    comparison = text.split('<section id="comparison">')[1].split("</section>")[0]
+    if first["blessed"]:
+        assert f"Previous blessed model: artifact {first['model_artifact_id']}" in comparison
+        assert "sparse_categorical_accuracy" in comparison
+    else:
+        assert "no earlier blessed model" in comparison
+    assert f"artifact</td><td>{second['model_artifact_id']}" in text
+
+
+def test_report_errors_name_the_problem(tiny_pipeline_run: TinyRun, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    run = tiny_pipeline_run
+    base = ["--metadata", run.metadata_path, "--serving-dir", run.serving_dir, "report"]
+    assert _cli(*base, "no_such_model", "--out", str(tmp_path / "r.html")) == 2
+    err = capsys.readouterr().err
+    assert "no_such_model" in err and "mlmodel list" in err and len(err.splitlines()) == 1
+    assert _cli(*base, run.model_name, "--out", str(tmp_path / "missing" / "r.html")) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "missing" in err
+    assert not (tmp_path / "r.html").exists()
