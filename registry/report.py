@@ -320,9 +320,10 @@ def figure_per_class(per_class: list[float], class_names: list[str],
         ax.bar(x - 0.2, baseline, 0.4, color="tab:gray", label="previous blessed")
         ax.bar(x + 0.2, per_class, 0.4, color="tab:blue", label="this model")
     ax.set_xticks(x, class_names, rotation=30)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.3)
+    ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     ax.set_ylabel("accuracy")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper right", ncol=2)
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 
@@ -564,7 +565,8 @@ def build_report(metadata: str | None, serving_dir: str | None, name: str) -> st
     # -- comparison with the previous blessed model
     if previous is not None:
         before = previous.evaluation.get("overall", {}) or {}
-        keys = sorted({*overall, *before} - {f"{ACCURACY}_diff"},
+        keys = sorted((k for k in {*overall, *before}
+                       if not k.endswith(("_diff", "_baseline"))),
                       key=lambda k: (k != ACCURACY, k))
         rows = []
         for key in keys:

@@ -102,3 +102,28 @@ def test_report_errors_name_the_problem(tiny_pipeline_run: TinyRun, tmp_path: Pa
     err = capsys.readouterr().err
     assert "does not exist" in err and "missing" in err
     assert not (tmp_path / "r.html").exists()
+
+
+def test_misclassified_grid_and_confusion_figures_are_pngs() -> None:
+    import numpy as np
+    from PIL import Image
+
+    from registry import report
+    from tests.datagen import synthetic_images
+
+    labels = np.arange(40) % 10
+    wrong = (labels + (np.arange(40) % 3 == 0)) % 10  # every third image is called the next digit
+    pred = report.Predictions(labels=labels, predicted=wrong, images=synthetic_images(labels))
+    names = [str(i) for i in range(10)]
+    grid = report.figure_misclassified(pred, names)
+    assert grid is not None
+    with Image.open(io.BytesIO(base64.b64decode(grid))) as image:
+        image.load()
+        assert image.format == "PNG" and image.size[0] > 300 and image.size[1] > 200
+    right = report.Predictions(labels=labels, predicted=labels, images=pred.images)
+    assert report.figure_misclassified(right, names) is None
+    matrix = np.zeros((10, 10), dtype=np.int64)
+    np.add.at(matrix, (labels, wrong), 1)
+    with Image.open(io.BytesIO(base64.b64decode(report.figure_confusion(matrix, names)))) as image:
+        image.load()
+        assert image.format == "PNG"
