@@ -28,10 +28,11 @@ _skip_autograph_for_tf_keras()
 
 
 def build_model(hparams: HParams | None = None) -> tf.keras.Model:
-    """A small VGG-style CNN for 28x28x1 images in [0, 1] -> softmax over NUM_CLASSES.
+    """A small CNN for 28x28x1 images in [0, 1] -> softmax over NUM_CLASSES.
 
-    Two conv blocks (``filters_1``, ``filters_2``), two dense layers (``hidden_units_1/2``) with
-    dropout. With ``augment`` the model starts with random shifts/zoom/rotation, which are active
+    Two conv blocks (3x3 conv ``filters_1`` / ``filters_2``, batch norm, ReLU, 2x2 max pool), then
+    two dense layers (``hidden_units_1/2``) with dropout. One conv per block keeps an epoch over
+    60k images near half a minute on two CPU cores. With ``augment`` the model starts with random shifts/zoom/rotation, which are active
     only while training, so serving sees the identity.
     """
     hp = hparams or HParams()
@@ -43,10 +44,9 @@ def build_model(hparams: HParams | None = None) -> tf.keras.Model:
         x = keras.layers.RandomRotation(0.04, fill_mode="constant", name="aug_rotate")(x)
         x = keras.layers.RandomZoom(0.08, fill_mode="constant", name="aug_zoom")(x)
     for block, filters in enumerate((hp.filters_1, hp.filters_2), start=1):
-        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{block}a")(x)
-        x = keras.layers.BatchNormalization(name=f"bn{block}a")(x)
-        x = keras.layers.Activation("relu")(x)
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{block}b")(x)
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{block}")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{block}")(x)
+        x = keras.layers.Activation("relu", name=f"relu{block}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{block}")(x)
     x = keras.layers.Flatten()(x)
     for layer, units in enumerate((hp.hidden_units_1, hp.hidden_units_2), start=1):

@@ -73,7 +73,8 @@ def run_pipeline(
 
         connection = connection_config(config.metadata_path)
         pipeline = create_pipeline(config, data, connection, beam)
-        progress = ProgressReporter(terminal, total=len(pipeline.components))
+        stream = terminal if out is sys.stdout else out
+        progress = ProgressReporter(stream, total=len(pipeline.components))
         error: BaseException | None = None
         with reporting(progress):
             try:

@@ -1,0 +1,165 @@
+"""Pipeline benchmark: wall time per component and end to end, vs plain Keras in the same run.
+
+For each dataset (the embedded digits; Fashion-MNIST's 60k/10k when Debian's
+``dataset-fashion-mnist`` is installed) this:
+
+1. runs the whole pipeline with default settings in a fresh temporary root (no cache), timing
+   every component and the whole run, and reads the eval accuracy from MLMD;
+2. trains the same model (same hyperparameters and epochs) in plain Keras on in-memory numpy
+   arrays of the same images, in this process, and prints the ratio Trainer / Keras.
+
+Usage: ``python benchmarks/pipeline_bench.py [--datasets digits,fashion-mnist] [--epochs N]``.
+Results are printed as a table and written to ``benchmarks/out/pipeline_bench.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import modules  # noqa: E402,F401  (Keras 2 before TensorFlow)
+from pipeline.config import PipelineConfig, default_epochs  # noqa: E402
+from pipeline.datasets import resolve_data  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def machine() -> str:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, {cpu}"
+
+
+def load_arrays(dataset: str, eval_percent: int):
+    """The same train/eval images the pipeline reads, as numpy arrays (uint8, int)."""
+    import numpy as np
+
+    from pipeline.components import readers
+
+    data = resolve_data(None, dataset)
+    if dataset == "fashion-mnist":
+        root = Path(data.path)
+        x, y = readers.read_idx_pair(str(root / "train-images-idx3-ubyte.gz"),
+                                     str(root / "train-labels-idx1-ubyte.gz"))
+        xe, ye = readers.read_idx_pair(str(root / "t10k-images-idx3-ubyte.gz"),
+                                       str(root / "t10k-labels-idx1-ubyte.gz"))
+        return x, y, xe, ye
+    splits = {}
+    for split in ("train", "eval"):
+        items = list(readers.iter_image_folder(data.path, None, data.class_names, split=split,
+                                               eval_percent=eval_percent))
+        splits[split] = (np.stack([p for _, p, _ in items]), np.array([lbl for _, _, lbl in items]))
+    return (*splits["train"], *splits["eval"])
+
+
+def keras_baseline(dataset: str, config: PipelineConfig) -> dict[str, float]:
+    """Same model, same epochs, plain ``model.fit`` on in-memory arrays."""
+    import numpy as np
+
+    from modules.model import build_model
+
+    x, y, xe, ye = load_arrays(dataset, config.eval_percent)
+    x = (x[..., None] / 255.0).astype(np.float32)
+    xe = (xe[..., None] / 255.0).astype(np.float32)
+    model = build_model(config.hparams)
+    started = time.monotonic()
+    model.fit(x, y, batch_size=config.hparams.batch_size, epochs=config.hparams.epochs,
+              validation_data=(xe, ye), verbose=0)
+    seconds = time.monotonic() - started
+    accuracy = float(model.evaluate(xe, ye, verbose=0)[1])
+    return {"fit_seconds": seconds, "accuracy": accuracy, "train": len(y), "eval": len(ye)}
+
+
+def run_one(dataset: str, epochs: int | None) -> dict[str, object]:
+    from ml_metadata.metadata_store import metadata_store
+
+    from pipeline.metadata_config import connection_config
+    from pipeline.run import run_pipeline
+
+    with tempfile.TemporaryDirectory(prefix=f"bench-{dataset}-") as tmp:
+        from modules.hparams import HParams
+
+        config = PipelineConfig(
+            model_name=f"bench_{dataset.replace('-', '_')}", dataset=dataset,
+            pipeline_root=f"{tmp}/root", metadata_path=f"{tmp}/metadata.sqlite",
+            serving_dir=f"{tmp}/serving", log_dir=f"{tmp}/logs", enable_cache=False,
+            hparams=HParams(epochs=epochs or default_epochs(dataset, None)),
+        )
+        out = io.StringIO()
+        started = time.monotonic()
+        summary = run_pipeline(config, out=out)
+        total = time.monotonic() - started
+        store = metadata_store.MetadataStore(connection_config(config.metadata_path))
+        model = store.get_artifacts_by_uri(summary.model_uri)[0] if summary.model_uri else None
+        fit_seconds = model.custom_properties["train_seconds"].double_value if model else None
+        print(out.getvalue(), file=sys.stderr)
+        baseline = keras_baseline(dataset, config)
+    trainer = summary.component_seconds.get("Trainer")
+    return {
+        "dataset": dataset, "epochs": config.hparams.epochs, "end_to_end_s": total,
+        "components_s": summary.component_seconds, "accuracy": summary.accuracy,
+        "blessed": summary.blessed, "trainer_fit_s": fit_seconds, "keras": baseline,
+        "trainer_vs_keras": (trainer / baseline["fit_seconds"]) if trainer else None,
+        "trainer_fit_vs_keras": (fit_seconds / baseline["fit_seconds"]) if fit_seconds else None,
+    }
+
+
+def print_table(results: list[dict[str, object]]) -> None:
+    names = ["ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
+             "Trainer", "LatestBlessedModelResolver", "Evaluator", "Pusher"]
+    header = f"{'':28}" + "".join(f"{r['dataset']:>16}" for r in results)
+    print(header)
+    for name in names:
+        print(f"{name:28}" + "".join(f"{r['components_s'].get(name, float('nan')):>15.1f}s"
+                                     for r in results))
+    rows = [
+        ("end to end", lambda r: f"{r['end_to_end_s']:.1f}s"),
+        ("eval accuracy (TFMA)", lambda r: f"{r['accuracy']:.4f}"),
+        ("blessed", lambda r: str(r["blessed"])),
+        ("epochs", lambda r: str(r["epochs"])),
+        ("Trainer fit only", lambda r: f"{r['trainer_fit_s']:.1f}s"),
+        ("plain Keras fit", lambda r: f"{r['keras']['fit_seconds']:.1f}s"),
+        ("plain Keras accuracy", lambda r: f"{r['keras']['accuracy']:.4f}"),
+        ("Trainer / Keras", lambda r: f"{r['trainer_vs_keras']:.2f}x"),
+        ("Trainer fit / Keras fit", lambda r: f"{r['trainer_fit_vs_keras']:.2f}x"),
+    ]
+    for label, fmt in rows:
+        print(f"{label:28}" + "".join(f"{fmt(r):>16}" for r in results))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="digits,fashion-mnist")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="override the per-dataset default epochs")
+    args = parser.parse_args()
+    results = []
+    for dataset in args.datasets.split(","):
+        if dataset == "fashion-mnist" and not Path("/usr/share/datasets/fashion-mnist").is_dir():
+            print("skipping fashion-mnist: apt-get install dataset-fashion-mnist", file=sys.stderr)
+            continue
+        results.append(run_one(dataset, args.epochs))
+    print(f"machine: {machine()}")
+    print_table(results)
+    OUT.mkdir(exist_ok=True)
+    (OUT / "pipeline_bench.json").write_text(
+        json.dumps({"machine": machine(), "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
