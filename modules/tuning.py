@@ -39,6 +39,34 @@ def search_space(base: HParams) -> keras_tuner.HyperParameters:
     return hp
 
 
+class _ForwardCallback(tf.keras.callbacks.Callback):
+    """A tf_keras callback that forwards to one of KerasTuner's Keras 3 callbacks."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def set_model(self, model: tf.keras.Model) -> None:
+        super().set_model(model)
+        self.inner.set_model(model)
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        super().set_params(params)
+        self.inner.set_params(params)
+
+
+def _forward(hook: str) -> Any:
+    def call(self: _ForwardCallback, *args: Any, **kwargs: Any) -> None:
+        getattr(self.inner, hook)(*args, **kwargs)
+
+    return call
+
+
+for _hook in ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+              "on_train_batch_begin", "on_train_batch_end", "on_test_begin", "on_test_end"):
+    setattr(_ForwardCallback, _hook, _forward(_hook))
+
+
 class CnnHyperModel(keras_tuner.HyperModel):
     """Builds our CNN from a trial's values; fits it for the trial's number of epochs."""
 
@@ -57,7 +85,30 @@ class CnnHyperModel(keras_tuner.HyperModel):
         hparams = self.trial_hparams(hp)
         kwargs["epochs"] = hparams.epochs
         kwargs["batch_size"] = hparams.batch_size
-        return model.fit(*args, **kwargs)
+        # KerasTuner's own callbacks are Keras 3 objects; tf_keras's fit needs tf_keras ones.
+        kwargs["callbacks"] = [c if isinstance(c, tf.keras.callbacks.Callback) else _ForwardCallback(c)
+                               for c in kwargs.get("callbacks") or []]
+        history = model.fit(*args, **kwargs).history
+        # KerasTuner accepts a Keras 3 History or a dict: report the best epoch's metrics (what it
+        # would read from a History for a "max" objective).
+        best = max(range(len(history[OBJECTIVE])), key=lambda i: history[OBJECTIVE][i])
+        return {name: float(values[best]) for name, values in history.items()}
+
+
+class TfKerasRandomSearch(keras_tuner.RandomSearch):
+    """RandomSearch over tf_keras models.
+
+    KerasTuner 1.4 imports the ``keras`` package (Keras 3, installed beside tf_keras) and rejects
+    any model that is not a Keras 3 ``Model``; our models are tf_keras (Keras 2) on purpose.
+    """
+
+    def _try_build(self, hp: keras_tuner.HyperParameters) -> tf.keras.Model:
+        tf.keras.backend.clear_session()
+        model = self._build_hypermodel(hp)
+        if not isinstance(model, tf.keras.Model):
+            raise keras_tuner.errors.FatalTypeError(
+                f"HyperModel.build() must return a tf.keras Model, got {type(model)}")
+        return model
 
 
 def tuner_fn(fn_args: Any) -> Any:
@@ -75,7 +126,7 @@ def tuner_fn(fn_args: Any) -> Any:
     if train is None or evaluation is None:
         raise ValueError(f"--tune loads the data into memory; more than {IN_MEMORY_LIMIT} examples "
                          "is too many, tune on a sample")
-    tuner = keras_tuner.RandomSearch(
+    tuner = TfKerasRandomSearch(
         CnnHyperModel(base),
         hyperparameters=search_space(base),
         objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
