@@ -121,7 +121,7 @@ def test_pushed_version_layout(tiny_pipeline_run: TinyRun) -> None:
 def test_second_run_hits_the_cache_and_pushes_nothing_new(tiny_pipeline_run: TinyRun) -> None:
     run = tiny_pipeline_run
     before = _versions(run)
-    summary, output = run_tiny(run)
+    summary, output = run_tiny(run, deploy_label="stable", deploy_user="tester")
     for name in ("ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
                  "Trainer"):
         assert summary.states[name] == "CACHED", (name, summary.states)
@@ -129,6 +129,16 @@ def test_second_run_hits_the_cache_and_pushes_nothing_new(tiny_pipeline_run: Tin
     # Same model, blessed again against itself: the Pusher reuses its version, no duplicate.
     assert _versions(run) == before
     assert summary.pushed_version == int(before[-1])
+    # --deploy: the blessed push is deployed through the registry, and the server would see it.
+    from registry.api import open_registry
+
+    assert summary.deployed.serving_name == "tester_tiny"
+    assert f"deployed:      tester_tiny version {summary.deployed.latest_version}" in output
+    snapshot = open_registry(run.metadata_path, run.serving_dir).serving_snapshot()
+    current = [v for v in snapshot if v.serving_name == "tester_tiny" and v.current]
+    assert current and current[0].version == summary.deployed.latest_version
+    assert "stable" in current[0].labels
+    assert (Path(current[0].path) / "saved_model.pb").is_file()
 
 
 def test_worse_model_is_neither_blessed_nor_pushed(tiny_pipeline_run: TinyRun) -> None:
