@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import modules  # noqa: E402,F401  (Keras 2 before TensorFlow)
-from pipeline.config import PipelineConfig, default_epochs  # noqa: E402
+from pipeline.config import PipelineConfig, default_augment, default_epochs  # noqa: E402
 from pipeline.datasets import resolve_data  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -98,7 +98,8 @@ def run_one(dataset: str, epochs: int | None) -> dict[str, object]:
             model_name=f"bench_{dataset.replace('-', '_')}", dataset=dataset,
             pipeline_root=f"{tmp}/root", metadata_path=f"{tmp}/metadata.sqlite",
             serving_dir=f"{tmp}/serving", log_dir=f"{tmp}/logs", enable_cache=False,
-            hparams=HParams(epochs=epochs or default_epochs(dataset, None)),
+            hparams=HParams(epochs=epochs or default_epochs(dataset, None),
+                            augment=default_augment(dataset, None)),
         )
         out = io.StringIO()
         started = time.monotonic()

@@ -72,8 +72,9 @@ def pipeline_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      default=(d.hidden_units_1, d.hidden_units_2), show_default=True,
                      help="Units of the two dense layers."),
         click.option("--dropout", type=float, default=d.dropout, show_default=True),
-        click.option("--augment/--no-augment", default=d.augment, show_default=True,
-                     help="Random shifts, small rotations and zoom while training."),
+        click.option("--augment/--no-augment", default=None,
+                     help="Random shifts, small rotations and zoom while training (default: on "
+                          "for digits and your data, off for fashion-mnist)."),
         click.option("--accuracy-threshold", type=float, default=0.9, show_default=True,
                      help="Bless only models with eval accuracy at least this."),
         click.option("--max-accuracy-drop", type=float, default=0.01, show_default=True,
@@ -115,7 +116,9 @@ def config_from_options(options: dict[str, Any]) -> cfg.PipelineConfig:
         filters_1=options["filters"][0], filters_2=options["filters"][1],
         hidden_units_1=options["hidden_units"][0], hidden_units_2=options["hidden_units"][1],
         dropout=options["dropout"], learning_rate=options["learning_rate"], epochs=epochs,
-        batch_size=options["batch_size"], augment=options["augment"],
+        batch_size=options["batch_size"],
+        augment=(options["augment"] if options.get("augment") is not None
+                 else cfg.default_augment(options.get("dataset"), options.get("data"))),
     )
     class_names = None
     if options.get("class_names"):

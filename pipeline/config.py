@@ -11,9 +11,13 @@ from modules.hparams import HParams
 ENV_METADATA = "MNIST_TFX_METADATA"
 ENV_SERVING_DIR = "MNIST_TFX_SERVING_DIR"
 
-# Defaults per embedded dataset: few images need more passes; Fashion-MNIST's 60k need few.
+# Defaults per embedded dataset. 1,437 digits need many passes and augmentation to generalise;
+# Fashion-MNIST's 60k need few passes, and augmentation only slows them down (it under-fits at 8
+# epochs: 85% vs 91%). Your own data get the middle ground.
 DATASET_EPOCHS = {"digits": 30, "fashion-mnist": 8}
+DATASET_AUGMENT = {"digits": True, "fashion-mnist": False}
 DEFAULT_EPOCHS = 10
+DEFAULT_AUGMENT = True
 
 
 @dataclasses.dataclass
@@ -81,3 +85,9 @@ def default_epochs(dataset: str | None, data: str | None) -> int:
     if data:
         return DEFAULT_EPOCHS
     return DATASET_EPOCHS.get(dataset or "digits", DEFAULT_EPOCHS)
+
+
+def default_augment(dataset: str | None, data: str | None) -> bool:
+    if data:
+        return DEFAULT_AUGMENT
+    return DATASET_AUGMENT.get(dataset or "digits", DEFAULT_AUGMENT)
