@@ -38,27 +38,33 @@ IN_MEMORY_LIMIT = 2_000_000
 
 def _load_arrays(file_pattern: list[str], data_accessor: Any, tf_transform_output: Any,
                  limit: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """All transformed (image, label) pairs as numpy arrays, or None when there are too many."""
-    import tensorflow_transform as tft  # noqa: F401  (registers the TFT ops the reader needs)
-    from tfx_bsl.public import tfxio
+    """All transformed (image, label) pairs as numpy arrays, or None when there are too many.
 
-    dataset = data_accessor.tf_dataset_factory(
-        file_pattern,
-        tfxio.TensorFlowDatasetOptions(batch_size=4096, num_epochs=1, shuffle=False,
-                                       label_key=features.LABEL_XF_KEY),
-        tf_transform_output.transformed_metadata.schema,
-    )
+    Reads Transform's TFRecords with plain tf.data and one vectorised ``parse_example`` per 8k
+    records: for 70k images that is a few seconds, against ~30 s through tfxio's RecordBatches.
+    """
+    del data_accessor  # the files are tf.Examples written by Transform; parsed directly below
+    files = sorted(f for pattern in file_pattern for f in tf.io.gfile.glob(pattern))
+    if not files:
+        raise ValueError(f"no transformed examples match {file_pattern}: the split is empty")
+    spec = tf_transform_output.transformed_feature_spec()
+    spec = {features.IMAGE_XF_KEY: spec[features.IMAGE_XF_KEY],
+            features.LABEL_XF_KEY: spec[features.LABEL_XF_KEY]}
+    compression = "GZIP" if files[0].endswith(".gz") else ""
+    dataset = (tf.data.TFRecordDataset(files, compression_type=compression)
+               .batch(8192)
+               .map(lambda records: tf.io.parse_example(records, spec),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+               .prefetch(2))
     images: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     count = 0
-    for batch_features, batch_labels in dataset:
-        images.append(batch_features[features.IMAGE_XF_KEY].numpy())
-        labels.append(np.reshape(batch_labels.numpy(), [-1]))
+    for batch in dataset:
+        images.append(batch[features.IMAGE_XF_KEY].numpy())
+        labels.append(np.reshape(batch[features.LABEL_XF_KEY].numpy(), [-1]))
         count += len(labels[-1])
         if count > limit:
             return None
-    if not images:
-        raise ValueError(f"no examples found in {file_pattern}: the split is empty")
     x = np.concatenate(images).reshape([-1, *features.IMAGE_SHAPE]).astype(np.float32)
     return x, np.concatenate(labels).astype(np.int64)
 
