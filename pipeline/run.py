@@ -79,7 +79,9 @@ def run_pipeline(
         with reporting(progress):
             try:
                 if orchestrator == "beam":
-                    tfx.orchestration.experimental.BeamDagRunner().run(pipeline)
+                    from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+
+                    BeamDagRunner().run(pipeline)
                 else:
                     tfx.orchestration.LocalDagRunner().run(pipeline)
             except Exception as exc:  # noqa: BLE001 - reported below with the component's name

@@ -329,10 +329,29 @@ class Registry:
 
     # ------------------------------------------------------------------ list / summary
     def list_models(self) -> list[ModelRow]:
-        rows = []
-        for model in self._models():
-            rows.append(self._row(model))
-        return rows
+        models = self._models()
+        self._prefetch_latest(models)
+        return [self._row(model) for model in models]
+
+    def _prefetch_latest(self, models: list[_Model]) -> None:
+        """Find every pipeline model's newest Model artifact with one query instead of one each.
+
+        Our Trainer records ``model_name`` (= the pipeline name) on its Model artifact; models
+        whose artifacts lack it (other pipelines' Trainers) keep the per-model query.
+        """
+        pending = {m.name: m for m in models if m.pipeline_ctx is not None and not m.latest_known}
+        if len(pending) < 2:
+            return
+        newest: dict[str, Any] = {}
+        for artifact in self.store.by_type("artifact", "Model"):
+            name = str(prop(artifact, "model_name", "") or "")
+            model = pending.get(name)
+            if model is None or artifact.id <= model.hidden_before:
+                continue
+            if name not in newest or artifact.id > newest[name].id:
+                newest[name] = artifact
+        for name, artifact in newest.items():
+            pending[name].latest, pending[name].latest_known = artifact, True
 
     def _row(self, model: _Model) -> ModelRow:
         ctx = model.ctx if model.ctx is not None and not prop(model.ctx, "deleted", 0) else None
