@@ -94,17 +94,22 @@ def main() -> None:
               help="How often the deployments are re-read.")
 @click.option("--grace-s", default=30.0, show_default=True, type=click.FloatRange(0),
               help="On SIGTERM, how long requests in flight may take to finish.")
+@click.option("--intra-op-threads", default=0, show_default=True, type=click.IntRange(0),
+              help="TensorFlow intra-op threads (0 = TensorFlow's default).")
+@click.option("--inter-op-threads", default=0, show_default=True, type=click.IntRange(0),
+              help="TensorFlow inter-op threads (0 = TensorFlow's default).")
 @click.option("--log-level", default="INFO", show_default=True)
 def start(port: int, host: str, metadata: str | None, serving_dir: str | None, source: str,
           auth_token: str | None, max_body_mb: float, timeout_s: float, batch_max: int,
-          batch_window_ms: float, poll_s: float, grace_s: float, log_level: str) -> None:
+          batch_window_ms: float, poll_s: float, grace_s: float, intra_op_threads: int,
+          inter_op_threads: int, log_level: str) -> None:
     """Serve every deployed model until SIGTERM."""
     import asyncio
     import logging
 
     from serving.app import ServerConfig
     from serving.batching import BatchingConfig
-    from serving.server import build_runtime, serve
+    from serving.server import build_runtime, configure_tf_threads, serve
     from serving.sources import directory_source, registry_source
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s "
@@ -121,6 +126,7 @@ def start(port: int, host: str, metadata: str | None, serving_dir: str | None, s
             snapshot = directory_source(serving_dir)
     else:
         snapshot = directory_source(serving_dir)
+    configure_tf_threads(intra_op_threads, inter_op_threads)
     runtime = build_runtime(snapshot, BatchingConfig(batch_max, batch_window_ms / 1000.0),
                             poll_interval=poll_s)
     config = ServerConfig(host, port, auth_token, int(max_body_mb * 1024 * 1024), timeout_s)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,36 @@ def _shape_text(shape: tuple[int | None, ...]) -> str:
     return "[" + ",".join("-1" if d is None else str(d) for d in shape) + "]"
 
 
+def _regular_numbers(value: Any, ndim: int) -> np.ndarray | None:
+    """The fast path for numbers: ``value`` as an array when it is a regular ``ndim``-deep
+    nesting of lists holding only ints and floats, else None (the general path then decides,
+    and words any error).
+
+    Flattening level by level with C-level iterators and letting numpy see one flat list is
+    about twice as fast as ``np.asarray`` discovering a 28x28x1 nesting itself. The dtype is
+    inferred from the same leaves, so the result equals ``np.asarray(value)``.
+    """
+    level: list[Any] = [value]
+    shape: list[int] = []
+    for _ in range(ndim):
+        if set(map(type, level)) != {list}:
+            return None
+        lengths = set(map(len, level))
+        if len(lengths) != 1:
+            return None
+        shape.append(lengths.pop())
+        level = list(chain.from_iterable(level))
+    if not level or not set(map(type, level)) <= {float, int}:
+        return None
+    try:
+        flat = np.array(level)
+    except (OverflowError, ValueError):  # an int too big for a float
+        return None
+    if flat.dtype.kind not in "fi":  # ints beyond int64
+        return None
+    return flat.reshape(shape)
+
+
 def to_array(value: Any, info: TensorInfo, where: str) -> np.ndarray:
     """``value`` (a JSON tensor whose dim 0 is the batch) as the array ``info`` wants."""
     if info.is_string:
@@ -83,8 +114,11 @@ def to_array(value: Any, info: TensorInfo, where: str) -> np.ndarray:
             raise invalid(f"{where}: input {info.name} is ragged; every example needs the same "
                           "shape")
     else:
+        fast = None
+        if info.shape is not None and len(info.shape) > 0:
+            fast = _regular_numbers(value, len(info.shape))
         try:
-            inferred = np.asarray(value)
+            inferred = fast if fast is not None else np.asarray(value)
             if inferred.dtype.kind in "OUSV":
                 raise invalid(f"{where}: input {info.name} is {info.dtype}; got strings or objects "
                               "where numbers belong (binary {\"b64\": ...} values are for "

@@ -15,6 +15,7 @@ No HTTP here: the REST app, a later gRPC front end and the dashboard all call th
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -98,6 +99,24 @@ def _dir_key(path: str, deployed_at: float) -> tuple[str, float, float]:
     return (path, float(deployed_at), mtime)
 
 
+SETTLE_AGAIN_S = 5.0
+
+
+def settle_heap() -> None:
+    """Collect garbage, then move every surviving object out of the collector's sight.
+
+    A loaded TensorFlow model is hundreds of thousands of tracked Python objects. Requests
+    allocate containers (the parsed JSON), so the cyclic collector runs often, and every tenth
+    generation-1 pass a full collection walked the whole model: 100-200 ms with the GIL held,
+    about 2 ms per request on average under load and the p99 outliers. Frozen objects are
+    skipped by every collection. ``gc.unfreeze()`` first, so that the cycles of a version
+    unloaded since the last call are collected rather than kept frozen forever.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 class ModelManager:
     def __init__(
         self,
@@ -105,6 +124,7 @@ class ModelManager:
         loader: Loader,
         poll_interval: float = 0.5,
         on_change: Callable[[str, int, str], None] | None = None,
+        freeze_heap: bool = False,
     ) -> None:
         self._source = source
         self._loader = loader
@@ -117,6 +137,8 @@ class ModelManager:
         self._thread: threading.Thread | None = None
         self.synced = threading.Event()  # set after the first successful sync
         self.last_error: str = ""
+        self._freeze_heap = freeze_heap
+        self._changes = 0  # load/unload events so far; the poll loop settles the heap after one
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -132,10 +154,23 @@ class ModelManager:
             self._thread.join(timeout=30)
             self._thread = None
         self._routes = {}
+        if self._freeze_heap:
+            gc.unfreeze()
 
     def _poll_loop(self) -> None:
+        seen = self._changes
+        settle_again: float | None = None
         while not self._stop.is_set():
             self.sync()
+            if self._freeze_heap:
+                if self._changes != seen:
+                    seen = self._changes
+                    settle_heap()
+                    # once more when requests that held an unloaded version have finished
+                    settle_again = time.monotonic() + SETTLE_AGAIN_S
+                elif settle_again is not None and time.monotonic() >= settle_again:
+                    settle_heap()
+                    settle_again = None
             self._stop.wait(self._poll_interval)
 
     # -- one poll step ---------------------------------------------------------------------
@@ -167,6 +202,7 @@ class ModelManager:
         self._routes = table
 
     def _event(self, name: str, version: int, state: str) -> None:
+        self._changes += 1
         log.info("model %s version %d: %s", name, version, state)
         if self._on_change is not None:
             self._on_change(name, version, state)
