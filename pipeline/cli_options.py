@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -101,12 +100,7 @@ def pipeline_options(command: Callable[..., Any]) -> Callable[..., Any]:
     ]
     for option in reversed(options):
         command = option(command)
-
-    @functools.wraps(command)
-    def wrapper(**kwargs: Any) -> Any:
-        return command(**kwargs)
-
-    return wrapper
+    return command
 
 
 def config_from_options(options: dict[str, Any]) -> cfg.PipelineConfig:

@@ -65,6 +65,21 @@ class Backend:
     password: str = ""
     database: str = ""
 
+    def connection_config(self) -> pb.ConnectionConfig:
+        """MLMD's ConnectionConfig for this backend (the pipeline's runners use it too)."""
+        config = pb.ConnectionConfig()
+        if self.kind == "sqlite":
+            config.sqlite.filename_uri = self.path
+            config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+        else:
+            config.mysql.host = self.host
+            config.mysql.port = self.port
+            config.mysql.database = self.database
+            config.mysql.user = self.user
+            if self.password:
+                config.mysql.password = self.password
+        return config
+
     @property
     def display(self) -> str:
         if self.kind == "sqlite":
@@ -133,19 +148,7 @@ class Store:
 
     # -- connection ------------------------------------------------------------------------------
     def _config(self) -> pb.ConnectionConfig:
-        config = pb.ConnectionConfig()
-        b = self.backend
-        if b.kind == "sqlite":
-            config.sqlite.filename_uri = b.path
-            config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
-        else:
-            config.mysql.host = b.host
-            config.mysql.port = b.port
-            config.mysql.database = b.database
-            config.mysql.user = b.user
-            if b.password:
-                config.mysql.password = b.password
-        return config
+        return self.backend.connection_config()
 
     def _connect(self) -> metadata_store.MetadataStore:
         b = self.backend

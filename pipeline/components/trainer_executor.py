@@ -16,7 +16,7 @@ from tfx.components.trainer import executor as trainer_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_component_specs
 
-TRAINING_SUMMARY_FILE = "training_summary.json"
+from modules.trainer import TRAINING_SUMMARY_FILE
 
 
 def publish_training_summary(model: types.Artifact) -> dict[str, Any]:
