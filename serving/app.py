@@ -23,6 +23,7 @@ import numpy as np
 from aiohttp import web
 
 from serving import codec
+from serving.drain import Drain
 from serving.errors import ServingError, invalid
 from serving.manager import ModelManager
 from serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -51,6 +52,7 @@ class Ctx:
     manager: ModelManager
     metrics: Metrics
     config: ServerConfig
+    drain: Drain
 
 
 Handler = Callable[[Ctx, web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
@@ -98,6 +100,7 @@ def _selector(groups: dict[str, str]) -> tuple[str, int | None, str | None]:
 
 
 MODEL_KEY = web.RequestKey("model", str)
+DRAIN_KEY = web.AppKey("drain", Drain)
 VERSION_KEY = web.RequestKey("version", str)
 
 
@@ -202,7 +205,7 @@ async def v2_live(ctx: Ctx, request: web.Request, g: dict[str, str]) -> web.Resp
 
 
 async def v2_ready(ctx: Ctx, request: web.Request, g: dict[str, str]) -> web.Response:
-    ready = ctx.manager.ready()
+    ready = ctx.manager.ready() and not ctx.drain.draining
     return json_response({"ready": ready}, 200 if ready else 503)
 
 
@@ -251,7 +254,7 @@ async def v2_infer(ctx: Ctx, request: web.Request, g: dict[str, str]) -> web.Res
 
 # -- SageMaker ------------------------------------------------------------------------------------
 async def sm_ping(ctx: Ctx, request: web.Request, g: dict[str, str]) -> web.Response:
-    ready = ctx.manager.ready() and bool(ctx.manager.models())
+    ready = ctx.manager.ready() and bool(ctx.manager.models()) and not ctx.drain.draining
     return json_response({"status": "ok" if ready else "not ready"}, 200 if ready else 503)
 
 
@@ -401,9 +404,19 @@ def make_app(manager: ModelManager, config: ServerConfig | None = None,
              metrics: Metrics | None = None) -> web.Application:
     """The aiohttp application; starting and stopping the manager is the caller's job."""
     config = config or ServerConfig()
-    ctx = Ctx(manager, metrics or Metrics(), config)
+    ctx = Ctx(manager, metrics or Metrics(), config, Drain())
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
+        ctx.drain.enter()
+        try:
+            response = await handle(request)
+        finally:
+            ctx.drain.leave()
+        if ctx.drain.draining:
+            response.force_close()  # no keep-alive while shutting down
+        return response
+
+    async def handle(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         path = request.rel_url.raw_path
         found = _match(request.method, path)
@@ -439,5 +452,6 @@ def make_app(manager: ModelManager, config: ServerConfig | None = None,
     # aiohttp enforces client_max_size on read(); we turn its error into our 413 JSON
     app = web.Application(client_max_size=config.max_body_bytes)
     app.router.add_route("*", "/{tail:.*}", dispatch)
+    app[DRAIN_KEY] = ctx.drain
     return app
 

@@ -1,7 +1,8 @@
 """Wiring: a manager on a source, an executor for model calls, the app; run it or host it in a thread.
 
-``run_server`` is what ``serving start`` calls: it serves until SIGTERM/SIGINT, then stops taking
-new connections, lets requests in flight finish (up to ``grace_s``), and unloads the models.
+``serve`` is what ``serving start`` runs: it serves until SIGTERM/SIGINT, then stops taking new
+connections, lets requests in flight finish (up to ``grace_s``; see ``serving.drain``), and the
+caller unloads the models.
 ``BackgroundServer`` hosts the same app on a loopback port in a thread (tests, benchmarks).
 """
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from serving.app import ServerConfig, make_app
+from serving.app import DRAIN_KEY, ServerConfig, make_app
 from serving.batching import BatchingConfig
 from serving.manager import ModelManager, Source
 from serving.metrics import Metrics
@@ -88,7 +89,8 @@ async def serve(runtime: Runtime, config: ServerConfig, grace_s: float = 30.0,
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
     app = make_app(runtime.manager, config, runtime.metrics)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace_s,
+    # The drain below waits for handlers; aiohttp's own wait is then only a backstop.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=min(grace_s, 5.0),
                            handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
@@ -104,9 +106,15 @@ async def serve(runtime: Runtime, config: ServerConfig, grace_s: float = 30.0,
         started.set()
     try:
         await stop.wait()
-        log.info("shutting down: finishing requests in flight (up to %g s)", grace_s)
+        drain = app[DRAIN_KEY]
+        log.info("shutting down: finishing %d request(s) in flight (up to %g s)",
+                 drain.active, grace_s)
+        await site.stop()  # no new connections; open ones keep streaming their bodies
+        if not await drain.wait_idle(grace_s):
+            log.warning("%d request(s) still running after %g s; closing them", drain.active,
+                        grace_s)
     finally:
-        await runner.cleanup()  # closes the listener, waits for in-flight handlers
+        await runner.cleanup()  # closes the (now idle) connections
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

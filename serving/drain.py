@@ -1,0 +1,58 @@
+"""Graceful shutdown: count the requests being handled and wait for them before closing connections.
+
+Why by hand: aiohttp's ``AppRunner.cleanup()`` closes every connection first and only then waits
+for handlers, and a closed connection drops the bytes still arriving
+(``RequestHandler.data_received`` returns early once ``close()`` was called). A request whose
+body is still uploading when SIGTERM comes then never gets its body and is aborted. So the server
+stops listening, waits here until no request is being handled, and only then lets aiohttp close
+the (now idle) connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+
+class Drain:
+    """Tracks requests in progress; ``draining`` turns readiness off and keep-alive off."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.draining = False
+        self._idle: asyncio.Event | None = None
+
+    def _event(self) -> asyncio.Event:
+        if self._idle is None:  # created lazily: on the loop that serves
+            self._idle = asyncio.Event()
+            if self.active == 0:
+                self._idle.set()
+        return self._idle
+
+    def enter(self) -> None:
+        self.active += 1
+        self._event().clear()
+
+    def leave(self) -> None:
+        self.active -= 1
+        if self.active == 0:
+            self._event().set()
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Start draining and wait until no request is in progress; False when time ran out.
+
+        A request that arrives on a kept-alive connection while draining is still served (and
+        waited for), but its response closes the connection.
+        """
+        self.draining = True
+        deadline = time.monotonic() + timeout_s
+        while self.active:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._event().wait(), remaining)
+            except asyncio.TimeoutError:
+                return False
+            await asyncio.sleep(0)  # let a pipelined request that was just parsed enter
+        return True
