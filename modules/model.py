@@ -45,7 +45,10 @@ def build_model(hparams: HParams | None = None) -> tf.keras.Model:
         x = keras.layers.RandomZoom(0.08, fill_mode="constant", name="aug_zoom")(x)
     for block, filters in enumerate((hp.filters_1, hp.filters_2), start=1):
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{block}")(x)
-        x = keras.layers.BatchNormalization(name=f"bn{block}")(x)
+        # momentum 0.9, not Keras' 0.99: with 0.99 the moving statistics still carried ~10% of
+        # their initial values after the ~220 steps of a 20-epoch digits run, and the served
+        # model was under-confident (eval cross-entropy 1.03 at 97.9% accuracy).
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{block}")(x)
         x = keras.layers.Activation("relu", name=f"relu{block}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{block}")(x)
     x = keras.layers.Flatten()(x)

@@ -13,6 +13,7 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+from pipeline.code_fingerprint import TRANSFORM_FILES, code_fingerprint
 from pipeline.components.image_example_gen import make_example_gen
 from pipeline.components.standard import SummarizingEvaluator, SummarizingTrainer, VersioningPusher
 from pipeline.config import PipelineConfig
@@ -71,6 +72,7 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn="modules.preprocessing.preprocessing_fn",
+        custom_config={"code": code_fingerprint(TRANSFORM_FILES)},
     )
     components: list[object] = [
         example_gen, statistics_gen, schema_gen, example_validator, transform,
@@ -79,6 +81,7 @@ def create_pipeline(
         "hparams": config.hparams.to_dict(),
         "class_names": list(data.class_names),
         "model_name": config.model_name,
+        "code": code_fingerprint(),
     }
     trainer_inputs: dict[str, object] = {}
     if config.tune:
