@@ -24,13 +24,10 @@ class WriteLock(Protocol):
         ...
 
 
-class FileLock:
-    """An exclusive ``fcntl.flock`` on ``path`` (created if missing). Reentrant per instance."""
+class _Reentrant:
+    """``hold()`` is reentrant per instance: only the outermost one acquires (``_acquire``)."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._depth = 0
-        self._fd: int | None = None
+    _depth = 0
 
     @contextlib.contextmanager
     def hold(self, timeout: float = DEFAULT_TIMEOUT_S) -> Iterator[None]:
@@ -41,6 +38,25 @@ class FileLock:
             finally:
                 self._depth -= 1
             return
+        with self._acquire(timeout):
+            self._depth = 1
+            try:
+                yield
+            finally:
+                self._depth = 0
+
+    def _acquire(self, timeout: float) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError
+
+
+class FileLock(_Reentrant):
+    """An exclusive ``fcntl.flock`` on ``path`` (created if missing). Reentrant per instance."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    @contextlib.contextmanager
+    def _acquire(self, timeout: float) -> Iterator[None]:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)) or ".", exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o664)
         deadline = time.monotonic() + timeout
@@ -58,34 +74,23 @@ class FileLock:
                         ) from None
                     time.sleep(delay)  # polling a lock, not synchronising on time
                     delay = min(delay * 2, 0.1)
-            self._fd, self._depth = fd, 1
             try:
                 yield
             finally:
-                self._depth = 0
-                self._fd = None
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
 
 
-class MySQLLock:
+class MySQLLock(_Reentrant):
     """MySQL/MariaDB ``GET_LOCK(name)`` held on a dedicated PyMySQL connection."""
 
     def __init__(self, host: str, port: int, user: str, password: str, name: str) -> None:
         self.host, self.port, self.user, self.password = host, port, user, password
         self.name = name[:64]
-        self._depth = 0
 
     @contextlib.contextmanager
-    def hold(self, timeout: float = DEFAULT_TIMEOUT_S) -> Iterator[None]:
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
+    def _acquire(self, timeout: float) -> Iterator[None]:
         try:
             import pymysql
         except ImportError:
@@ -111,11 +116,9 @@ class MySQLLock:
                 raise BackendError(
                     f"timed out after {timeout:.0f}s waiting for MySQL lock {self.name!r}"
                 )
-            self._depth = 1
             try:
                 yield
             finally:
-                self._depth = 0
                 with conn.cursor() as cur:
                     cur.execute("SELECT RELEASE_LOCK(%s)", (self.name,))
         finally:
