@@ -71,7 +71,7 @@ def keras_baseline(dataset: str, config: PipelineConfig) -> dict[str, float]:
     """Same model, same epochs, plain ``model.fit`` on in-memory arrays."""
     import numpy as np
 
-    from modules.model import build_model
+    from modules.model import build_model, schedule_callbacks
 
     x, y, xe, ye = load_arrays(dataset, config.eval_percent)
     x = (x[..., None] / 255.0).astype(np.float32)
@@ -79,7 +79,7 @@ def keras_baseline(dataset: str, config: PipelineConfig) -> dict[str, float]:
     model = build_model(config.hparams)
     started = time.monotonic()
     model.fit(x, y, batch_size=config.hparams.batch_size, epochs=config.hparams.epochs,
-              validation_data=(xe, ye), verbose=0)
+              validation_data=(xe, ye), callbacks=schedule_callbacks(config.hparams), verbose=0)
     seconds = time.monotonic() - started
     accuracy = float(model.evaluate(xe, ye, verbose=0)[1])
     return {"fit_seconds": seconds, "accuracy": accuracy, "train": len(y), "eval": len(ye)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
 
 import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
@@ -71,3 +73,17 @@ def _optimizer(hp: HParams) -> tf.keras.optimizers.Optimizer:
     if hp.optimizer == "sgd":
         return tf.keras.optimizers.SGD(learning_rate=hp.learning_rate, momentum=0.9, nesterov=True)
     return tf.keras.optimizers.Adam(learning_rate=hp.learning_rate)
+
+
+def epoch_learning_rate(hp: HParams, epoch: int) -> float:
+    """The learning rate of ``epoch`` (0-based) under ``hp.lr_schedule``."""
+    if hp.lr_schedule == "constant" or hp.epochs <= 1:
+        return hp.learning_rate
+    return hp.learning_rate * 0.5 * (1.0 + math.cos(math.pi * epoch / hp.epochs))
+
+
+def schedule_callbacks(hp: HParams) -> list[tf.keras.callbacks.Callback]:
+    """What ``fit`` needs for ``hp.lr_schedule`` (Trainer, Tuner and the benchmark's baseline)."""
+    if hp.lr_schedule == "constant":
+        return []
+    return [tf.keras.callbacks.LearningRateScheduler(lambda epoch: epoch_learning_rate(hp, epoch))]

@@ -25,7 +25,7 @@ import tensorflow as tf
 import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from modules import features
 from modules.hparams import HParams
-from modules.model import build_model
+from modules.model import build_model, schedule_callbacks
 from modules.signatures import export_serving_model
 
 TRAINING_SUMMARY_FILE = "training_summary.json"
@@ -128,7 +128,7 @@ def run_fn(fn_args: Any) -> None:
     warm_from = warm_start_weights(model, getattr(fn_args, "base_model", None))
 
     callbacks = [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch",
-                                                profile_batch=0)]
+                                                profile_batch=0), *schedule_callbacks(hparams)]
     train = _load_arrays(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
                          IN_MEMORY_LIMIT)
     evaluation = _load_arrays(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,

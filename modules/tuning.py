@@ -17,7 +17,7 @@ import tensorflow as tf
 
 import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from modules.hparams import HParams
-from modules.model import build_model
+from modules.model import build_model, schedule_callbacks
 from modules.trainer import IN_MEMORY_LIMIT, _load_arrays, resolve_hparams
 
 OBJECTIVE = "val_sparse_categorical_accuracy"
@@ -87,7 +87,7 @@ class CnnHyperModel(keras_tuner.HyperModel):
         kwargs["batch_size"] = hparams.batch_size
         # KerasTuner's own callbacks are Keras 3 objects; tf_keras's fit needs tf_keras ones.
         kwargs["callbacks"] = [c if isinstance(c, tf.keras.callbacks.Callback) else _ForwardCallback(c)
-                               for c in kwargs.get("callbacks") or []]
+                               for c in kwargs.get("callbacks") or []] + schedule_callbacks(hparams)
         history = model.fit(*args, **kwargs).history
         # KerasTuner accepts a Keras 3 History or a dict: report the best epoch's metrics (what it
         # would read from a History for a "max" objective).

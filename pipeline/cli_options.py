@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from modules.hparams import HParams
+from modules.hparams import LR_SCHEDULES, HParams
 from pipeline import config as cfg
 
 EXAMPLES = """
@@ -64,7 +64,11 @@ def pipeline_options(command: Callable[..., Any]) -> Callable[..., Any]:
                           f"{cfg.DEFAULT_EPOCHS} for your data)."),
         click.option("--batch-size", type=int, default=d.batch_size, show_default=True),
         click.option("--learning-rate", type=float, default=d.learning_rate, show_default=True,
-                     help="Adam learning rate."),
+                     help="Adam learning rate (the first epoch's, under --lr-schedule cosine)."),
+        click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=d.lr_schedule,
+                     show_default=True,
+                     help="cosine: the learning rate falls to ~0 over the epochs; constant: it "
+                          "stays."),
         click.option("--filters", nargs=2, type=int, default=(d.filters_1, d.filters_2),
                      show_default=True, help="Conv filters of the two conv blocks."),
         click.option("--hidden-units", nargs=2, type=int,
@@ -110,7 +114,7 @@ def config_from_options(options: dict[str, Any]) -> cfg.PipelineConfig:
         filters_1=options["filters"][0], filters_2=options["filters"][1],
         hidden_units_1=options["hidden_units"][0], hidden_units_2=options["hidden_units"][1],
         dropout=options["dropout"], learning_rate=options["learning_rate"], epochs=epochs,
-        batch_size=options["batch_size"],
+        batch_size=options["batch_size"], lr_schedule=options.get("lr_schedule") or HParams().lr_schedule,
         augment=(options["augment"] if options.get("augment") is not None
                  else cfg.default_augment(options.get("dataset"), options.get("data"))),
     )

@@ -38,6 +38,20 @@ def test_build_model_shapes_and_parameters() -> None:
     assert "aug_shift" not in {layer.name for layer in build_model(HParams(augment=False)).layers}
 
 
+def test_learning_rate_schedules() -> None:
+    from modules.model import epoch_learning_rate, schedule_callbacks
+
+    cosine = HParams(learning_rate=0.01, epochs=8)
+    rates = [epoch_learning_rate(cosine, e) for e in range(8)]
+    assert rates[0] == pytest.approx(0.01) and 0 < rates[-1] < 0.001
+    assert all(a > b for a, b in zip(rates[:-1], rates[1:], strict=True))
+    constant = cosine.replace(lr_schedule="constant")
+    assert {epoch_learning_rate(constant, e) for e in range(8)} == {0.01}
+    assert schedule_callbacks(constant) == [] and len(schedule_callbacks(cosine)) == 1
+    with pytest.raises(ValueError, match="lr_schedule"):
+        HParams(lr_schedule="step")
+
+
 def test_model_learns_a_separable_problem() -> None:
     import tensorflow as tf
 
