@@ -109,7 +109,7 @@ def start(port: int, host: str, metadata: str | None, serving_dir: str | None, s
 
     from serving.app import ServerConfig
     from serving.batching import BatchingConfig
-    from serving.server import build_runtime, configure_tf_threads, serve
+    from serving.server import build_runtime, configure_gc, configure_tf_threads, serve
     from serving.sources import directory_source, registry_source
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s "
@@ -127,6 +127,7 @@ def start(port: int, host: str, metadata: str | None, serving_dir: str | None, s
     else:
         snapshot = directory_source(serving_dir)
     configure_tf_threads(intra_op_threads, inter_op_threads)
+    configure_gc()
     runtime = build_runtime(snapshot, BatchingConfig(batch_max, batch_window_ms / 1000.0),
                             poll_interval=poll_s)
     config = ServerConfig(host, port, auth_token, int(max_body_mb * 1024 * 1024), timeout_s)

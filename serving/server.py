@@ -9,6 +9,7 @@ caller unloads the models.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -53,6 +54,22 @@ def build_runtime(source: Source, batching: BatchingConfig | None = None,
     manager = ModelManager(source, loader, poll_interval, on_change=metrics.on_state,
                            freeze_heap=freeze_heap)
     return Runtime(manager, metrics, executor)
+
+
+GC_GEN0_THRESHOLD = 20_000
+
+
+def configure_gc(gen0: int = GC_GEN0_THRESHOLD) -> None:
+    """Run the young-generation collection every ``gen0`` container allocations, not every 700.
+
+    One predict request allocates ~1,600 lists (the parsed JSON and its flattening) that die by
+    reference counting when it ends. With CPython's default, two or three collections ran in the
+    middle of every request and traversed them while alive: ~20% of parsing time. With 20,000,
+    collections run every ~12 requests and find the garbage already freed. Process-wide, so only
+    ``serving start`` calls it (not tests hosting the app in their own process).
+    """
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(max(gen0, 1), gen1, gen2)
 
 
 def configure_tf_threads(intra: int = 0, inter: int = 0) -> bool:

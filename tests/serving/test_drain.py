@@ -85,3 +85,4 @@ def test_draining_server_finishes_uploads_and_turns_readiness_off(source: FakeSo
         keep_alive.close()
         srv.http.stop()
         srv.runtime.close()
+
