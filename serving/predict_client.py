@@ -217,7 +217,20 @@ def render_json(report: Report) -> str:
 
 
 def _short(vector: list[float]) -> str:
-    return "[" + ", ".join(f"{v:.2f}" for v in vector[:3]) + (", ...]" if len(vector) > 3 else "]")
+    """The seed's form: ``[0.62, 0.01, 0.04...]``."""
+    return "[" + ", ".join(f"{v:.2f}" for v in vector[:3]) + ("...]" if len(vector) > 3 else "]")
+
+
+def short_input(source: str) -> str:
+    """What the table shows of an input: ``<label folder>/<file>`` or ``<idx file>[i]``.
+
+    The full path stays in ``--output json``; on a terminal the parent folders of every row are
+    the same and would push the file names out of the column.
+    """
+    if source.endswith("]") and "[" in source:  # an IDX record
+        return os.path.basename(source)
+    parent, name = os.path.split(source)
+    return f"{os.path.basename(parent)}/{name}" if os.path.basename(parent) else name
 
 
 def render_table(report: Report) -> None:
@@ -225,10 +238,14 @@ def render_table(report: Report) -> None:
     from rich.table import Table
 
     table = Table(title=f"{report.model} version {report.version}")
+    inputs_width = min(max((len(short_input(r.input)) for r in report.rows), default=5), 32)
     for column in ("input", "label", "tag", "prediction", "probability", "interpreted"):
-        table.add_column(column, justify="right" if column in ("label", "probability") else "left")
+        # On a narrow terminal the prediction vector wraps; names and numbers stay whole.
+        table.add_column(column, justify="right" if column in ("label", "probability") else "left",
+                         no_wrap=column != "prediction",
+                         min_width={"input": inputs_width, "prediction": 8}.get(column))
     for r in report.rows:
-        table.add_row(r.input, "" if r.label is None else str(r.label), r.tag or "",
+        table.add_row(short_input(r.input), "" if r.label is None else str(r.label), r.tag or "",
                       _short(r.prediction), f"{r.probability:.2f}", r.interpreted)
     console = Console()
     console.print(table)

@@ -120,10 +120,19 @@ def test_predict_table_and_errors(process, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     for column in ("label", "tag", "prediction", "probability", "interpreted", "accuracy"):
         assert column in result.output
+    assert "0/0.png" in result.output and "1/0.png" in result.output  # label folder/file
     result = CliRunner().invoke(main, ["predict", "mnist", str(folder), "--url", url,
                                        "--version", "7"])
     assert result.exit_code == 1 and "Could not find version 7" in result.output
     assert "Traceback" not in result.output
+
+
+def test_short_input_names() -> None:
+    from serving.predict_client import short_input
+
+    assert short_input("/data/testing/7/123.png") == "7/123.png"
+    assert short_input("/data/idx/t10k-images-idx3-ubyte.gz[12]") == "t10k-images-idx3-ubyte.gz[12]"
+    assert short_input("digit.png") == "digit.png"
 
 
 def test_status_command_is_mounted() -> None:
