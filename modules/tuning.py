@@ -18,7 +18,7 @@ import tensorflow as tf
 import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from modules.hparams import HParams
 from modules.model import build_model, schedule_callbacks
-from modules.trainer import IN_MEMORY_LIMIT, _load_arrays, resolve_hparams
+from modules.trainer import _load_arrays, in_memory_limit, resolve_hparams
 
 OBJECTIVE = "val_sparse_categorical_accuracy"
 
@@ -119,13 +119,13 @@ def tuner_fn(fn_args: Any) -> Any:
     custom_config = fn_args.custom_config or {}
     base = resolve_hparams(custom_config)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-    train = _load_arrays(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
-                         IN_MEMORY_LIMIT)
+    limit = in_memory_limit(custom_config)
+    train = _load_arrays(fn_args.train_files, fn_args.data_accessor, tf_transform_output, limit)
     evaluation = _load_arrays(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
-                              IN_MEMORY_LIMIT)
+                              limit)
     if train is None or evaluation is None:
-        raise ValueError(f"--tune loads the data into memory; more than {IN_MEMORY_LIMIT} examples "
-                         "is too many, tune on a sample")
+        raise ValueError(f"--tune loads the data into memory and a split has more than {limit} "
+                         "examples (--in-memory-examples): raise it or tune on a sample")
     tuner = TfKerasRandomSearch(
         CnnHyperModel(base),
         hyperparameters=search_space(base),

@@ -91,6 +91,10 @@ def pipeline_options(command: Callable[..., Any]) -> Callable[..., Any]:
                           "hyperparameters."),
         click.option("--tune-trials", type=int, default=6, show_default=True,
                      help="Trial budget of --tune."),
+        click.option("--in-memory-examples", type=click.IntRange(0), default=500_000,
+                     show_default=True,
+                     help="The Trainer loads a split into memory (3.1 KB per image) when it has "
+                          "at most this many examples, else streams it from disk every epoch."),
         click.option("--cache/--no-cache", default=True, show_default=True,
                      help="Reuse the outputs of components whose inputs did not change."),
         click.option("--deploy", is_flag=True,
@@ -129,6 +133,7 @@ def config_from_options(options: dict[str, Any]) -> cfg.PipelineConfig:
         accuracy_threshold=options["accuracy_threshold"],
         max_accuracy_drop=options["max_accuracy_drop"], warm_start=options["warm_start"],
         tune=options["tune"], tune_trials=options["tune_trials"], enable_cache=options["cache"],
+        in_memory_examples=options.get("in_memory_examples", 500_000),
         deploy_label=options["label"] if options["deploy"] else None, deploy_user=options["user"],
         verbose=options["verbose"],
     )

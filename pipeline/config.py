@@ -40,6 +40,9 @@ class PipelineConfig:
     warm_start: bool = False
     tune: bool = False
     tune_trials: int = 6
+    # Up to this many examples per split the Trainer holds them in memory as float32 arrays
+    # (3.1 KB each: 500k is ~1.6 GB); beyond, it streams them from Transform's files each epoch.
+    in_memory_examples: int = 500_000
     enable_cache: bool = True
     beam_args: list[str] = dataclasses.field(default_factory=list)
     deploy_label: str | None = None          # --deploy[=LABEL]: deploy blessed pushes via registry
@@ -55,6 +58,8 @@ class PipelineConfig:
             raise ValueError(f"--eval-percent must be between 1 and 99, got {self.eval_percent}")
         if not 0.0 <= self.accuracy_threshold <= 1.0:
             raise ValueError(f"--accuracy-threshold must be in [0, 1], got {self.accuracy_threshold}")
+        if self.in_memory_examples < 0:
+            raise ValueError(f"--in-memory-examples must be >= 0, got {self.in_memory_examples}")
         if not 0.0 <= self.max_accuracy_drop <= 1.0:
             raise ValueError(f"--max-accuracy-drop must be in [0, 1], got {self.max_accuracy_drop}")
 

@@ -81,6 +81,7 @@ def create_pipeline(
         "hparams": config.hparams.to_dict(),
         "class_names": list(data.class_names),
         "model_name": config.model_name,
+        "in_memory_examples": config.in_memory_examples,
         "code": code_fingerprint(),
     }
     trainer_inputs: dict[str, object] = {}

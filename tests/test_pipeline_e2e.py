@@ -174,6 +174,20 @@ def test_warm_start_continues_from_the_latest_model(tiny_pipeline_run: TinyRun) 
     assert summary.accuracy >= 0.5
 
 
+def test_trainer_streams_splits_bigger_than_the_in_memory_limit(tiny_pipeline_run: TinyRun) -> None:
+    run = tiny_pipeline_run
+    summary, _ = run_tiny(run, in_memory_examples=10, hparams=TINY_HPARAMS.replace(dropout=0.12))
+    assert summary.states["Trainer"] == "COMPLETE"
+    model = next(a for t, a in _outputs_by_component(run, summary.run_id)["Trainer"]
+                 if t == "Model")
+    with open(os.path.join(model.uri, "training_summary.json")) as handle:
+        trained = json.load(handle)
+    # 10 classes x 16 training and 4 eval images, counted from the streamed files
+    assert (trained["train_examples"], trained["eval_examples"]) == (160, 40)
+    assert len(trained["history"]) == TINY_HPARAMS.epochs
+    assert summary.accuracy is not None and summary.accuracy > 0.3
+
+
 def test_bad_data_stops_the_run_and_keeps_what_was_pushed(tiny_pipeline_run: TinyRun,
                                                            tmp_path: Path) -> None:
     from pipeline.components.image_example_gen import DataError
