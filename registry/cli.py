@@ -18,6 +18,10 @@ from registry import render
 from registry.cliutil import KVCommand, common_options, fail_on_errors, settings_registry
 from registry.status import status_command
 
+# Only `report` and `import` load TensorFlow; hide its three CPU-only "Unable to register
+# cuDNN/cuFFT/cuBLAS factory" ERROR lines (TF_CPP_MIN_LOG_LEVEL=0 shows everything).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 LIST_HEADERS = ["id", "user", "name", "type", "category", "algorithm", "serving", "create",
                 "modified"]
 SUMMARY_FIELDS = ["id", "user", "name", "filename", "format", "type", "category", "algorithm",

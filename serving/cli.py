@@ -5,12 +5,18 @@ Errors become one line on stderr and exit code 1 (never a traceback).
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 import click
 
-import modules  # noqa: F401  (selects Keras 2 before anything imports TensorFlow)
+# TensorFlow's import logs three "Unable to register cuDNN/cuFFT/cuBLAS factory" lines at ERROR
+# level on every CPU-only machine; level 3 hides them. Errors that matter still raise in Python.
+# Set TF_CPP_MIN_LOG_LEVEL=0 to see everything.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import modules  # noqa: E402,F401  (selects Keras 2 before anything imports TensorFlow)
 
 DEFAULT_URL = "http://127.0.0.1:8501"
 
