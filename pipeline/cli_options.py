@@ -91,7 +91,8 @@ def pipeline_options(command: Callable[..., Any]) -> Callable[..., Any]:
                           "hyperparameters."),
         click.option("--tune-trials", type=int, default=6, show_default=True,
                      help="Trial budget of --tune."),
-        click.option("--in-memory-examples", type=click.IntRange(0), default=500_000,
+        click.option("--in-memory-examples", type=click.IntRange(0),
+                     default=cfg.DEFAULT_IN_MEMORY_EXAMPLES,
                      show_default=True,
                      help="The Trainer loads a split into memory (3.1 KB per image) when it has "
                           "at most this many examples, else streams it from disk every epoch."),
@@ -133,7 +134,7 @@ def config_from_options(options: dict[str, Any]) -> cfg.PipelineConfig:
         accuracy_threshold=options["accuracy_threshold"],
         max_accuracy_drop=options["max_accuracy_drop"], warm_start=options["warm_start"],
         tune=options["tune"], tune_trials=options["tune_trials"], enable_cache=options["cache"],
-        in_memory_examples=options.get("in_memory_examples", 500_000),
+        in_memory_examples=options.get("in_memory_examples", cfg.DEFAULT_IN_MEMORY_EXAMPLES),
         deploy_label=options["label"] if options["deploy"] else None, deploy_user=options["user"],
         verbose=options["verbose"],
     )

@@ -18,6 +18,7 @@ DATASET_EPOCHS = {"digits": 30, "fashion-mnist": 8}
 DATASET_AUGMENT = {"digits": True, "fashion-mnist": False}
 DEFAULT_EPOCHS = 10
 DEFAULT_AUGMENT = True
+DEFAULT_IN_MEMORY_EXAMPLES = 500_000  # images per split the Trainer holds in memory
 
 
 @dataclasses.dataclass
@@ -42,7 +43,7 @@ class PipelineConfig:
     tune_trials: int = 6
     # Up to this many examples per split the Trainer holds them in memory as float32 arrays
     # (3.1 KB each: 500k is ~1.6 GB); beyond, it streams them from Transform's files each epoch.
-    in_memory_examples: int = 500_000
+    in_memory_examples: int = DEFAULT_IN_MEMORY_EXAMPLES
     enable_cache: bool = True
     beam_args: list[str] = dataclasses.field(default_factory=list)
     deploy_label: str | None = None          # --deploy[=LABEL]: deploy blessed pushes via registry
