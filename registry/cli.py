@@ -104,6 +104,9 @@ def list_cmd(ctx: click.Context, **_: Any) -> None:
     """List every model: id, user, name, type, category, algorithm, serving, create, modified."""
     reg, output = settings_registry(ctx)
     print_list(reg, output)
+    if reg.store.missing_database:
+        render.note(f"note: no registry at {reg.backend.display} yet: run the pipeline "
+                    "(make run) here, or point --metadata / MNIST_TFX_METADATA at one")
 
 
 @command("summary", "  mlmodel summary mnist\n  mlmodel summary mnist id,name,state\n"

@@ -7,10 +7,11 @@ writes additionally hold the registry write lock (see ``registry.locking``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -19,7 +20,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from registry.errors import BackendError, InputError
-from registry.locking import FileLock, MySQLLock, WriteLock
+from registry.locking import DEFAULT_TIMEOUT_S, FileLock, MySQLLock, WriteLock
 
 T = TypeVar("T")
 
@@ -129,22 +130,50 @@ def retry_busy(fn: Callable[[], T], what: str, timeout: float = 60.0) -> T:
         delay = min(delay * 2, 0.2)
 
 
+class _CreatingLock:
+    """The write lock; taking it also lets the store create a SQLite file that is missing."""
+
+    def __init__(self, lock: WriteLock, store: Store) -> None:
+        self._lock, self._store = lock, store
+
+    @contextlib.contextmanager
+    def hold(self, timeout: float = DEFAULT_TIMEOUT_S) -> Iterator[None]:
+        with self._lock.hold(timeout):
+            self._store.allow_create()
+            yield
+
+
 class Store:
-    """An MLMD ``MetadataStore`` plus the registry write lock and its type ids."""
+    """An MLMD ``MetadataStore`` plus the registry write lock and its type ids.
+
+    Reading never creates a database: while a SQLite file is missing, reads see an empty
+    in-memory store (``missing_database``), so ``mlmodel list`` in the wrong folder leaves no
+    ``runs/metadata.sqlite`` behind; the first write (under the lock) creates the file.
+    """
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
-        self.lock: WriteLock
+        self._raw_lock: WriteLock
         if backend.kind == "sqlite":
-            self.lock = FileLock(backend.path + ".lock")
+            self._raw_lock = FileLock(backend.path + ".lock")
         else:
-            self.lock = MySQLLock(
+            self._raw_lock = MySQLLock(
                 backend.host, backend.port, backend.user, backend.password,
                 f"mlmodel:{backend.database}",
             )
+        self.lock = _CreatingLock(self._raw_lock, self)
         self._mlmd: metadata_store.MetadataStore | None = None
         self._types_ready = False
+        self._may_create = backend.kind != "sqlite"
+        self.missing_database = False  # reads are answered by an empty in-memory store
         self.cache: dict[str, Any] = {}
+
+    def allow_create(self) -> None:
+        """From now on, open (and create if need be) the real database."""
+        self._may_create = True
+        if self.missing_database:
+            self._mlmd, self.missing_database, self._types_ready = None, False, False
+            self.cache.clear()
 
     # -- connection ------------------------------------------------------------------------------
     def _config(self) -> pb.ConnectionConfig:
@@ -152,6 +181,10 @@ class Store:
 
     def _connect(self) -> metadata_store.MetadataStore:
         b = self.backend
+        if b.kind == "sqlite" and not self._may_create and not os.path.exists(b.path):
+            self.missing_database = True
+            return metadata_store.MetadataStore(
+                pb.ConnectionConfig(fake_database=pb.FakeDatabaseConfig()))
         if b.kind == "sqlite":
             parent = os.path.dirname(b.path)
             if parent and not os.path.isdir(parent):
@@ -162,7 +195,7 @@ class Store:
                     lambda: metadata_store.MetadataStore(self._config()), "opening " + b.display
                 )
             # A new database: two clients initialising the schema at once can race.
-            with self.lock.hold():
+            with self._raw_lock.hold():
                 return retry_busy(
                     lambda: metadata_store.MetadataStore(self._config()), "opening " + b.display
                 )
@@ -176,6 +209,9 @@ class Store:
 
     @property
     def mlmd(self) -> metadata_store.MetadataStore:
+        if self.missing_database and os.path.exists(self.backend.path):  # created since
+            self._mlmd, self.missing_database = None, False
+            self.cache.clear()
         if self._mlmd is None:
             self._mlmd = self._connect()
         return self._mlmd
@@ -186,6 +222,8 @@ class Store:
     # -- types -----------------------------------------------------------------------------------
     def ensure_types(self) -> None:
         """Register the registry's types (idempotent; call with the write lock held)."""
+        if self.missing_database:  # only the write lock lets a missing database be created
+            raise BackendError("internal error: a registry write without the write lock")
         if self._types_ready:
             return
         m = self.mlmd
