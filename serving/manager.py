@@ -160,8 +160,13 @@ class ModelManager:
     def _poll_loop(self) -> None:
         seen = self._changes
         settle_again: float | None = None
+        told_empty = False
         while not self._stop.is_set():
             self.sync()
+            if not self._routes and not told_empty and self.synced.is_set():
+                told_empty = True
+                log.info("no model is deployed yet; waiting for one (`mlmodel deploy NAME`, or "
+                         "`serving start --source directory` to serve the Pusher's output)")
             if self._freeze_heap:
                 if self._changes != seen:
                     seen = self._changes
