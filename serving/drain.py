@@ -38,8 +38,9 @@ class Drain:
         if self.active == 0:
             self._event().set()
 
-    async def wait_idle(self, timeout_s: float) -> bool:
-        """Start draining and wait until no request is in progress; False when time ran out.
+    async def wait_idle(self, timeout_s: float, abort: asyncio.Event | None = None) -> bool:
+        """Start draining and wait until no request is in progress; False when time ran out
+        or ``abort`` was set (a second Ctrl-C).
 
         A request that arrives on a kept-alive connection while draining is still served (and
         waited for), but its response closes the connection.
@@ -48,11 +49,18 @@ class Drain:
         deadline = time.monotonic() + timeout_s
         while self.active:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or (abort is not None and abort.is_set()):
                 return False
+            waiters = [asyncio.ensure_future(self._event().wait())]
+            if abort is not None:
+                waiters.append(asyncio.ensure_future(abort.wait()))
             try:
-                await asyncio.wait_for(self._event().wait(), remaining)
-            except asyncio.TimeoutError:
+                await asyncio.wait(waiters, timeout=remaining,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+            if abort is not None and abort.is_set():
                 return False
             await asyncio.sleep(0)  # let a pipelined request that was just parsed enter
         return True

@@ -100,13 +100,21 @@ async def serve(runtime: Runtime, config: ServerConfig, grace_s: float = 30.0,
     """Serve until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None)."""
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
+    force = asyncio.Event()  # a second signal: stop waiting for requests
+
+    def on_signal() -> None:
+        if stop.is_set():
+            log.warning("second signal: closing without waiting for requests in flight")
+            force.set()
+        stop.set()
+
     handle_signals = threading.current_thread() is threading.main_thread()
     if handle_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
     app = make_app(runtime.manager, config, runtime.metrics)
     # The drain below waits for handlers; aiohttp's own wait is then only a backstop.
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=min(grace_s, 5.0),
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=min(grace_s, 1.0),
                            handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
@@ -123,12 +131,11 @@ async def serve(runtime: Runtime, config: ServerConfig, grace_s: float = 30.0,
     try:
         await stop.wait()
         drain = app[DRAIN_KEY]
-        log.info("shutting down: finishing %d request(s) in flight (up to %g s)",
-                 drain.active, grace_s)
+        log.info("shutting down: finishing %d request(s) in flight (up to %g s; Ctrl-C again "
+                 "to stop now)", drain.active, grace_s)
         await site.stop()  # no new connections; open ones keep streaming their bodies
-        if not await drain.wait_idle(grace_s):
-            log.warning("%d request(s) still running after %g s; closing them", drain.active,
-                        grace_s)
+        if not await drain.wait_idle(grace_s, abort=force):
+            log.warning("closing %d request(s) still running", drain.active)
     finally:
         await runner.cleanup()  # closes the (now idle) connections
         if handle_signals:

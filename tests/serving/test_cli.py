@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -38,16 +39,17 @@ def wait_until(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-@pytest.fixture(scope="module")
-def process(tmp_path_factory: pytest.TempPathFactory, saved_model: Path) -> Iterator[tuple]:
+@contextlib.contextmanager
+def server_process(root: Path, saved_model: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+    """``python -m serving start`` on a directory source with ``saved_model`` as mnist/1."""
     import shutil
 
-    serving_dir = tmp_path_factory.mktemp("cli") / "serving_model"
+    serving_dir = root / "serving_model"
     shutil.copytree(saved_model, serving_dir / "mnist" / "1")
     (serving_dir / "mnist" / ".2.partial").mkdir()  # dot-prefixed: never served
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    log = open(tmp_path_factory.mktemp("log") / "server.log", "w+")  # noqa: SIM115
+    log = open(root / "server.log", "w+")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "serving", "start", "--source", "directory", "--serving-dir",
          str(serving_dir), "--port", str(port), "--grace-s", "20", "--max-body-mb", "64"],
@@ -64,6 +66,12 @@ def process(tmp_path_factory: pytest.TempPathFactory, saved_model: Path) -> Iter
         log.seek(0)
         print(log.read()[-3000:])
         log.close()
+
+
+@pytest.fixture(scope="module")
+def process(tmp_path_factory: pytest.TempPathFactory, saved_model: Path) -> Iterator[tuple]:
+    with server_process(tmp_path_factory.mktemp("cli"), saved_model) as running:
+        yield running
 
 
 def write_png_folder(root: Path, per_class: int = 2) -> Path:
@@ -183,3 +191,34 @@ def test_sigterm_finishes_requests_in_flight(process) -> None:
     assert proc.wait(timeout=30) == 0
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}/v2/health/live", timeout=2)
+
+
+def test_second_interrupt_stops_without_waiting(tmp_path: Path, saved_model: Path) -> None:
+    """Ctrl-C drains; Ctrl-C again exits at once, even with a request stuck mid-upload."""
+    with server_process(tmp_path, saved_model) as (proc, url):
+        release = threading.Event()
+
+        def never_finishing_body() -> Iterator[bytes]:
+            yield b'{"instances": [[[[0.5'
+            release.wait(60)
+
+        def stuck_request() -> None:
+            with contextlib.suppress(requests.RequestException):
+                requests.post(f"{url}/v1/models/mnist:predict", data=never_finishing_body(),
+                              timeout=60)
+
+        thread = threading.Thread(target=stuck_request, daemon=True)
+        thread.start()
+        try:
+            wait_until(lambda: "serving_requests_in_flight 2.0" in
+                       requests.get(f"{url}/metrics", timeout=2).text, 30,
+                       "the stuck request to be in flight")
+            proc.send_signal(signal.SIGINT)
+            time.sleep(1.0)
+            assert proc.poll() is None, "the first Ctrl-C should wait for the request (grace 20 s)"
+            started = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=15) == 0
+            assert time.monotonic() - started < 10
+        finally:
+            release.set()

@@ -40,6 +40,19 @@ def test_wait_idle_waits_for_the_last_request_and_times_out() -> None:
     assert done and idle and 0.09 <= waited < 2
 
 
+def test_wait_idle_stops_waiting_when_aborted() -> None:
+    async def scenario() -> tuple[bool, float]:
+        drain, abort = Drain(), asyncio.Event()
+        drain.enter()
+        asyncio.get_running_loop().call_later(0.05, abort.set)
+        started = time.monotonic()
+        done = await drain.wait_idle(10, abort=abort)
+        return done, time.monotonic() - started
+
+    done, waited = asyncio.run(scenario())
+    assert not done and waited < 2
+
+
 def test_draining_server_finishes_uploads_and_turns_readiness_off(source: FakeSource) -> None:
     source.deploy("mnist", 1)
     srv = start_server(source)
