@@ -99,7 +99,8 @@ def main() -> None:
 @click.option("--poll-s", default=0.5, show_default=True, type=click.FloatRange(0.05),
               help="How often the deployments are re-read.")
 @click.option("--grace-s", default=30.0, show_default=True, type=click.FloatRange(0),
-              help="On SIGTERM, how long requests in flight may take to finish.")
+              help="On SIGTERM/Ctrl-C, how long requests in flight may take to finish (a "
+                   "second signal stops waiting).")
 @click.option("--intra-op-threads", default=0, show_default=True, type=click.IntRange(0),
               help="TensorFlow intra-op threads (0 = TensorFlow's default).")
 @click.option("--inter-op-threads", default=0, show_default=True, type=click.IntRange(0),
