@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,6 +17,9 @@ import click
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import modules  # noqa: E402,F401  (selects Keras 2 before anything imports TensorFlow)
+
+if TYPE_CHECKING:
+    from serving.predict_client import Report
 
 DEFAULT_URL = "http://127.0.0.1:8501"
 
@@ -155,19 +158,41 @@ def start(port: int, host: str, metadata: str | None, serving_dir: str | None, s
 @click.option("--auth-token", default=None, envvar="SERVING_AUTH_TOKEN")
 @click.option("--output", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
+@click.option("--metadata", default=None, envvar="MNIST_TFX_METADATA",
+              help="Registry used to find the serving name when NAME is a registry model name "
+                   "(default runs/metadata.sqlite).")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
 @click.option("--limit", default=None, type=click.IntRange(1),
               help="Predict at most this many images.")
 def predict(name: str, inputs: tuple[str, ...], version: int | None, label: str | None, url: str,
-            auth_token: str | None, output: str, batch_size: int, limit: int | None) -> None:
+            auth_token: str | None, output: str, metadata: str | None, batch_size: int,
+            limit: int | None) -> None:
     """Predict PNG/JPEG files, folders of them (label = folder name when it is a class index)
-    and IDX files through the running server."""
-    from serving.predict_client import predict_inputs, render_json, render_table
+    and IDX files through the running server. NAME is the serving name (root_mnist) or the
+    registry's model name (mnist)."""
+    from serving.predict_client import (
+        ServerError,
+        predict_inputs,
+        registry_serving_name,
+        render_json,
+        render_table,
+    )
 
     if version is not None and label is not None:
         raise click.UsageError("give --version or --label, not both")
-    report = predict_inputs(url, name, list(inputs), version=version, label=label,
-                            token=auth_token, batch_size=batch_size, limit=limit)
+
+    def run(model: str) -> Report:
+        return predict_inputs(url, model, list(inputs), version=version, label=label,
+                              token=auth_token, batch_size=batch_size, limit=limit)
+
+    try:
+        report = run(name)
+    except ServerError as exc:
+        served_as = registry_serving_name(name, metadata) if exc.status == 404 else None
+        if served_as is None:
+            raise
+        click.echo(f"note: model {name} is served as {served_as}", err=True)
+        report = run(served_as)
     if output == "json":
         click.echo(render_json(report))
     else:

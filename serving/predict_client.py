@@ -123,7 +123,29 @@ def collect(paths: list[str], limit: int | None = None) -> list[Item]:
 
 
 class ServerError(RuntimeError):
-    pass
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def registry_serving_name(name: str, metadata: str | None = None) -> str | None:
+    """The serving name the registry gave model ``name`` (``mnist`` -> ``root_mnist``), if any.
+
+    Lets ``serving predict mnist`` work with the registry's model name as well as with the name
+    the server knows. None when the registry is not installed or has no such served model.
+    """
+    try:
+        from registry.api import open_registry
+        from registry.errors import RegistryError
+    except ImportError:
+        return None
+    try:
+        summary = open_registry(metadata).summary(name)
+    except RegistryError:
+        return None
+    if summary.serving and summary.serving_name and summary.serving_name != name:
+        return summary.serving_name
+    return None
 
 
 def _post(session: requests.Session, url: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -167,7 +189,8 @@ def predict_inputs(url: str, name: str, paths: list[str], version: int | None = 
     status = session.get(base, timeout=10)
     if status.status_code != 200:
         raise ServerError(f"{base}: HTTP {status.status_code}: "
-                          f"{status.json().get('error', status.text) if status.content else ''}")
+                          f"{status.json().get('error', status.text) if status.content else ''}",
+                          status.status_code)
     meta = _post_get(session, f"{base}/metadata")
     names = _class_names(session, base)
     report = Report(name, meta["model_spec"]["version"])

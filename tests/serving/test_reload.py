@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import tarfile
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
+from click.testing import CliRunner
+from PIL import Image
 
+from serving import cli as serving_cli
 from serving.server import BackgroundServer, build_runtime
 
 from .conftest import FakeSource, start_server
@@ -151,6 +156,16 @@ def test_follows_the_real_registry(tmp_path: Path, saved_model: Path) -> None:
                           json={"signature_name": "serving_default", "instances": [IMAGE]},
                           timeout=10)
         assert r.status_code == 200 and len(r.json()["predictions"][0]) == 10
+        # `serving predict` takes the registry's model name too, and says what it resolved to
+        png = tmp_path / "images" / "7" / "a.png"
+        png.parent.mkdir(parents=True)
+        Image.fromarray(np.zeros((28, 28), np.uint8)).save(png)
+        result = CliRunner().invoke(serving_cli.main, [
+            "predict", "mnist_v1", str(png.parent.parent), "--url", u, "--metadata", metadata,
+            "--output", "json"])
+        assert result.exit_code == 0, result.output
+        assert "model mnist_v1 is served as root_mnist_v1" in result.stderr
+        assert json.loads(result.stdout)["predictions"][0]["label"] == 7
         reg.deploy("mnist_v1", label="canary", user="root")
         poll(lambda: latest_version(u, "root_mnist_v1") == "2", 30)
         assert requests.get(f"{u}/v1/models/root_mnist_v1/labels/canary/metadata",
