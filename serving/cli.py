@@ -172,6 +172,7 @@ def predict(name: str, inputs: tuple[str, ...], version: int | None, label: str 
     registry's model name (mnist)."""
     from serving.predict_client import (
         ServerError,
+        is_served,
         predict_inputs,
         registry_serving_name,
         render_json,
@@ -188,7 +189,9 @@ def predict(name: str, inputs: tuple[str, ...], version: int | None, label: str 
     try:
         report = run(name)
     except ServerError as exc:
-        served_as = registry_serving_name(name, metadata) if exc.status == 404 else None
+        served_as = None
+        if exc.status == 404 and not is_served(url, name, auth_token):  # not a missing version
+            served_as = registry_serving_name(name, metadata)
         if served_as is None:
             raise
         click.echo(f"note: model {name} is served as {served_as}", err=True)

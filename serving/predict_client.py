@@ -128,6 +128,16 @@ class ServerError(RuntimeError):
         self.status = status
 
 
+def is_served(url: str, name: str, token: str | None = None) -> bool:
+    """Whether the server at ``url`` knows a model called ``name`` (any version)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = requests.get(f"{url.rstrip('/')}/v1/models/{name}", headers=headers, timeout=10)
+    except requests.RequestException:
+        return False
+    return response.status_code != 404
+
+
 def registry_serving_name(name: str, metadata: str | None = None) -> str | None:
     """The serving name the registry gave model ``name`` (``mnist`` -> ``root_mnist``), if any.
 

@@ -55,6 +55,15 @@ def run_tiny(run: TinyRun, **changes: object) -> tuple[object, str]:
     return summary, out.getvalue()
 
 
+@pytest.fixture(autouse=True)
+def no_project_state(monkeypatch: pytest.MonkeyPatch,
+                     tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never read or write the checkout's own runs/ and serving_model/ by default."""
+    isolated = tmp_path_factory.getbasetemp() / "default-project-state"
+    monkeypatch.setenv("MNIST_TFX_METADATA", str(isolated / "metadata.sqlite"))
+    monkeypatch.setenv("MNIST_TFX_SERVING_DIR", str(isolated / "serving_model"))
+
+
 @pytest.fixture(scope="session")
 def tiny_pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
     """The whole graph, once per session, on 10 classes x 16 (+4 eval) generated PNGs."""
