@@ -119,7 +119,7 @@ def config_from_options(options: dict[str, Any]) -> cfg.PipelineConfig:
         filters_1=options["filters"][0], filters_2=options["filters"][1],
         hidden_units_1=options["hidden_units"][0], hidden_units_2=options["hidden_units"][1],
         dropout=options["dropout"], learning_rate=options["learning_rate"], epochs=epochs,
-        batch_size=options["batch_size"], lr_schedule=options.get("lr_schedule") or HParams().lr_schedule,
+        batch_size=options["batch_size"], lr_schedule=options["lr_schedule"],
         augment=(options["augment"] if options.get("augment") is not None
                  else cfg.default_augment(options.get("dataset"), options.get("data"))),
     )
@@ -134,7 +134,7 @@ def config_from_options(options: dict[str, Any]) -> cfg.PipelineConfig:
         accuracy_threshold=options["accuracy_threshold"],
         max_accuracy_drop=options["max_accuracy_drop"], warm_start=options["warm_start"],
         tune=options["tune"], tune_trials=options["tune_trials"], enable_cache=options["cache"],
-        in_memory_examples=options.get("in_memory_examples", cfg.DEFAULT_IN_MEMORY_EXAMPLES),
+        in_memory_examples=options["in_memory_examples"],
         deploy_label=options["label"] if options["deploy"] else None, deploy_user=options["user"],
         verbose=options["verbose"],
     )

@@ -405,6 +405,7 @@ def make_app(manager: ModelManager, config: ServerConfig | None = None,
     """The aiohttp application; starting and stopping the manager is the caller's job."""
     config = config or ServerConfig()
     ctx = Ctx(manager, metrics or Metrics(), config, Drain())
+    ctx.metrics.in_flight.set_function(lambda: ctx.drain.active)
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
         ctx.drain.enter()
@@ -432,7 +433,6 @@ def make_app(manager: ModelManager, config: ServerConfig | None = None,
                               "'Authorization: Bearer <token>' (the server's --auth-token)"}, 401)
                 response.headers["WWW-Authenticate"] = 'Bearer realm="serving"'
             else:
-                ctx.metrics.in_flight.inc()
                 try:
                     response = await asyncio.wait_for(route.handler(ctx, request, groups),
                                                       config.timeout_s)
@@ -442,8 +442,6 @@ def make_app(manager: ModelManager, config: ServerConfig | None = None,
                 except Exception as exc:  # noqa: BLE001 - every error becomes {"error": ...}
                     status, message = _map_exception(exc)
                     response = error_response(status, message)
-                finally:
-                    ctx.metrics.in_flight.dec()
         if api not in ("health", "metrics"):
             ctx.metrics.observe(request.get(MODEL_KEY, ""), request.get(VERSION_KEY, ""), api,
                                 response.status, time.perf_counter() - started)

@@ -20,23 +20,17 @@ class Drain:
     def __init__(self) -> None:
         self.active = 0
         self.draining = False
-        self._idle: asyncio.Event | None = None
-
-    def _event(self) -> asyncio.Event:
-        if self._idle is None:  # created lazily: on the loop that serves
-            self._idle = asyncio.Event()
-            if self.active == 0:
-                self._idle.set()
-        return self._idle
+        self._idle = asyncio.Event()  # binds to the loop that first waits on it (Python 3.10)
+        self._idle.set()
 
     def enter(self) -> None:
         self.active += 1
-        self._event().clear()
+        self._idle.clear()
 
     def leave(self) -> None:
         self.active -= 1
         if self.active == 0:
-            self._event().set()
+            self._idle.set()
 
     async def wait_idle(self, timeout_s: float, abort: asyncio.Event | None = None) -> bool:
         """Start draining and wait until no request is in progress; False when time ran out
@@ -51,7 +45,7 @@ class Drain:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or (abort is not None and abort.is_set()):
                 return False
-            waiters = [asyncio.ensure_future(self._event().wait())]
+            waiters = [asyncio.ensure_future(self._idle.wait())]
             if abort is not None:
                 waiters.append(asyncio.ensure_future(abort.wait()))
             try:

@@ -27,7 +27,8 @@ class Metrics:
             ["model", "version", "signature"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=self.registry)
         self.in_flight = Gauge(
-            "serving_requests_in_flight", "Requests being handled now", registry=self.registry)
+            "serving_requests_in_flight", "Requests being handled now (the app sets it to its "
+            "drain counter)", registry=self.registry)
         self.version_state = Gauge(
             "serving_model_version_available", "1 while a version is loaded and serving",
             ["model", "version"], registry=self.registry)
