@@ -5,8 +5,12 @@ For each dataset (the embedded digits; Fashion-MNIST's 60k/10k when Debian's
 
 1. runs the whole pipeline with default settings in a fresh temporary root (no cache), timing
    every component and the whole run, and reads the eval accuracy from MLMD;
-2. trains the same model (same hyperparameters and epochs) in plain Keras on in-memory numpy
-   arrays of the same images, in this process, and prints the ratio Trainer / Keras.
+2. trains the same model (the Trainer's resolved budget: epochs, batch, augmentation, early
+   stopping) in plain Keras on in-memory numpy arrays of the same images, in this process, and
+   prints the ratio Trainer / Keras.
+
+``--before`` adds, per dataset, a run with the fixed recipe the pipeline used before the budget
+was derived from the data (digits 30 epochs, Fashion-MNIST 8, batch 128).
 
 Usage: ``python benchmarks/pipeline_bench.py [--datasets digits,fashion-mnist] [--epochs N]``.
 Results are printed as a table and written to ``benchmarks/out/pipeline_bench.json``.
@@ -17,8 +21,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -27,22 +29,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import modules  # noqa: E402,F401  (Keras 2 before TensorFlow)
-from pipeline.config import PipelineConfig, default_augment, default_epochs  # noqa: E402
+from benchmarks.machine import machine  # noqa: E402
+from pipeline.config import PipelineConfig  # noqa: E402
 from pipeline.datasets import resolve_data  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
-
-
-def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, {cpu}"
 
 
 def load_arrays(dataset: str, eval_percent: int):
@@ -67,39 +58,56 @@ def load_arrays(dataset: str, eval_percent: int):
     return (*splits["train"], *splits["eval"])
 
 
-def keras_baseline(dataset: str, config: PipelineConfig) -> dict[str, float]:
-    """Same model, same epochs, plain ``model.fit`` on in-memory arrays."""
+def keras_baseline(dataset: str, config: PipelineConfig,
+                   training: dict[str, object]) -> dict[str, float]:
+    """Same model, same budget (the Trainer's resolved one), plain ``model.fit`` on arrays."""
+    import dataclasses
+
     import numpy as np
 
-    from modules.model import build_model, schedule_callbacks
+    from modules.budget import TrainingBudget
+    from modules.model import budget_callbacks, build_model, schedule_callbacks
 
+    fields = {f.name for f in dataclasses.fields(TrainingBudget)}
+    budget = TrainingBudget(**{k: v for k, v in training.items() if k in fields})
+    hparams = budget.apply(config.hparams)
     x, y, xe, ye = load_arrays(dataset, config.eval_percent)
     x = (x[..., None] / 255.0).astype(np.float32)
     xe = (xe[..., None] / 255.0).astype(np.float32)
-    model = build_model(config.hparams)
+    model = build_model(hparams)
     started = time.monotonic()
-    model.fit(x, y, batch_size=config.hparams.batch_size, epochs=config.hparams.epochs,
-              validation_data=(xe, ye), callbacks=schedule_callbacks(config.hparams), verbose=0)
+    history = model.fit(x, y, batch_size=hparams.batch_size, epochs=hparams.epochs,
+                        validation_data=(xe, ye),
+                        callbacks=[*schedule_callbacks(hparams), *budget_callbacks(budget)],
+                        verbose=0)
     seconds = time.monotonic() - started
     accuracy = float(model.evaluate(xe, ye, verbose=0)[1])
-    return {"fit_seconds": seconds, "accuracy": accuracy, "train": len(y), "eval": len(ye)}
+    return {"fit_seconds": seconds, "accuracy": accuracy, "train": len(y), "eval": len(ye),
+            "epochs_run": len(history.history["loss"])}
 
 
-def run_one(dataset: str, epochs: int | None) -> dict[str, object]:
+# What the pipeline trained with before the data-derived budget (issue 8): a fixed recipe per
+# dataset name. ``--before`` runs it in the same process as the new defaults, for a fair pair.
+OLD_RECIPES = {"digits": {"epochs": 30, "batch_size": 128, "augment": True},
+               "fashion-mnist": {"epochs": 8, "batch_size": 128, "augment": False}}
+
+
+def run_one(dataset: str, epochs: int | None, recipe: str = "budget") -> dict[str, object]:
     from ml_metadata.metadata_store import metadata_store
 
+    from modules.hparams import HParams
     from pipeline.metadata_config import connection_config
     from pipeline.run import run_pipeline
 
     with tempfile.TemporaryDirectory(prefix=f"bench-{dataset}-") as tmp:
-        from modules.hparams import HParams
-
+        hparams = HParams(**OLD_RECIPES[dataset]) if recipe == "before" else HParams()
+        if epochs:
+            hparams = hparams.replace(epochs=epochs)
         config = PipelineConfig(
             model_name=f"bench_{dataset.replace('-', '_')}", dataset=dataset,
             pipeline_root=f"{tmp}/root", metadata_path=f"{tmp}/metadata.sqlite",
             serving_dir=f"{tmp}/serving", log_dir=f"{tmp}/logs", enable_cache=False,
-            hparams=HParams(epochs=epochs or default_epochs(dataset, None),
-                            augment=default_augment(dataset, None)),
+            hparams=hparams,
         )
         out = io.StringIO()
         started = time.monotonic()
@@ -109,10 +117,12 @@ def run_one(dataset: str, epochs: int | None) -> dict[str, object]:
         model = store.get_artifacts_by_uri(summary.model_uri)[0] if summary.model_uri else None
         fit_seconds = model.custom_properties["train_seconds"].double_value if model else None
         print(out.getvalue(), file=sys.stderr)
-        baseline = keras_baseline(dataset, config)
+        baseline = keras_baseline(dataset, config, summary.training)
     trainer = summary.component_seconds.get("Trainer")
     return {
-        "dataset": dataset, "epochs": config.hparams.epochs, "end_to_end_s": total,
+        "dataset": dataset if recipe == "budget" else f"{dataset} (before)",
+        "epochs": summary.training.get("epochs_run"), "budget": summary.training,
+        "end_to_end_s": total,
         "components_s": summary.component_seconds, "accuracy": summary.accuracy,
         "blessed": summary.blessed, "trainer_fit_s": fit_seconds, "keras": baseline,
         "trainer_vs_keras": (trainer / baseline["fit_seconds"]) if trainer else None,
@@ -132,7 +142,9 @@ def print_table(results: list[dict[str, object]]) -> None:
         ("end to end", lambda r: f"{r['end_to_end_s']:.1f}s"),
         ("eval accuracy (TFMA)", lambda r: f"{r['accuracy']:.4f}"),
         ("blessed", lambda r: str(r["blessed"])),
-        ("epochs", lambda r: str(r["epochs"])),
+        ("epochs run", lambda r: str(r["epochs"])),
+        ("batch", lambda r: str(r["budget"].get("batch_size"))),
+        ("augment", lambda r: str(r["budget"].get("augment"))),
         ("Trainer fit only", lambda r: f"{r['trainer_fit_s']:.1f}s"),
         ("plain Keras fit", lambda r: f"{r['keras']['fit_seconds']:.1f}s"),
         ("plain Keras accuracy", lambda r: f"{r['keras']['accuracy']:.4f}"),
@@ -147,7 +159,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="digits,fashion-mnist")
     parser.add_argument("--epochs", type=int, default=None,
-                        help="override the per-dataset default epochs")
+                        help="override the data-derived epochs")
+    parser.add_argument("--before", action="store_true",
+                        help="also run each dataset with its old fixed recipe (a before/after "
+                             "pair in the same run)")
     args = parser.parse_args()
     results = []
     for dataset in args.datasets.split(","):
@@ -155,6 +170,8 @@ def main() -> None:
             print("skipping fashion-mnist: apt-get install dataset-fashion-mnist", file=sys.stderr)
             continue
         results.append(run_one(dataset, args.epochs))
+        if args.before:
+            results.append(run_one(dataset, args.epochs, recipe="before"))
     print(f"machine: {machine()}")
     print_table(results)
     OUT.mkdir(exist_ok=True)

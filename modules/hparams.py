@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 LR_SCHEDULES = ("cosine", "constant")
+# The type of the fields whose default is None (from_dict casts by the default's type).
+_OPTIONAL_KINDS: dict[str, object] = {"epochs": 0, "batch_size": 0, "augment": False}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,9 +21,10 @@ class HParams:
     hidden_units_2: int = 64
     dropout: float = 0.25
     learning_rate: float = 1e-3
-    epochs: int = 10
-    batch_size: int = 128
-    augment: bool = True
+    # None: chosen from the training split's size by modules/budget.py (set them to override).
+    epochs: int | None = None
+    batch_size: int | None = None
+    augment: bool | None = None
     optimizer: str = "adam"  # "adam" or "sgd" (SGD with Nesterov momentum 0.9)
     # "cosine": the learning rate falls from learning_rate to ~0 over the epochs (per epoch);
     # "constant": it stays. Cosine gave Fashion-MNIST 0.919 vs 0.913 at 8 epochs, same time.
@@ -30,7 +33,7 @@ class HParams:
     def __post_init__(self) -> None:
         for name in ("filters_1", "filters_2", "hidden_units_1", "hidden_units_2", "epochs",
                      "batch_size"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ValueError(f"hyperparameter {name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"hyperparameter dropout must be in [0, 1), got {self.dropout}")
@@ -41,6 +44,11 @@ class HParams:
                              f"got {self.lr_schedule!r}")
         if not 0.0 < self.learning_rate <= 1.0:
             raise ValueError(f"hyperparameter learning_rate must be in (0, 1], got {self.learning_rate}")
+
+    @property
+    def resolved(self) -> bool:
+        """Whether epochs, batch size and augmentation are all set (by flags or the budget)."""
+        return None not in (self.epochs, self.batch_size, self.augment)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -56,7 +64,7 @@ class HParams:
         for field in dataclasses.fields(cls):
             if field.name in values and values[field.name] is not None:
                 raw = values[field.name]
-                default = field.default
+                default = _OPTIONAL_KINDS.get(field.name, field.default)
                 if isinstance(default, bool):
                     kwargs[field.name] = raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
                 elif isinstance(default, str):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import time
 
 import tensorflow as tf
 
 import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from modules import features
+from modules.budget import EARLY_STOPPING_MONITOR, TrainingBudget
 from modules.hparams import HParams
 
 
@@ -28,23 +30,27 @@ def _skip_autograph_for_tf_keras() -> None:
 
 _skip_autograph_for_tf_keras()
 
+SHIFT_FRACTION = 0.04  # of the image size: about one pixel of 28
+
 
 def build_model(hparams: HParams | None = None) -> tf.keras.Model:
     """A small CNN for 28x28x1 images in [0, 1] -> softmax over NUM_CLASSES.
 
     Two conv blocks (3x3 conv ``filters_1`` / ``filters_2``, batch norm, ReLU, 2x2 max pool), then
     two dense layers (``hidden_units_1/2``) with dropout. One conv per block keeps an epoch over
-    60k images near half a minute on two CPU cores. With ``augment`` the model starts with random shifts/zoom/rotation, which are active
-    only while training, so serving sees the identity.
+    60k images near half a minute on two CPU cores. With ``augment`` the model starts with random
+    shifts, active only while training, so serving sees the identity.
     """
     hp = hparams or HParams()
     keras = tf.keras
     inputs = keras.Input(shape=features.IMAGE_SHAPE, name=features.INPUT_IMAGES, dtype=tf.float32)
     x = inputs
-    if hp.augment:
-        x = keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", name="aug_shift")(x)
-        x = keras.layers.RandomRotation(0.04, fill_mode="constant", name="aug_rotate")(x)
-        x = keras.layers.RandomZoom(0.08, fill_mode="constant", name="aug_zoom")(x)
+    if hp.augment is not False:  # None (not yet chosen by the budget) means the default: on
+        # Shifts of up to ~1 pixel only. Measured on 800 Fashion-MNIST images (batch 32, 60
+        # epochs, two seeds): none 0.837, +-1 px 0.849, +-2 px 0.835, +-2 px with zoom 0.838,
+        # +-2 px with zoom and rotation 0.791; on the digits all within one eval image of 0.993.
+        x = keras.layers.RandomTranslation(SHIFT_FRACTION, SHIFT_FRACTION, fill_mode="constant",
+                                           name="aug_shift")(x)
     for block, filters in enumerate((hp.filters_1, hp.filters_2), start=1):
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{block}")(x)
         # momentum 0.9, not Keras' 0.99: with 0.99 the moving statistics still carried ~10% of
@@ -77,6 +83,8 @@ def _optimizer(hp: HParams) -> tf.keras.optimizers.Optimizer:
 
 def epoch_learning_rate(hp: HParams, epoch: int) -> float:
     """The learning rate of ``epoch`` (0-based) under ``hp.lr_schedule``."""
+    if hp.epochs is None:
+        raise ValueError("epoch_learning_rate needs resolved epochs (see modules.budget)")
     if hp.lr_schedule == "constant" or hp.epochs <= 1:
         return hp.learning_rate
     return hp.learning_rate * 0.5 * (1.0 + math.cos(math.pi * epoch / hp.epochs))
@@ -87,3 +95,34 @@ def schedule_callbacks(hp: HParams) -> list[tf.keras.callbacks.Callback]:
     if hp.lr_schedule == "constant":
         return []
     return [tf.keras.callbacks.LearningRateScheduler(lambda epoch: epoch_learning_rate(hp, epoch))]
+
+
+class TimeLimit(tf.keras.callbacks.Callback):
+    """Stop training at the end of the batch that crosses ``minutes`` (``--max-train-minutes``)."""
+
+    def __init__(self, minutes: float | None) -> None:
+        super().__init__()
+        self.seconds = None if minutes is None else minutes * 60.0
+        self.started = 0.0
+        self.stopped_epoch: int | None = None  # 0-based epoch during which the limit was hit
+        self._epoch = 0
+
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+        self.started = time.monotonic()
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
+        if self.seconds is not None and time.monotonic() - self.started >= self.seconds:
+            if self.stopped_epoch is None:
+                self.stopped_epoch = self._epoch
+            self.model.stop_training = True
+
+
+def budget_callbacks(budget: TrainingBudget) -> tuple[tf.keras.callbacks.EarlyStopping, TimeLimit]:
+    """Early stopping on eval accuracy (best weights restored) and the time limit of ``budget``."""
+    early = tf.keras.callbacks.EarlyStopping(
+        monitor=EARLY_STOPPING_MONITOR, mode="max", patience=budget.patience,
+        start_from_epoch=budget.watch_from_epoch, restore_best_weights=True)
+    return early, TimeLimit(budget.max_train_minutes)

@@ -2,11 +2,14 @@
 
 Called by TFX's GenericExecutor as ``modules.trainer.run_fn``. Everything the run needs arrives in
 ``fn_args.custom_config`` (see ``pipeline/pipeline.py``): ``hparams``, ``class_names``,
-``model_name``; with ``--tune`` the Tuner's best hyperparameters override ``hparams``.
+``model_name``, ``max_train_minutes``; with ``--tune`` the Tuner's best hyperparameters override
+``hparams``. Epochs, batch size and augmentation left unset are chosen from the training split's
+size by ``modules.budget.plan_budget``; the budget and why go into the training summary.
 
 Side outputs, all inside the Model artifact's directory (``dirname(serving_model_dir)``):
 * ``keras/weights.h5``: the Keras weights, used by ``--warm-start`` runs as their starting point;
-* ``training_summary.json``: hparams, example counts, seconds, per-epoch history. The Trainer
+* ``training_summary.json``: the effective hparams, the budget (and what stopped training),
+  example counts, seconds, per-epoch history. The Trainer
   executor copies it into MLMD custom properties.
 TensorBoard logs go to the ModelRun artifact (``fn_args.model_run_dir``).
 """
@@ -23,12 +26,13 @@ import numpy as np
 import tensorflow as tf
 
 import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+from contracts.training import TRAINING_SUMMARY_FILE
 from modules import features
+from modules.budget import DEFAULT_MAX_TRAIN_MINUTES, TrainingBudget, plan_budget
 from modules.hparams import HParams
-from modules.model import build_model, schedule_callbacks
+from modules.model import budget_callbacks, build_model, schedule_callbacks
 from modules.signatures import export_serving_model
 
-TRAINING_SUMMARY_FILE = "training_summary.json"
 KERAS_WEIGHTS_RELPATH = os.path.join("keras", "weights.h5")
 
 # Up to this many transformed examples are loaded into memory once and fit from numpy arrays
@@ -132,6 +136,24 @@ def warm_start_weights(model: tf.keras.Model, base_model_dir: str | None) -> str
     return weights
 
 
+def plan_for(custom_config: dict[str, Any], hparams: HParams, train_examples: int,
+             eval_examples: int, class_names: tuple[str, ...]) -> TrainingBudget:
+    """The run's budget from its data and the pipeline's settings (see modules/budget.py)."""
+    minutes = custom_config.get("max_train_minutes", DEFAULT_MAX_TRAIN_MINUTES)
+    return plan_budget(train_examples, hparams, eval_examples=eval_examples,
+                       num_classes=len(class_names),
+                       max_train_minutes=None if minutes is None else float(minutes))
+
+
+def _stop_reason(early: tf.keras.callbacks.EarlyStopping, limit: Any, epochs_run: int,
+                 planned: int) -> str:
+    if limit.stopped_epoch is not None:
+        return f"time limit: {limit.seconds / 60:g} min reached in epoch {limit.stopped_epoch + 1}"
+    if early.stopped_epoch > 0:
+        return f"early stopping: eval accuracy not better in {early.patience} epochs"
+    return "end of the planned epochs"
+
+
 def run_fn(fn_args: Any) -> None:
     """Train, evaluate on the eval split, export the SavedModel and the side outputs."""
     import tensorflow_transform as tft
@@ -141,18 +163,28 @@ def run_fn(fn_args: Any) -> None:
     class_names = tuple(custom_config.get("class_names") or features.DIGIT_CLASS_NAMES)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
 
-    model = build_model(hparams)
-    warm_from = warm_start_weights(model, getattr(fn_args, "base_model", None))
-
-    callbacks = [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch",
-                                                profile_batch=0), *schedule_callbacks(hparams)]
     limit = in_memory_limit(custom_config)
     train = _load_arrays(fn_args.train_files, fn_args.data_accessor, tf_transform_output, limit)
     evaluation = _load_arrays(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
                               limit) if train is not None else None
-    started = time.monotonic()
+    in_memory = train is not None and evaluation is not None
     if train is not None and evaluation is not None:
         train_count, eval_count = len(train[1]), len(evaluation[1])
+    else:
+        train_count = _count_records(fn_args.train_files)
+        eval_count = _count_records(fn_args.eval_files)
+    budget = plan_for(custom_config, hparams, train_count, eval_count, class_names)
+    hparams = budget.apply(hparams)
+    logging.info("Training budget: %s", budget.reason)
+
+    model = build_model(hparams)
+    warm_from = warm_start_weights(model, getattr(fn_args, "base_model", None))
+    early, time_limit = budget_callbacks(budget)
+    callbacks = [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch",
+                                                profile_batch=0), *schedule_callbacks(hparams),
+                 early, time_limit]
+    started = time.monotonic()
+    if train is not None and evaluation is not None:
         history = model.fit(train[0], train[1], batch_size=hparams.batch_size,
                             epochs=hparams.epochs, validation_data=evaluation,
                             callbacks=callbacks, verbose=2)
@@ -163,8 +195,6 @@ def run_fn(fn_args: Any) -> None:
                           hparams.batch_size, shuffle=False)
         history = model.fit(train_ds, epochs=hparams.epochs, validation_data=eval_ds,
                             callbacks=callbacks, verbose=2)
-        train_count, eval_count = _count_records(fn_args.train_files), _count_records(
-            fn_args.eval_files)
     train_seconds = time.monotonic() - started
 
     export_serving_model(model, fn_args.serving_model_dir, tf_transform_output, class_names)
@@ -177,8 +207,16 @@ def run_fn(fn_args: Any) -> None:
         {name: float(values[i]) for name, values in history.history.items()}
         for i in range(len(next(iter(history.history.values()), [])))
     ]
+    outcome = {
+        "epochs_run": len(epochs),
+        "best_epoch": int(early.best_epoch) + 1 if epochs else 0,  # 1-based, weights restored
+        "stopped_by": _stop_reason(early, time_limit, len(epochs), budget.epochs),
+        "steps_run": _steps_run(epochs, budget),
+        "in_memory": in_memory,
+    }
     summary = {
         "hparams": hparams.to_dict(),
+        "budget": {**budget.to_dict(), **outcome},
         "class_names": list(class_names),
         "model_name": custom_config.get("model_name", ""),
         "train_examples": train_count,
@@ -190,3 +228,8 @@ def run_fn(fn_args: Any) -> None:
     }
     with tf.io.gfile.GFile(os.path.join(model_dir, TRAINING_SUMMARY_FILE), "w") as handle:
         handle.write(json.dumps(summary, indent=2))
+
+
+def _steps_run(epochs: list[dict[str, float]], budget: TrainingBudget) -> int:
+    """Optimizer steps taken (a time-limited last epoch is counted whole: an upper bound)."""
+    return len(epochs) * budget.steps_per_epoch

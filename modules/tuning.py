@@ -16,9 +16,10 @@ import keras_tuner
 import tensorflow as tf
 
 import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+from modules import features
 from modules.hparams import HParams
 from modules.model import build_model, schedule_callbacks
-from modules.trainer import _load_arrays, in_memory_limit, resolve_hparams
+from modules.trainer import _load_arrays, in_memory_limit, plan_for, resolve_hparams
 
 OBJECTIVE = "val_sparse_categorical_accuracy"
 
@@ -31,6 +32,8 @@ def search_space(base: HParams) -> keras_tuner.HyperParameters:
     hp.Float("dropout", 0.1, 0.5, step=0.1)
     hp.Float("learning_rate", 0.01, 0.1, sampling="log")
     hp.Fixed("optimizer", "sgd")
+    if base.epochs is None:
+        raise ValueError("search_space needs resolved epochs (see modules.budget)")
     low = max(1, base.epochs // 2)
     if low < base.epochs:
         hp.Int("epochs", low, base.epochs)
@@ -126,6 +129,8 @@ def tuner_fn(fn_args: Any) -> Any:
     if train is None or evaluation is None:
         raise ValueError(f"--tune loads the data into memory and a split has more than {limit} "
                          "examples (--in-memory-examples): raise it or tune on a sample")
+    class_names = tuple(custom_config.get("class_names") or features.DIGIT_CLASS_NAMES)
+    base = plan_for(custom_config, base, len(train[1]), len(evaluation[1]), class_names).apply(base)
     tuner = TfKerasRandomSearch(
         CnnHyperModel(base),
         hyperparameters=search_space(base),

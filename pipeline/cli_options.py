@@ -7,6 +7,13 @@ from typing import Any
 
 import click
 
+from modules.budget import (
+    AUGMENT_MAX_PER_CLASS,
+    DEFAULT_MAX_TRAIN_MINUTES,
+    MAX_EPOCHS,
+    MIN_EPOCHS,
+    MIN_STEPS,
+)
 from modules.hparams import LR_SCHEDULES, HParams
 from pipeline import config as cfg
 
@@ -58,11 +65,16 @@ def pipeline_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help=f"Pusher writes <serving-dir>/<model-name>/<N>/ (env {cfg.ENV_SERVING_DIR})."),
         click.option("--log-dir", default="runs/logs", show_default=True, type=click.Path(),
                      help="Where the full TFX/Beam/TensorFlow log of each run goes."),
-        click.option("--epochs", type=int, default=None,
-                     help=f"Training epochs (default: {cfg.DATASET_EPOCHS['digits']} for digits, "
-                          f"{cfg.DATASET_EPOCHS['fashion-mnist']} for fashion-mnist, "
-                          f"{cfg.DEFAULT_EPOCHS} for your data)."),
-        click.option("--batch-size", type=int, default=d.batch_size, show_default=True),
+        click.option("--epochs", type=click.IntRange(1), default=None,
+                     help="Training epochs. Default: from the training split's size, enough for "
+                          f"{MIN_STEPS:,} optimizer steps and at least {MIN_EPOCHS} epochs, at "
+                          f"most {MAX_EPOCHS}; early stopping may end sooner."),
+        click.option("--batch-size", type=click.IntRange(1), default=None,
+                     help="Default: from the training split's size (32 up to 5,000 examples, "
+                          "64 up to 20,000, then 128)."),
+        click.option("--max-train-minutes", type=click.FloatRange(min=0, min_open=True),
+                     default=DEFAULT_MAX_TRAIN_MINUTES, show_default=True,
+                     help="Stop training after this long (the best epoch's weights are kept)."),
         click.option("--learning-rate", type=float, default=d.learning_rate, show_default=True,
                      help="Adam learning rate (the first epoch's, under --lr-schedule cosine)."),
         click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=d.lr_schedule,
@@ -76,8 +88,9 @@ def pipeline_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Units of the two dense layers."),
         click.option("--dropout", type=float, default=d.dropout, show_default=True),
         click.option("--augment/--no-augment", default=None,
-                     help="Random shifts, small rotations and zoom while training (default: on "
-                          "for digits and your data, off for fashion-mnist)."),
+                     help="Random shifts of about one pixel while training. Default: on when "
+                          f"the classes have at most {AUGMENT_MAX_PER_CLASS:,} training "
+                          "examples each."),
         click.option("--accuracy-threshold", type=float, default=0.9, show_default=True,
                      help="Bless only models with eval accuracy at least this."),
         click.option("--max-accuracy-drop", type=float, default=0.01, show_default=True,
@@ -114,14 +127,12 @@ def pipeline_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def config_from_options(options: dict[str, Any]) -> cfg.PipelineConfig:
     """A PipelineConfig from the parsed shared flags (unknown keys are ignored)."""
-    epochs = options.get("epochs") or cfg.default_epochs(options.get("dataset"), options.get("data"))
     hparams = HParams(
         filters_1=options["filters"][0], filters_2=options["filters"][1],
         hidden_units_1=options["hidden_units"][0], hidden_units_2=options["hidden_units"][1],
-        dropout=options["dropout"], learning_rate=options["learning_rate"], epochs=epochs,
-        batch_size=options["batch_size"], lr_schedule=options["lr_schedule"],
-        augment=(options["augment"] if options.get("augment") is not None
-                 else cfg.default_augment(options.get("dataset"), options.get("data"))),
+        dropout=options["dropout"], learning_rate=options["learning_rate"],
+        epochs=options.get("epochs"), batch_size=options.get("batch_size"),
+        lr_schedule=options["lr_schedule"], augment=options.get("augment"),
     )
     class_names = None
     if options.get("class_names"):
@@ -135,6 +146,7 @@ def config_from_options(options: dict[str, Any]) -> cfg.PipelineConfig:
         max_accuracy_drop=options["max_accuracy_drop"], warm_start=options["warm_start"],
         tune=options["tune"], tune_trials=options["tune_trials"], enable_cache=options["cache"],
         in_memory_examples=options["in_memory_examples"],
+        max_train_minutes=options.get("max_train_minutes", DEFAULT_MAX_TRAIN_MINUTES),
         deploy_label=options["label"] if options["deploy"] else None, deploy_user=options["user"],
         verbose=options["verbose"],
     )

@@ -6,18 +6,12 @@ import dataclasses
 import os
 from typing import Any
 
+from modules.budget import DEFAULT_MAX_TRAIN_MINUTES
 from modules.hparams import HParams
 
 ENV_METADATA = "MNIST_TFX_METADATA"
 ENV_SERVING_DIR = "MNIST_TFX_SERVING_DIR"
 
-# Defaults per embedded dataset. 1,437 digits need many passes and augmentation to generalise;
-# Fashion-MNIST's 60k need few passes, and augmentation only slows them down (it under-fits at 8
-# epochs: 85% vs 91%). Your own data get the middle ground.
-DATASET_EPOCHS = {"digits": 30, "fashion-mnist": 8}
-DATASET_AUGMENT = {"digits": True, "fashion-mnist": False}
-DEFAULT_EPOCHS = 10
-DEFAULT_AUGMENT = True
 DEFAULT_IN_MEMORY_EXAMPLES = 500_000  # images per split the Trainer holds in memory
 
 
@@ -35,7 +29,10 @@ class PipelineConfig:
     metadata_path: str = "runs/metadata.sqlite"
     serving_dir: str = "serving_model"
     log_dir: str = "runs/logs"
+    # Epochs, batch size and augmentation left None are chosen by the Trainer from the size of
+    # the data it reads (modules/budget.py), the same rule for every dataset.
     hparams: HParams = dataclasses.field(default_factory=HParams)
+    max_train_minutes: float | None = DEFAULT_MAX_TRAIN_MINUTES  # None: no time limit
     accuracy_threshold: float = 0.9          # value threshold on sparse categorical accuracy
     max_accuracy_drop: float = 0.01          # change threshold vs the last blessed model
     warm_start: bool = False
@@ -59,6 +56,8 @@ class PipelineConfig:
             raise ValueError(f"--eval-percent must be between 1 and 99, got {self.eval_percent}")
         if not 0.0 <= self.accuracy_threshold <= 1.0:
             raise ValueError(f"--accuracy-threshold must be in [0, 1], got {self.accuracy_threshold}")
+        if self.max_train_minutes is not None and self.max_train_minutes <= 0:
+            raise ValueError(f"--max-train-minutes must be > 0, got {self.max_train_minutes}")
         if self.in_memory_examples < 0:
             raise ValueError(f"--in-memory-examples must be >= 0, got {self.in_memory_examples}")
         if not 0.0 <= self.max_accuracy_drop <= 1.0:
@@ -85,15 +84,3 @@ def default_metadata_path() -> str:
 
 def default_serving_dir() -> str:
     return os.environ.get(ENV_SERVING_DIR, "serving_model")
-
-
-def default_epochs(dataset: str | None, data: str | None) -> int:
-    if data:
-        return DEFAULT_EPOCHS
-    return DATASET_EPOCHS.get(dataset or "digits", DEFAULT_EPOCHS)
-
-
-def default_augment(dataset: str | None, data: str | None) -> bool:
-    if data:
-        return DEFAULT_AUGMENT
-    return DATASET_AUGMENT.get(dataset or "digits", DEFAULT_AUGMENT)

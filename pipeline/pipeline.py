@@ -82,6 +82,7 @@ def create_pipeline(
         "class_names": list(data.class_names),
         "model_name": config.model_name,
         "in_memory_examples": config.in_memory_examples,
+        "max_train_minutes": config.max_train_minutes,
         "code": code_fingerprint(),
     }
     trainer_inputs: dict[str, object] = {}

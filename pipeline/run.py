@@ -10,6 +10,7 @@ import warnings
 from typing import Literal, TextIO
 
 import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+from contracts.training import describe_training
 from pipeline.config import PipelineConfig
 from pipeline.datasets import ResolvedData, resolve_data
 from pipeline.progress import ProgressReporter, captured_output, reporting
@@ -115,6 +116,33 @@ def _one_line(error: BaseException) -> str:
     return text.splitlines()[0] if len(text.splitlines()) == 1 else text
 
 
+def not_blessed_advice(config: PipelineConfig, summary: RunSummary) -> list[str]:
+    """Which blessing threshold failed, by how much, and the flags that matter."""
+    advice: list[str] = []
+    accuracy = summary.accuracy
+    if accuracy is not None and accuracy < config.accuracy_threshold:
+        advice.append(
+            f"eval accuracy {accuracy:.4f} < --accuracy-threshold {config.accuracy_threshold} "
+            f"(short by {config.accuracy_threshold - accuracy:.4f})")
+    baseline = summary.baseline_accuracy
+    if accuracy is not None and baseline is not None and baseline - accuracy > config.max_accuracy_drop:
+        advice.append(
+            f"eval accuracy {accuracy:.4f} is {baseline - accuracy:.4f} below the last blessed "
+            f"model's {baseline:.4f} (--max-accuracy-drop {config.max_accuracy_drop})")
+    if not advice:
+        advice.append("a threshold failed; see the Evaluator's output in the log")
+    training = summary.training or {}
+    stopped = str(training.get("stopped_by", ""))
+    if stopped.startswith("time limit"):
+        advice.append("training hit --max-train-minutes: raise it to train the planned epochs")
+    elif training:
+        advice.append(f"more data helps most ({training.get('train_examples', '?')} training "
+                      f"examples, {training.get('num_classes', '?')} classes); or a longer budget "
+                      "(--epochs), or --tune; or lower --accuracy-threshold if this accuracy is "
+                      "what the task allows")
+    return advice
+
+
 def format_summary(config: PipelineConfig, summary: RunSummary, elapsed: float,
                    log_path: str) -> str:
     """The end-of-run report: blessing, accuracy, pushed version, and where everything is."""
@@ -125,12 +153,17 @@ def format_summary(config: PipelineConfig, summary: RunSummary, elapsed: float,
     cached = [n for n, s in summary.states.items() if s == "CACHED"]
     if cached:
         lines.append(f"  cached:        {', '.join(cached)}")
+    if summary.training:
+        lines.append(f"  training:      {describe_training(summary.training)}")
+        lines.append(f"                 why: {summary.training.get('reason', '-')}")
     blessed = {True: "yes", False: "NO (thresholds not met)", None: "n/a"}[summary.blessed]
     lines.append(f"  blessed:       {blessed}")
     accuracy = f"  eval accuracy: {fmt(summary.accuracy)}"
     if summary.baseline_accuracy is not None:
         accuracy += f" (last blessed: {fmt(summary.baseline_accuracy)})"
     lines.append(accuracy + f"; threshold >= {config.accuracy_threshold}")
+    if summary.blessed is False:
+        lines += [f"  why not:       {reason}" for reason in not_blessed_advice(config, summary)]
     if summary.pushed_version is not None:
         lines.append(f"  pushed:        version {summary.pushed_version} -> {summary.pushed_path}")
     else:

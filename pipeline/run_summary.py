@@ -28,6 +28,7 @@ class RunSummary:
     pushed_path: str | None = None
     model_uri: str | None = None
     tensorboard_dir: str | None = None
+    training: dict[str, Any] = dataclasses.field(default_factory=dict)  # the Trainer's budget
     anomalies_uri: str | None = None
     seconds: float | None = None
     component_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -95,6 +96,9 @@ def summarize_run(store: metadata_store.MetadataStore, pipeline_name: str,
         if _prop(artifact, "tensorboard_dir") is not None or artifact.uri.rstrip("/").endswith("model"):
             summary.model_uri = summary.model_uri or artifact.uri
             summary.tensorboard_dir = summary.tensorboard_dir or _prop(artifact, "tensorboard_dir")
+            budget = _prop(artifact, "budget")
+            if budget and not summary.training:
+                summary.training = json.loads(budget) or {}
     for artifact in outputs.get("Evaluator", []):
         blessed = _prop(artifact, "blessed")
         if blessed is not None:

@@ -108,6 +108,7 @@ class ModelSummary:
     labels: dict[str, int]
     versions: list[int]
     lineage: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)  # the Trainer's budget and outcome
 
 
 @dataclass(frozen=True)
@@ -394,6 +395,7 @@ class Registry:
         parameter: dict[str, Any] = {}
         evaluation: dict[str, Any] = {}
         train_cnt = elapsed = None
+        training: dict[str, Any] = {}
         class_names: list[str] = []
         filename, fmt = "saved_model.pb", "saved_model"
         if model.source == "pipeline":
@@ -404,6 +406,7 @@ class Registry:
                 facts = pipeline_models.model_facts(latest)
                 parameter, class_names = facts["hparams"], facts["class_names"]
                 train_cnt, elapsed = facts["train_examples"], facts["train_seconds"]
+                training = facts["budget"] if isinstance(facts["budget"], dict) else {}
                 evaluation = cand.evaluation
                 trainer = cand.trainer_execution
                 lineage = {
@@ -443,7 +446,7 @@ class Registry:
             class_names=list(class_names), cdate=row.created, mdate=row.modified,
             serving=row.serving, serving_name=serving_name, state=state, source=model.source,
             current_version=int(prop(ctx, "current_version", 0) or 0) if ctx is not None else 0,
-            labels=labels, versions=versions, lineage=lineage,
+            labels=labels, versions=versions, lineage=lineage, training=training,
         )
 
     def versions(self, name: str) -> list[DeployedVersion]:

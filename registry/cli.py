@@ -26,7 +26,7 @@ LIST_HEADERS = ["id", "user", "name", "type", "category", "algorithm", "serving"
                 "modified"]
 SUMMARY_FIELDS = ["id", "user", "name", "filename", "format", "type", "category", "algorithm",
                   "feature", "label", "parameter", "evaluation", "cross_validation", "grid_info",
-                  "train_cnt", "elapsed", "dictionary", "cdate", "mdate", "serving",
+                  "train_cnt", "elapsed", "training", "dictionary", "cdate", "mdate", "serving",
                   "serving_name", "state", "current_version", "versions", "labels", "source",
                   "lineage"]
 

@@ -169,5 +169,6 @@ def model_facts(model: Any) -> dict[str, Any]:
         "train_seconds": prop(model, "train_seconds", None),
         "class_names": _json(prop(model, "class_names", "")) or [],
         "history": _json(prop(model, "history", "")) or [],
+        "budget": _json(prop(model, "budget", "")) or {},
         "user": prop(model, "user", "") or "",
     }

@@ -16,7 +16,7 @@ from tfx.components.trainer import executor as trainer_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_component_specs
 
-from modules.trainer import TRAINING_SUMMARY_FILE
+from contracts.training import TRAINING_SUMMARY_FILE
 
 
 def publish_training_summary(model: types.Artifact) -> dict[str, Any]:
@@ -26,7 +26,7 @@ def publish_training_summary(model: types.Artifact) -> dict[str, Any]:
         return {}
     with fileio.open(path) as handle:
         summary: dict[str, Any] = json.loads(handle.read())
-    for key in ("hparams", "class_names", "history"):
+    for key in ("hparams", "class_names", "history", "budget"):
         model.set_string_custom_property(key, json.dumps(summary.get(key)))
     for key in ("train_examples", "eval_examples"):
         model.set_int_custom_property(key, int(summary.get(key, -1)))
