@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from contracts.training import describe_training
 from registry import render
 from registry.cliutil import KVCommand, common_options, fail_on_errors, settings_registry
 from registry.status import status_command
@@ -125,6 +126,8 @@ def summary_cmd(ctx: click.Context, name: str, fields: str | None, **_: Any) -> 
         "cdate": render.compact_time(s.cdate), "mdate": render.compact_time(s.mdate),
         "serving": "on" if s.serving else "off",
     }
+    if output != "json":
+        values["training"] = describe_training(s.training)
     wanted = SUMMARY_FIELDS
     if fields:
         wanted = [f.strip() for f in fields.split(",") if f.strip()]

@@ -91,6 +91,10 @@ def test_first_run_records_every_component_in_mlmd(tiny_pipeline_run: TinyRun) -
     assert props["train_examples"].int_value == 160 and props["eval_examples"].int_value == 40
     assert props["train_seconds"].double_value > 0
     assert len(json.loads(props["history"].string_value)) == TINY_HPARAMS.epochs
+    budget = json.loads(props["budget"].string_value)
+    assert budget["epochs"] == budget["epochs_run"] == TINY_HPARAMS.epochs
+    assert budget["train_examples"] == 160 and "--epochs" in budget["reason"]
+    assert 1 <= budget["best_epoch"] <= TINY_HPARAMS.epochs
     assert json.loads(props["class_names"].string_value)[3] == "three"
     assert os.path.isdir(props["tensorboard_dir"].string_value)
     evaluation = next(a for t, a in outputs["Evaluator"] if t == "ModelEvaluation")
@@ -100,7 +104,8 @@ def test_first_run_records_every_component_in_mlmd(tiny_pipeline_run: TinyRun) -
     pushed = next(a for t, a in outputs["Pusher"] if t == "PushedModel")
     assert pushed.custom_properties["pushed_version"].string_value == "1"
     # The user-facing summary names the outcome and where things are.
-    for text in ("blessed:       yes", "pushed:        version 1", "tensorboard", "metadata:"):
+    for text in ("blessed:       yes", "pushed:        version 1", "tensorboard", "metadata:",
+                 "training:      batch 32, 6 epochs x 5 steps planned"):
         assert text in run.output
     for name in COMPONENTS:
         assert name in run.output
@@ -153,6 +158,11 @@ def test_worse_model_is_neither_blessed_nor_pushed(tiny_pipeline_run: TinyRun) -
     assert summary.blessed is False
     assert summary.pushed_version is None
     assert "nothing (serving_model/ unchanged)" in output
+    # The summary names the failed threshold, the achieved value and the flags that matter.
+    why = [line for line in output.splitlines() if "why not:" in line]
+    assert why and any("--accuracy-threshold" in w or "--max-accuracy-drop" in w for w in why)
+    assert f"{summary.accuracy:.4f}" in why[0]
+    assert any("--epochs" in w for w in why)
     assert _versions(run) == before
     for version, digest in digests.items():
         assert _tree_digest(str(Path(run.serving_dir) / run.model_name / version)) == digest

@@ -1,0 +1,146 @@
+"""The training budget follows the data: plan, early stopping, time limit, and a real run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from modules.budget import MAX_EPOCHS, MIN_EPOCHS, MIN_STEPS, plan_budget
+from modules.hparams import HParams
+
+
+def _steps_per_example(train_examples: int) -> float:
+    budget = plan_budget(train_examples, HParams())
+    return budget.planned_steps / train_examples
+
+
+def test_small_data_get_more_updates_per_example_than_big_data() -> None:
+    small, big = plan_budget(200, HParams()), plan_budget(20_000, HParams())
+    assert _steps_per_example(200) > 10 * _steps_per_example(20_000)
+    assert small.epochs > big.epochs and small.batch_size < big.batch_size
+    assert small.planned_steps >= min(MIN_STEPS, MAX_EPOCHS * small.steps_per_epoch)
+    assert big.epochs >= MIN_EPOCHS
+
+
+@pytest.mark.parametrize("train_examples", [10, 200, 800, 1_437, 5_001, 20_001, 60_000, 2_000_000])
+def test_budget_bounds_hold_for_any_size(train_examples: int) -> None:
+    budget = plan_budget(train_examples, HParams())
+    assert MIN_EPOCHS <= budget.epochs <= MAX_EPOCHS
+    assert budget.steps_per_epoch == -(-train_examples // budget.batch_size)
+    assert budget.planned_steps >= MIN_STEPS or budget.epochs == MAX_EPOCHS
+    assert f"{train_examples:,} training examples" in budget.reason
+
+
+def test_bigger_data_never_get_a_smaller_batch_or_more_epochs() -> None:
+    plans = [plan_budget(n, HParams()) for n in (100, 1_000, 5_000, 10_000, 50_000, 500_000)]
+    assert [p.batch_size for p in plans] == sorted(p.batch_size for p in plans)
+    assert [p.epochs for p in plans] == sorted((p.epochs for p in plans), reverse=True)
+
+
+def test_augmentation_follows_examples_per_class() -> None:
+    assert plan_budget(800, HParams(), num_classes=10).augment is True      # 80 per class
+    assert plan_budget(60_000, HParams(), num_classes=10).augment is False  # 6,000 per class
+    assert plan_budget(60_000, HParams(), num_classes=100).augment is True  # 600 per class
+
+
+def test_explicit_flags_win_and_the_reason_says_so() -> None:
+    budget = plan_budget(800, HParams(epochs=3, batch_size=128, augment=False))
+    assert (budget.epochs, budget.batch_size, budget.augment) == (3, 128, False)
+    assert "--epochs" in budget.reason and "--batch-size" in budget.reason
+    assert "--no-augment" in budget.reason
+    applied = budget.apply(HParams(dropout=0.3))
+    assert applied.resolved and applied.dropout == 0.3 and applied.epochs == 3
+
+
+def test_bad_inputs_are_named() -> None:
+    with pytest.raises(ValueError, match="training split is empty"):
+        plan_budget(0, HParams())
+    with pytest.raises(ValueError, match="--max-train-minutes"):
+        plan_budget(10, HParams(), max_train_minutes=0)
+
+
+def _fit(budget_epochs: int, max_minutes: float | None = None, patience_epochs: int = 2):
+    """A tiny model fit under the budget's callbacks; returns (model, history, callbacks, weights)."""
+    import dataclasses
+
+    import tensorflow as tf
+
+    from modules.model import budget_callbacks
+
+    tf.keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    xe = rng.normal(size=(32, 4)).astype(np.float32)
+    ye = rng.integers(0, 2, size=32)  # unrelated labels: eval accuracy wanders, peaks early
+    model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2, activation="softmax")])
+    model.compile(tf.keras.optimizers.Adam(0.3), "sparse_categorical_crossentropy",
+                  [tf.keras.metrics.SparseCategoricalAccuracy(name="sparse_categorical_accuracy")])
+    budget = dataclasses.replace(plan_budget(64, HParams(epochs=budget_epochs, batch_size=64),
+                                             max_train_minutes=max_minutes),
+                                 patience=patience_epochs, watch_from_epoch=0)
+    weights: list[list[np.ndarray]] = []
+    keep = tf.keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: weights.append(model.get_weights()))
+    early, limit = budget_callbacks(budget)
+    history = model.fit(x, y, batch_size=64, epochs=budget_epochs, validation_data=(xe, ye),
+                        callbacks=[keep, early, limit], verbose=0)
+    return model, history.history, (early, limit), weights
+
+
+def test_early_stopping_restores_the_best_epochs_weights() -> None:
+    model, history, (early, _), weights = _fit(budget_epochs=40)
+    accuracy = history["val_sparse_categorical_accuracy"]
+    best = int(np.argmax(accuracy))  # the first epoch with the highest eval accuracy
+    assert early.best_epoch == best
+    assert len(accuracy) < 40, "eval accuracy on unrelated labels should stop improving"
+    for kept, at_best in zip(model.get_weights(), weights[best], strict=True):
+        np.testing.assert_array_equal(kept, at_best)
+    if best != len(accuracy) - 1:
+        assert any(not np.array_equal(a, b) for a, b in zip(model.get_weights(), weights[-1],
+                                                             strict=True))
+
+
+def test_time_limit_stops_training_in_the_first_epoch() -> None:
+    _, history, (_, limit), _ = _fit(budget_epochs=50, max_minutes=1e-9, patience_epochs=100)
+    assert limit.stopped_epoch == 0
+    assert len(history["loss"]) == 1
+
+
+@pytest.mark.slow
+def test_a_run_without_training_flags_records_a_data_derived_budget(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.config import PipelineConfig
+    from pipeline.run import run_pipeline
+    from registry.cli import cli as mlmodel
+    from tests.conftest import TINY_HPARAMS
+    from tests.datagen import write_png_folder
+
+    data = write_png_folder(tmp_path / "data", n_per_class=20)  # 200 images, 80/20 by hash
+    hparams = TINY_HPARAMS.replace()  # tiny layers; epochs, batch and augmentation left unset
+    hparams = HParams(**{**hparams.to_dict(), "epochs": None, "batch_size": None, "augment": None})
+    config = PipelineConfig(
+        model_name="budget", data=str(data), pipeline_root=str(tmp_path / "root"),
+        metadata_path=str(tmp_path / "metadata.sqlite"), serving_dir=str(tmp_path / "serving"),
+        log_dir=str(tmp_path / "logs"), hparams=hparams, accuracy_threshold=0.0,
+    )
+    import io
+
+    out = io.StringIO()
+    summary = run_pipeline(config, out=out)
+    training = summary.training
+    expected = plan_budget(training["train_examples"], hparams, num_classes=10)
+    assert training["batch_size"] == expected.batch_size == 32
+    assert training["epochs"] == expected.epochs and training["augment"] is True
+    assert 1 <= training["best_epoch"] <= training["epochs_run"] <= training["epochs"]
+    assert training["reason"] == expected.reason
+    assert "training:" in out.getvalue() and "why: " in out.getvalue()
+    result = CliRunner().invoke(mlmodel, ["summary", "budget", "training,parameter", "--metadata",
+                                          config.metadata_path, "--output", "json"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert shown["training"]["epochs_run"] == training["epochs_run"]
+    assert shown["parameter"]["batch_size"] == 32 and shown["parameter"]["epochs"] == expected.epochs
