@@ -1,0 +1,38 @@
+"""ML Metadata names: TFX's context types and the custom properties our executors add.
+
+Readers (the registry, the run summary) use these keys and never need TensorFlow or TFX.
+"""
+
+from __future__ import annotations
+
+# TFX's context types: one `pipeline` context per model name, one `pipeline_run` per run, one
+# `node` per component (named `<pipeline>.<component id>`).
+PIPELINE_CONTEXT = "pipeline"
+PIPELINE_RUN_CONTEXT = "pipeline_run"
+NODE_CONTEXT = "node"
+
+# Model artifact (our Trainer executor, from training_summary.json).
+MODEL_JSON_PROPERTIES = ("hparams", "class_names", "history", "budget")  # JSON strings
+MODEL_INT_PROPERTIES = ("train_examples", "eval_examples")
+MODEL_FLOAT_PROPERTIES = ("train_seconds",)
+MODEL_STRING_PROPERTIES = ("model_name", "tensorboard_dir", "warm_start_from")
+HPARAMS = "hparams"
+CLASS_NAMES = "class_names"
+HISTORY = "history"
+BUDGET = "budget"
+TRAIN_EXAMPLES = "train_examples"
+EVAL_EXAMPLES = "eval_examples"
+TRAIN_SECONDS = "train_seconds"
+TENSORBOARD_DIR = "tensorboard_dir"
+
+# ModelEvaluation artifact (our Evaluator executor).
+METRICS = "metrics"                        # JSON: {"overall": {...}, "per_label": {"0": {...}}}
+BASELINE_MODEL_URI = "baseline_model_uri"
+
+# ModelBlessing (TFX) and PushedModel (TFX, plus our integer version).
+BLESSED = "blessed"
+PUSHED = "pushed"
+PUSHED_DESTINATION = "pushed_destination"
+PUSHED_VERSION = "pushed_version"
+
+ACCURACY_METRIC = "sparse_categorical_accuracy"

@@ -1,0 +1,23 @@
+"""Signature and tensor names of the exported SavedModel (built by ``modules/signatures.py``).
+
+* ``serving_default``: ``images`` float32 [None, 28, 28, 1] in [0, 1] -> ``probabilities``
+  float32 [None, num_classes].
+* ``serving_examples``: ``examples`` serialized tf.Examples (raw layout) -> ``probabilities``.
+* ``serving_images``: ``image_bytes`` PNG/JPEG/GIF/BMP bytes -> ``probabilities``.
+"""
+
+from __future__ import annotations
+
+SERVING_DEFAULT = "serving_default"
+SERVING_EXAMPLES = "serving_examples"
+SERVING_IMAGES = "serving_images"
+SIGNATURES = (SERVING_DEFAULT, SERVING_EXAMPLES, SERVING_IMAGES)
+
+INPUT_IMAGES = "images"
+INPUT_EXAMPLES = "examples"
+INPUT_IMAGE_BYTES = "image_bytes"
+OUTPUT_PROBABILITIES = "probabilities"
+
+# Inside a SavedModel directory.
+SAVED_MODEL_FILE = "saved_model.pb"
+DICTIONARY_RELPATH = "assets.extra/dict.tsv"
