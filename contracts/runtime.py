@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import warnings
 
-DEFAULT_TF_LOG_LEVEL = "2"  # hide INFO and WARNING from TensorFlow's C++ side
+DEFAULT_TF_LOG_LEVEL = "3"  # hide even the CPU-only cuDNN/cuFFT/cuBLAS registration ERROR lines
 
 
 def configure_tensorflow(log_level: str | None = None) -> None:
