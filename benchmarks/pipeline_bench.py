@@ -28,7 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import modules  # noqa: E402,F401  (Keras 2 before TensorFlow)
+from contracts.runtime import configure_tensorflow  # noqa: E402
+
+configure_tensorflow()
+
 from benchmarks.machine import machine  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
 from pipeline.datasets import resolve_data  # noqa: E402
@@ -46,9 +49,9 @@ def load_arrays(dataset: str, eval_percent: int):
     if dataset == "fashion-mnist":
         root = Path(data.path)
         x, y = readers.read_idx_pair(str(root / "train-images-idx3-ubyte.gz"),
-                                     str(root / "train-labels-idx1-ubyte.gz"))
+                                     str(root / "train-labels-idx1-ubyte.gz"), len(data.class_names))
         xe, ye = readers.read_idx_pair(str(root / "t10k-images-idx3-ubyte.gz"),
-                                       str(root / "t10k-labels-idx1-ubyte.gz"))
+                                       str(root / "t10k-labels-idx1-ubyte.gz"), len(data.class_names))
         return x, y, xe, ye
     splits = {}
     for split in ("train", "eval"):

@@ -31,6 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.machine import machine  # noqa: E402
+from contracts.runtime import configure_tensorflow  # noqa: E402
+
+configure_tensorflow()
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 OUT = Path(__file__).resolve().parent / "out"
@@ -125,7 +128,6 @@ def pipeline_result(tmp: Path) -> dict[str, object]:
     """Blessing, eval accuracy, the budget and the trained SavedModel's path, from MLMD."""
     from ml_metadata.metadata_store import metadata_store
 
-    import modules  # noqa: F401  (Keras 2 before TensorFlow)
     from pipeline.metadata_config import connection_config
     from pipeline.run_summary import summarize_run
 

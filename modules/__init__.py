@@ -1,15 +1,7 @@
 """User code TFX loads into Transform, Trainer and Tuner.
 
-We use Keras 2 (tf_keras) everywhere on purpose: tensorflow-transform 1.16 only works with it, and
-TFMA 0.47 switches to it anyway. ``tf.keras`` is bound on first use, so the choice is made here,
-before anything imports TensorFlow, and again in every entry point.
+Importing it changes nothing. Entry points call ``contracts.runtime.configure_tensorflow()``
+before anything imports TensorFlow (Keras 2 on purpose: tensorflow-transform 1.16 only works with
+it); the modules that import TensorFlow here call it too, as the first thing, so that a process
+that loads them directly (a Beam worker, a test) gets the same Keras.
 """
-
-import os
-import warnings
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-# google-api-core warns once per google.cloud module that Python 3.10 is old; TFX imports dozens.
-warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.api_core.*")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from contracts.runtime import configure_tensorflow
+
+configure_tensorflow()  # Keras 2 before TensorFlow is imported (see contracts/runtime.py)
+
 import math
 import time
 
 import tensorflow as tf
 
-import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from modules import features
 from modules.budget import EARLY_STOPPING_MONITOR, TrainingBudget
 from modules.hparams import HParams
@@ -33,8 +36,9 @@ _skip_autograph_for_tf_keras()
 SHIFT_FRACTION = 0.04  # of the image size: about one pixel of 28
 
 
-def build_model(hparams: HParams | None = None) -> tf.keras.Model:
-    """A small CNN for 28x28x1 images in [0, 1] -> softmax over NUM_CLASSES.
+def build_model(hparams: HParams | None = None,
+                num_classes: int = len(features.DIGIT_CLASS_NAMES)) -> tf.keras.Model:
+    """A small CNN for 28x28x1 images in [0, 1] -> softmax over ``num_classes`` (from the data).
 
     Two conv blocks (3x3 conv ``filters_1`` / ``filters_2``, batch norm, ReLU, 2x2 max pool), then
     two dense layers (``hidden_units_1/2``) with dropout. One conv per block keeps an epoch over
@@ -42,6 +46,9 @@ def build_model(hparams: HParams | None = None) -> tf.keras.Model:
     shifts, active only while training, so serving sees the identity.
     """
     hp = hparams or HParams()
+    if not features.MIN_CLASSES <= num_classes <= features.MAX_CLASSES:
+        raise ValueError(f"num_classes must be {features.MIN_CLASSES}..{features.MAX_CLASSES}, "
+                         f"got {num_classes}")
     keras = tf.keras
     inputs = keras.Input(shape=features.IMAGE_SHAPE, name=features.INPUT_IMAGES, dtype=tf.float32)
     x = inputs
@@ -64,7 +71,7 @@ def build_model(hparams: HParams | None = None) -> tf.keras.Model:
         x = keras.layers.Dense(units, activation="relu", name=f"hidden{layer}")(x)
         x = keras.layers.Dropout(hp.dropout, name=f"dropout{layer}")(x)
     outputs = keras.layers.Dense(
-        features.NUM_CLASSES, activation="softmax", name=features.OUTPUT_PROBABILITIES
+        num_classes, activation="softmax", name=features.OUTPUT_PROBABILITIES
     )(x)
     model = keras.Model(inputs, outputs, name="mnist_cnn")
     model.compile(

@@ -1,6 +1,6 @@
 """The exported SavedModel: three signatures over one model, plus the class dictionary.
 
-* ``serving_default``  float32 ``images`` [None, 28, 28, 1] in [0, 1] -> ``probabilities`` [None, 10]
+* ``serving_default``  float32 ``images`` [None, 28, 28, 1] in [0, 1] -> ``probabilities`` [None, classes]
   (what IRIS's curl call and TF Serving clients send).
 * ``serving_examples`` string ``examples`` [None] (serialized tf.Example, raw features) -> same.
   With a Transform output the raw features go through Transform's graph; TFMA and ``:classify``
@@ -13,6 +13,10 @@ All three end in the same Keras model, so one image gives one answer through any
 
 from __future__ import annotations
 
+from contracts.runtime import configure_tensorflow
+
+configure_tensorflow()  # Keras 2 before TensorFlow is imported (see contracts/runtime.py)
+
 import os
 import shutil
 import tempfile
@@ -21,7 +25,6 @@ from typing import Any
 
 import tensorflow as tf
 
-import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from modules import features, preprocessing
 
 
@@ -96,9 +99,10 @@ def export_serving_model(
     The model is saved into a sibling temporary directory and renamed into place, so
     ``export_dir`` never exists half-written. Returns ``export_dir``.
     """
-    if len(class_names) != features.NUM_CLASSES:
+    outputs = int(model.outputs[0].shape[-1])
+    if len(class_names) != outputs:
         raise ValueError(
-            f"class_names must name {features.NUM_CLASSES} classes, got {len(class_names)}"
+            f"class_names must name the model's {outputs} classes, got {len(class_names)}"
         )
     signatures = make_signatures(model, tf_transform_output)
     parent = os.path.dirname(os.path.abspath(export_dir)) or "."
@@ -121,7 +125,8 @@ def export_serving_model(
 
 
 def read_class_names(saved_model_dir: str) -> list[str]:
-    """The class names stored with a SavedModel; digits when it has no dictionary."""
+    """The class names stored with a SavedModel (any filesystem tf.io.gfile reads); digits when
+    it has no dictionary. ``contracts.dictionary.read_model_dictionary`` is the TF-free local one."""
     path = os.path.join(saved_model_dir, features.DICTIONARY_RELPATH)
     if not tf.io.gfile.exists(path):
         return list(features.DIGIT_CLASS_NAMES)

@@ -16,6 +16,10 @@ TensorBoard logs go to the ModelRun artifact (``fn_args.model_run_dir``).
 
 from __future__ import annotations
 
+from contracts.runtime import configure_tensorflow
+
+configure_tensorflow()  # Keras 2 before TensorFlow is imported (see contracts/runtime.py)
+
 import json
 import logging
 import os
@@ -25,7 +29,6 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from contracts.training import TRAINING_SUMMARY_FILE
 from modules import features
 from modules.budget import DEFAULT_MAX_TRAIN_MINUTES, TrainingBudget, plan_budget
@@ -177,7 +180,7 @@ def run_fn(fn_args: Any) -> None:
     hparams = budget.apply(hparams)
     logging.info("Training budget: %s", budget.reason)
 
-    model = build_model(hparams)
+    model = build_model(hparams, num_classes=len(class_names))
     warm_from = warm_start_weights(model, getattr(fn_args, "base_model", None))
     early, time_limit = budget_callbacks(budget)
     callbacks = [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch",

@@ -9,13 +9,16 @@ The best values go to the Trainer through the Tuner's ``best_hyperparameters`` a
 
 from __future__ import annotations
 
+from contracts.runtime import configure_tensorflow
+
+configure_tensorflow()  # Keras 2 before TensorFlow is imported (see contracts/runtime.py)
+
 import os
 from typing import Any
 
 import keras_tuner
 import tensorflow as tf
 
-import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from modules import features
 from modules.hparams import HParams
 from modules.model import build_model, schedule_callbacks
@@ -73,15 +76,16 @@ for _hook in ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end"
 class CnnHyperModel(keras_tuner.HyperModel):
     """Builds our CNN from a trial's values; fits it for the trial's number of epochs."""
 
-    def __init__(self, base: HParams) -> None:
+    def __init__(self, base: HParams, num_classes: int = len(features.DIGIT_CLASS_NAMES)) -> None:
         super().__init__(name="mnist_cnn")
         self.base = base
+        self.num_classes = num_classes
 
     def trial_hparams(self, hp: keras_tuner.HyperParameters) -> HParams:
         return HParams.from_dict({**self.base.to_dict(), **hp.values})
 
     def build(self, hp: keras_tuner.HyperParameters) -> tf.keras.Model:
-        return build_model(self.trial_hparams(hp))
+        return build_model(self.trial_hparams(hp), num_classes=self.num_classes)
 
     def fit(self, hp: keras_tuner.HyperParameters, model: tf.keras.Model, *args: Any,
             **kwargs: Any) -> Any:
@@ -132,7 +136,7 @@ def tuner_fn(fn_args: Any) -> Any:
     class_names = tuple(custom_config.get("class_names") or features.DIGIT_CLASS_NAMES)
     base = plan_for(custom_config, base, len(train[1]), len(evaluation[1]), class_names).apply(base)
     tuner = TfKerasRandomSearch(
-        CnnHyperModel(base),
+        CnnHyperModel(base, num_classes=len(class_names)),
         hyperparameters=search_space(base),
         objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
         max_trials=int(custom_config.get("max_trials", 6)),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modules import features
+from contracts import examples as features
 from pipeline.components.readers import DataError
 
 DATASETS = ("digits", "fashion-mnist")
@@ -110,7 +110,9 @@ def resolve_data(
     """The input folder and class names for ``--data`` / ``--dataset`` (default: digits).
 
     Class names, first match wins: ``class_names``; a ``dict.tsv`` inside ``--data``; the
-    dataset's own names (Fashion-MNIST's when ``dataset`` is ``fashion-mnist``); zero..nine.
+    dataset's own names (Fashion-MNIST's when ``dataset`` is ``fashion-mnist``); what the data
+    imply (label folder names in sorted order, or zero..N-1 for index folders and IDX labels);
+    zero..nine.
     """
     if dataset is not None and dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
@@ -119,7 +121,8 @@ def resolve_data(
 
         layout = detect_layout(data, class_names=class_names)
         dataset_names = features.FASHION_MNIST_CLASS_NAMES if dataset == "fashion-mnist" else None
-        names = tuple(class_names or layout.class_names or dataset_names or features.DIGIT_CLASS_NAMES)
+        names = tuple(class_names or layout.class_names or dataset_names or layout.label_names
+                      or features.DIGIT_CLASS_NAMES)
         return ResolvedData(layout.root, names, f"{layout.kind} input at {layout.root}")
     if dataset == "fashion-mnist":
         names = tuple(class_names or features.FASHION_MNIST_CLASS_NAMES)

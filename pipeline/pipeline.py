@@ -2,7 +2,8 @@
 
 ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> [Tuner] -> Trainer
 -> LatestBlessedModelResolver -> Evaluator -> Pusher, with a LatestModelResolver feeding the
-Trainer's ``base_model`` under ``--warm-start``. Every runner builds this same graph.
+Trainer's ``base_model`` under ``--warm-start``. Every runner builds this same graph. Callers run ``contracts.runtime.configure_tensorflow()``
+before importing this module (it imports TFX and TFMA, hence TensorFlow).
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ import os
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
-import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+from contracts import examples, signatures
 from pipeline.code_fingerprint import TRANSFORM_FILES, code_fingerprint
 from pipeline.components.image_example_gen import make_example_gen
 from pipeline.components.standard import SummarizingEvaluator, SummarizingTrainer, VersioningPusher
 from pipeline.config import PipelineConfig
 from pipeline.datasets import ResolvedData
-
-ACCURACY_METRIC = "sparse_categorical_accuracy"
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
@@ -32,8 +31,11 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
         ),
     )
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(signature_name="serving_examples", label_key="label")],
-        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["label"])],
+        model_specs=[tfma.ModelSpec(signature_name=signatures.SERVING_EXAMPLES,
+                                    label_key=examples.LABEL_KEY)],
+        # Per-class metrics slice on the label, so they exist for however many classes the data
+        # have (TFMA's binarize settings need the class ids up front).
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[examples.LABEL_KEY])],
         metrics_specs=[
             tfma.MetricsSpec(metrics=[
                 tfma.MetricConfig(

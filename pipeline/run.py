@@ -9,7 +9,7 @@ import time
 import warnings
 from typing import Literal, TextIO
 
-import modules  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+from contracts.runtime import configure_tensorflow
 from contracts.training import describe_training
 from pipeline.config import PipelineConfig
 from pipeline.datasets import ResolvedData, resolve_data
@@ -53,6 +53,7 @@ def run_pipeline(
 ) -> RunSummary:
     """Build the graph for ``config``, run it, deploy if asked, and return what happened."""
     out = out or sys.stdout
+    configure_tensorflow()  # before the imports below load TensorFlow
     quiet_warnings()
     data = prepare_data(config)
     beam = list(beam_args) if beam_args else IN_MEMORY_BEAM

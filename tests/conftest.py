@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
+from contracts.runtime import configure_tensorflow  # noqa: E402
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+configure_tensorflow()  # Keras 2 before any test imports TensorFlow
 
 import dataclasses  # noqa: E402
 import io  # noqa: E402

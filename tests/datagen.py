@@ -146,9 +146,6 @@ def run_example_gen_executor(
 ) -> dict[str, list[bytes]]:
     """Run our ExampleGen executor's ``Do`` directly (no orchestrator, in-memory Beam) and return
     the serialized examples of each output split."""
-    import os
-
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     from google.protobuf import message
     from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
     from tfx.types import artifact_utils, standard_artifacts

@@ -21,6 +21,8 @@ from pipeline.components import readers
 from pipeline.components.image_example_gen import DataError, detect_layout, make_example_gen
 from tests import datagen
 
+DIGITS = readers.features.DIGIT_CLASS_NAMES
+
 
 def _corrupt(path: Path) -> None:
     data = path.read_bytes()
@@ -35,7 +37,7 @@ def test_corrupted_image_reader_names_the_file(tmp_path: Path) -> None:
     bad = root / "5" / "0.png"
     _corrupt(bad)
     with pytest.raises(DataError, match=r"5/0\.png: cannot decode the image .*corrupted"):
-        list(readers.iter_image_folder(root))
+        list(readers.iter_image_folder(root, None, DIGITS))
     garbage = root / "5" / "1.png"
     garbage.write_bytes(b"this is not a PNG at all")
     with pytest.raises(DataError, match=r"1\.png: cannot decode"):
@@ -109,14 +111,25 @@ def test_unconvertible_image_stops_example_gen(tmp_path: Path) -> None:
 # --- a label folder that is not a known class ------------------------------------------------
 
 
-@pytest.mark.parametrize("folder", ["10", "cat", "-1"])
-def test_unknown_label_folder_is_refused_before_the_run(tmp_path: Path, folder: str) -> None:
+@pytest.mark.parametrize(("folder", "error"), [
+    ("10", r"label folders are class indices 0\.\.10 but skip 4"),
+    ("cat", r"label folders mix class indices \(0, 1, 2, 3, 5\) and names \(cat\)"),
+    ("-1", r"label folders mix class indices .* and names \(-1\)"),
+])
+def test_unknown_label_folder_is_refused_before_the_run(tmp_path: Path, folder: str,
+                                                        error: str) -> None:
+    # Without class names, the label folders define the classes: indices 0..N-1 with none
+    # missing, or names. A stray folder among index folders is named, before anything runs.
     root = datagen.write_png_folder(tmp_path, n_per_class=2, split_folders=True)
-    (root / "training" / "4").rename(root / "training" / folder)
-    with pytest.raises(DataError, match=rf"training: label folder\(s\) {folder} are not known classes"):
+    for split in ("training", "testing"):
+        (root / split / "4").rename(root / split / folder)
+    with pytest.raises(DataError, match=error):
         detect_layout(str(root))
-    with pytest.raises(DataError, match="not known classes"):
+    with pytest.raises(DataError, match=error):
         make_example_gen(str(root))
+    # With the class names given, the same folder is an unknown class.
+    with pytest.raises(DataError, match=rf"training: label folder\(s\) {folder} are not known classes"):
+        detect_layout(str(root), class_names=DIGITS)
 
 
 def test_label_folder_beyond_the_given_class_names(tmp_path: Path) -> None:
@@ -132,11 +145,11 @@ def test_label_out_of_range_in_idx_and_tsv(tmp_path: Path) -> None:
     raw[-1] = 12
     labels.write_bytes(bytes(raw))
     with pytest.raises(DataError, match=r"label 12 at index 2 .* outside the known classes 0\.\.9"):
-        readers.read_idx_pair(str(images), str(labels))
+        readers.read_idx_pair(str(images), str(labels), 10)
     row = datagen.iris_rows([1])[0].split("\t")
     (tmp_path / "train.tsv").write_text(f"feature\tlabel\ttag\n{row[0]}\t11\televen\n")
     with pytest.raises(DataError, match=r"train\.tsv line 2: label 11 is outside"):
-        list(readers.iter_iris_tsv(tmp_path / "train.tsv"))
+        list(readers.iter_iris_tsv(tmp_path / "train.tsv", 10))
 
 
 # --- a non-image file ------------------------------------------------------------------------
@@ -196,6 +209,8 @@ def test_empty_split_folder(tmp_path: Path) -> None:
 def test_hash_split_that_would_leave_eval_empty(tmp_path: Path) -> None:
     root = datagen.write_png_folder(tmp_path, n_per_class=1, classes=(0,))
     with pytest.raises(DataError, match="split would be empty"):
+        detect_layout(str(root), eval_percent=1, class_names=DIGITS)
+    with pytest.raises(DataError, match="1 classes; a model needs between 2 and 1000"):
         detect_layout(str(root), eval_percent=1)
 
 
@@ -237,7 +252,7 @@ def test_idx_missing_partner_and_truncated_body(tmp_path: Path) -> None:
     images.write_bytes(gzip.compress(body[:-100]))  # header says 5 images, body holds fewer
     detect_layout(str(tmp_path / "b"))  # headers agree: only reading finds it
     with pytest.raises(DataError, match=r"truncated: the header promises 5 images"):
-        readers.read_idx_pair(str(images), str(labels))
+        readers.read_idx_pair(str(images), str(labels), 10)
 
 
 def test_idx_bad_magic(tmp_path: Path) -> None:
@@ -258,10 +273,10 @@ def test_tfrecord_with_other_features_is_refused(tmp_path: Path) -> None:
     example.features.feature["image_class"].int64_list.value.append(1)
     path = datagen.write_tfrecord(tmp_path / "x.tfrecord", 0, records=[example.SerializeToString()])
     with pytest.raises(DataError, match=r"x\.tfrecord record 0: tf\.Example lacks feature\(s\) \['image', 'label'\]"):
-        list(readers.iter_tfrecord(path))
+        list(readers.iter_tfrecord(path, 10))
 
 
 def test_tsv_feature_of_wrong_length(tmp_path: Path) -> None:
     (tmp_path / "train.tsv").write_text("feature\tlabel\ttag\n" + ",".join(["0"] * 783) + "\t1,0\tzero\n")
     with pytest.raises(DataError, match=r"train\.tsv line 2: the feature column holds 783 values"):
-        list(readers.iter_iris_tsv(tmp_path / "train.tsv"))
+        list(readers.iter_iris_tsv(tmp_path / "train.tsv", 10))

@@ -3,16 +3,13 @@ on every input layout; the output tf.Examples are read back and compared with th
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import modules  # noqa: E402,F401
-from pipeline.components import readers  # noqa: E402
+from contracts import examples
+from pipeline.components import readers
 from pipeline.components.image_example_gen import detect_layout, make_example_gen  # noqa: E402
 from tests import datagen  # noqa: E402
 
@@ -20,7 +17,7 @@ BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
 
 def _decode(records: list[bytes]) -> list[tuple[np.ndarray, int]]:
-    return [readers.parse_example(r, "output") for r in records]
+    return [readers.parse_example(r, "output", 10) for r in records]
 
 
 def _run_pipeline(data: Path, tmp_path: Path, **kwargs: object) -> tuple[dict[str, list[bytes]], object]:
@@ -53,7 +50,7 @@ def test_local_dag_runner_on_a_flat_image_folder(tmp_path: Path) -> None:
     # Every image arrives exactly once, in the split its file name hashes to, pixels intact.
     expected = {
         rel: (readers.read_image(data / rel), label)
-        for rel, label in readers.list_image_files(data, None, modules.features.DIGIT_CLASS_NAMES)
+        for rel, label in readers.list_image_files(data, None, examples.DIGIT_CLASS_NAMES)
     }
     for split, records in splits.items():
         want = sorted((label, pixels.tobytes()) for rel, (pixels, label) in expected.items()
@@ -79,7 +76,7 @@ def test_local_dag_runner_on_idx_files(tmp_path: Path) -> None:
     splits, _ = _run_pipeline(tmp_path / "data", tmp_path)
     train, evals = _decode(splits["train"]), _decode(splits["eval"])
     assert len(train) == 60 and len(evals) == 20
-    images, labels = readers.read_idx_pair(*map(str, datagen.write_idx(tmp_path / "again", 60)))
+    images, labels = readers.read_idx_pair(*map(str, datagen.write_idx(tmp_path / "again", 60)), 10)
     assert sorted((lab, p.tobytes()) for p, lab in train) == sorted(
         (int(lab), p.tobytes()) for p, lab in zip(images, labels, strict=True)
     )
@@ -95,7 +92,7 @@ def test_executor_on_split_folders_tsv_and_tfrecord(tmp_path: Path) -> None:
     tsv = datagen.write_iris_tsv(tmp_path / "tsv", n_per_class=3, float_features=True)
     out = datagen.run_example_gen_executor(tsv, tmp_path / "out_tsv")
     assert {k: len(v) for k, v in out.items()} == {"train": 30, "eval": 10}
-    want = {p.tobytes() for _, p, _ in readers.iter_iris_tsv(tsv / "test.tsv")}
+    want = {p.tobytes() for _, p, _ in readers.iter_iris_tsv(tsv / "test.tsv", 10)}
     assert {p.tobytes() for p, _ in _decode(out["eval"])} == want
 
     tfr = datagen.write_tfrecord(tmp_path / "tfr" / "data.tfrecord.gz", 50)

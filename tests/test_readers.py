@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import modules  # noqa: F401  (sets TF_USE_LEGACY_KERAS before any TensorFlow import)
 from modules import features
 from pipeline import datasets
 from pipeline.components import readers
 from pipeline.components.image_example_gen import DataError, detect_layout
 from tests import datagen
+
+DIGITS = readers.features.DIGIT_CLASS_NAMES
 
 
 def _png_bytes(array: np.ndarray, mode: str = "L") -> bytes:
@@ -92,7 +93,7 @@ def test_iter_image_folder_labels_and_hidden_files(tmp_path: Path) -> None:
     (root / ".DS_Store").write_bytes(b"\0junk")
     (root / "3" / ".DS_Store").write_bytes(b"\0junk")
     (root / "README.md").write_text("notes at the root are ignored")
-    items = list(readers.iter_image_folder(root))
+    items = list(readers.iter_image_folder(root, None, DIGITS))
     assert sorted(source for source, _, _ in items) == ["0/0.png", "0/1.png", "3/2.png", "3/3.png"]
     assert all(label == int(source[0]) for source, _, label in items)
     expected = datagen.synthetic_images([0, 0, 3, 3])[0]
@@ -122,7 +123,7 @@ def test_hash_split_is_stable_and_near_the_percentage() -> None:
 @pytest.mark.parametrize("gz", [True, False])
 def test_read_idx_pair(tmp_path: Path, gz: bool) -> None:
     images_path, labels_path = datagen.write_idx(tmp_path, 25, gz=gz)
-    images, labels = readers.read_idx_pair(str(images_path), str(labels_path))
+    images, labels = readers.read_idx_pair(str(images_path), str(labels_path), 10)
     assert images.shape == (25, 28, 28) and images.dtype == np.uint8
     assert labels.tolist() == [i % 10 for i in range(25)]
     assert np.array_equal(images, datagen.synthetic_images(labels.tolist()))
@@ -145,7 +146,7 @@ def test_find_idx_pairs() -> None:
 @pytest.mark.parametrize("float_features", [True, False])
 def test_iter_iris_tsv(tmp_path: Path, float_features: bool) -> None:
     root = datagen.write_iris_tsv(tmp_path, n_per_class=2, float_features=float_features)
-    items = list(readers.iter_iris_tsv(root / "train.tsv"))
+    items = list(readers.iter_iris_tsv(root / "train.tsv", 10))
     labels = [label for _, _, label in items]
     assert labels == [c for c in range(10) for _ in range(2)]
     expected = datagen.synthetic_images(labels, seed=len("train.tsv"))
@@ -156,7 +157,7 @@ def test_iter_iris_tsv(tmp_path: Path, float_features: bool) -> None:
 def test_iris_columns_found_by_header_in_any_order(tmp_path: Path) -> None:
     row = datagen.iris_rows([6])[0].split("\t")
     (tmp_path / "train.tsv").write_text(f"tag\tlabel\tfeature\n{row[2]}\t[{row[1]}]\t{row[0]}\n")
-    [(source, _, label)] = list(readers.iter_iris_tsv(tmp_path / "train.tsv"))
+    [(source, _, label)] = list(readers.iter_iris_tsv(tmp_path / "train.tsv", 10))
     assert (source, label) == ("train.tsv:2", 6)
 
 
@@ -173,7 +174,7 @@ def test_parse_onehot_and_integers() -> None:
 
 def test_iter_tfrecord_roundtrip(tmp_path: Path) -> None:
     path = datagen.write_tfrecord(tmp_path / "data.tfrecord.gz", 12)
-    items = list(readers.iter_tfrecord(path))
+    items = list(readers.iter_tfrecord(path, 10))
     assert [label for _, _, label in items] == [i % 10 for i in range(12)]
     assert np.array_equal(np.stack([p for _, p, _ in items]), datagen.synthetic_images([i % 10 for i in range(12)]))
 
@@ -186,7 +187,7 @@ def test_parse_example_accepts_float_pixels_in_unit_range() -> None:
     example.features.feature["image"].float_list.value.extend((image.reshape(-1) / 255.0).tolist())
     example.features.feature["label"].int64_list.value.append(8)
     example.features.feature["extra"].bytes_list.value.append(b"kept out")
-    pixels, label = readers.parse_example(example.SerializeToString(), "x")
+    pixels, label = readers.parse_example(example.SerializeToString(), "x", 10)
     assert label == 8 and np.array_equal(pixels, image)
 
 
@@ -205,7 +206,7 @@ def test_detect_image_folder_with_split_folders(tmp_path: Path) -> None:
 def test_detect_prefers_validation_over_test(tmp_path: Path) -> None:
     for split in ("train", "validation", "test"):
         datagen.write_png_folder(tmp_path / split, n_per_class=1, classes=(1, 2))
-    layout = detect_layout(str(tmp_path))
+    layout = detect_layout(str(tmp_path), class_names=DIGITS)
     assert layout.splits == {"train": "train/*/*", "eval": "validation/*/*"}
 
 

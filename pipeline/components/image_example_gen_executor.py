@@ -1,5 +1,6 @@
 """The Beam executor behind ``make_example_gen`` (imports TFX; kept apart so that
-``detect_layout`` stays fast).
+``detect_layout`` stays fast). Per-format listing and reading come from the table in
+``pipeline/components/layouts.py``.
 
 TFX's ``BaseExampleGenExecutor`` does the rest: it writes each split as gzipped TFRecords under the
 Examples artifact and records the payload format. We override ``GenerateExamplesByBeam`` (not only
@@ -9,24 +10,18 @@ side of a hash split, and we validate the whole input layout before the Beam gra
 
 from __future__ import annotations
 
-import glob
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
-import numpy as np
 from google.protobuf import json_format, struct_pb2
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
-from pipeline.components import readers
-from pipeline.components.image_example_gen import detect_layout
+from pipeline.components.layouts import detect_layout, layout_of
 from pipeline.components.readers import DataError
-
-BATCH = 4096  # examples serialized per numpy batch (IDX)
 
 
 def read_custom_config(exec_properties: dict[str, Any]) -> dict[str, Any]:
@@ -42,48 +37,12 @@ def read_custom_config(exec_properties: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-# --------------------------------------------------------------------------------------------
-# Per-layout readers, run inside Beam
-
-
-def _image_example(item: tuple[str, int], root: str) -> bytes:
-    rel, label = item
-    return readers.to_tf_example(readers.read_image(os.path.join(root, rel), os.path.join(root, rel)), label)
-
-
-def _idx_examples(pair: tuple[str, str], num_classes: int, split: str | None, eval_percent: int) -> Iterator[bytes]:
-    images, labels = readers.read_idx_pair(pair[0], pair[1], num_classes)
-    if split is not None:
-        name = os.path.basename(pair[0])
-        keep = np.fromiter(
-            (readers.in_split(f"{name}#{i}", split, eval_percent) for i in range(len(labels))),
-            dtype=bool, count=len(labels),
-        )
-        images, labels = images[keep], labels[keep]
-    for start in range(0, len(labels), BATCH):
-        yield from readers.to_tf_examples(images[start : start + BATCH], labels[start : start + BATCH])
-
-
-def _tsv_examples(path: str, num_classes: int, split: str | None, eval_percent: int) -> Iterator[bytes]:
-    for _, pixels, label in readers.iter_iris_tsv(path, num_classes, split=split, eval_percent=eval_percent):
-        yield readers.to_tf_example(pixels, label)
-
-
-def _tfrecord_examples(path: str, num_classes: int, split: str | None, eval_percent: int) -> Iterator[bytes]:
-    for _, pixels, label in readers.iter_tfrecord(path, num_classes, split=split, eval_percent=eval_percent):
-        yield readers.to_tf_example(pixels, label)
-
-
 def _check_not_empty(count: int, split: str, where: str) -> None:
     if count == 0:
         raise DataError(
             f"{where}: the {split} split holds no examples; add data or change the split "
             "(eval_percent, or separate train/eval files)"
         )
-
-
-def _files(root: str, pattern: str) -> list[str]:
-    return sorted(p for p in glob.glob(os.path.join(root, pattern)) if os.path.isfile(p))
 
 
 @beam.ptransform_fn
@@ -93,39 +52,20 @@ def ReadSplit(  # noqa: N802 - Beam transform naming
     pipeline: beam.Pipeline, root: str, pattern: str, split: str, config: dict[str, Any], hash_split: bool
 ) -> beam.pvalue.PCollection:
     """One output split of serialized tf.Examples from the files ``root/pattern`` match."""
-    kind, eval_percent = config["kind"], config["eval_percent"]
-    class_names = config["class_names"]
-    num_classes = len(class_names)
+    layout = layout_of(config["kind"])
+    eval_percent, class_names = config["eval_percent"], list(config["class_names"])
     side = split if hash_split else None
-    if kind in ("image_folder", "image_folder_split"):
-        split_dir = pattern[: -len("*/*")].rstrip("/") or None
-        files = readers.list_image_files(root, split_dir, class_names)
-        if side is not None:
-            files = [(rel, label) for rel, label in files if readers.in_split(rel, side, eval_percent)]
-        _check_not_empty(len(files), split, os.path.join(root, pattern))
-        return pipeline | "ListImages" >> beam.Create(files) | "Decode" >> beam.Map(_image_example, root)
-    paths = _files(root, pattern)
-    if kind == "idx":
-        pairs = readers.find_idx_pairs(os.path.basename(p) for p in paths)
-        items = [(os.path.join(root, p["images"]), os.path.join(root, p["labels"])) for p in pairs.values()]
-        fn: Any = _idx_examples
-    elif kind == "iris_tsv":
-        items = [p for p in paths if os.path.basename(p) != "dict.tsv"]
-        fn = _tsv_examples
-    elif kind == "tfrecord":
-        items = paths
-        fn = _tfrecord_examples
-    else:
-        raise ValueError(f"unknown input layout kind {kind!r}")
-    _check_not_empty(len(items), split, os.path.join(root, pattern))
-    examples = pipeline | "ListFiles" >> beam.Create(items) | "Read" >> beam.FlatMap(
-        fn, num_classes, side, eval_percent
-    )
-    if kind != "idx" or hash_split:  # an IDX split's size is known from its headers
+    where = os.path.join(root, pattern)
+    items = layout.list_items(root, pattern, class_names, side, eval_percent)
+    _check_not_empty(len(items), split, where)
+    examples = (pipeline
+                | "List" >> beam.Create(items)
+                | "Read" >> beam.FlatMap(layout.read, root, class_names, side, eval_percent))
+    if layout.must_count(hash_split):
         _ = (
             examples
             | "Count" >> beam.combiners.Count.Globally()
-            | "CheckNotEmpty" >> beam.Map(_check_not_empty, split, os.path.join(root, pattern))
+            | "CheckNotEmpty" >> beam.Map(_check_not_empty, split, where)
         )
     return examples
 

@@ -10,11 +10,9 @@ integer. An exclusive lock on ``<base>/.push.lock`` serialises concurrent pushes
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from typing import Any
 
 from absl import logging
@@ -24,25 +22,19 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from contracts.versions import versions
+from registry.locking import FileLock
+
 
 def existing_versions(base_directory: str) -> list[int]:
     """Integer version directories under ``base_directory`` (missing dir -> [])."""
-    try:
-        names = os.listdir(base_directory)
-    except FileNotFoundError:
-        return []
-    return sorted(int(n) for n in names if n.isdigit() and os.path.isdir(os.path.join(base_directory, n)))
+    return versions(base_directory)
 
 
-@contextlib.contextmanager
-def _locked(base_directory: str) -> Iterator[None]:
+def _locked(base_directory: str) -> contextlib.AbstractContextManager[None]:
+    """Serialise pushes to one model folder (a lock file beside its versions)."""
     os.makedirs(base_directory, exist_ok=True)
-    with open(os.path.join(base_directory, ".push.lock"), "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return FileLock(os.path.join(base_directory, ".push.lock")).hold()
 
 
 PUSHED_FROM_RELPATH = os.path.join("assets.extra", "pushed_from.txt")

@@ -3,7 +3,7 @@
 Every reader yields ``(source, pixels, label)``: ``source`` names the file (and row or index) the
 example came from, ``pixels`` is a uint8 ``[28, 28]`` array (white on black, as MNIST) and
 ``label`` an int class index. ``to_tf_example`` / ``to_tf_examples`` turn them into serialized
-tf.Examples in the layout of ``modules/features.py`` without importing TensorFlow.
+tf.Examples in the layout of ``contracts/examples.py`` without importing TensorFlow.
 
 Any problem with the data raises ``DataError``, whose message names the file and what to do.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modules import features
+from contracts import examples as features
 
 SIDE = features.IMAGE_HEIGHT
 PIXELS = features.IMAGE_PIXELS
@@ -237,8 +237,8 @@ def list_image_files(
 
 def iter_image_folder(
     root: str | os.PathLike[str],
-    split_dir: str | None = None,
-    class_names: Sequence[str] = features.DIGIT_CLASS_NAMES,
+    split_dir: str | None,
+    class_names: Sequence[str],
     *,
     split: str | None = None,
     eval_percent: int = 20,
@@ -322,7 +322,7 @@ def _read_idx_body(header: IdxHeader, itemsize: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, count=header.count * itemsize, offset=header.offset)
 
 
-def read_idx_pair(images_path: str, labels_path: str, num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def read_idx_pair(images_path: str, labels_path: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """``(images uint8 [n, 28, 28], labels int64 [n])`` from an IDX pair, with numpy."""
     images_h, labels_h = check_idx_pair(images_path, labels_path)
     images = _read_idx_body(images_h, images_h.rows * images_h.cols).reshape(
@@ -338,6 +338,15 @@ def read_idx_pair(images_path: str, labels_path: str, num_classes: int = 10) -> 
     if images.shape[1:] != (SIDE, SIDE):
         images = np.stack([resize_grey(np.ascontiguousarray(img)) for img in images])
     return images, labels
+
+
+def max_idx_label(labels_path: str) -> int:
+    """The highest label in an IDX labels file (one byte per label: cheap even for 60k)."""
+    header = read_idx_header(labels_path)
+    if header.kind != "labels":
+        raise DataError(f"{labels_path}: not an IDX labels file")
+    body = _read_idx_body(header, 1)
+    return int(body.max()) if body.size else 0
 
 
 def idx_prefix(name: str) -> tuple[str, str] | None:
@@ -364,7 +373,7 @@ def find_idx_pairs(names: Iterable[str]) -> dict[str, dict[str, str]]:
     return pairs
 
 
-def iter_idx(images_path: str, labels_path: str, num_classes: int = 10) -> Iterator[Example]:
+def iter_idx(images_path: str, labels_path: str, num_classes: int) -> Iterator[Example]:
     images, labels = read_idx_pair(images_path, labels_path, num_classes)
     name = Path(images_path).name
     for i in range(len(labels)):
@@ -426,7 +435,7 @@ def _tsv_columns(header: list[str], first: list[str] | None, path: str) -> tuple
 
 
 def iter_iris_tsv(
-    path: str | os.PathLike[str], num_classes: int = 10, *, split: str | None = None, eval_percent: int = 20
+    path: str | os.PathLike[str], num_classes: int, *, split: str | None = None, eval_percent: int = 20
 ) -> Iterator[Example]:
     """Examples of one IRIS TSV file (header row; feature, label (one-hot) and tag columns)."""
     name = Path(path).name
@@ -478,7 +487,7 @@ def iter_tfrecord_records(path: str | os.PathLike[str]) -> Iterator[bytes]:
             yield data
 
 
-def parse_example(record: bytes, source: str, num_classes: int = 10) -> tuple[np.ndarray, int]:
+def parse_example(record: bytes, source: str, num_classes: int) -> tuple[np.ndarray, int]:
     """Validate a serialized tf.Example in our layout -> ``(pixels [28, 28], label)``.
 
     ``image`` must hold 784 int64 values 0..255 (or 784 floats in [0, 1]); ``label`` one int64.
@@ -517,7 +526,7 @@ def parse_example(record: bytes, source: str, num_classes: int = 10) -> tuple[np
 
 
 def iter_tfrecord(
-    path: str | os.PathLike[str], num_classes: int = 10, *, split: str | None = None, eval_percent: int = 20
+    path: str | os.PathLike[str], num_classes: int, *, split: str | None = None, eval_percent: int = 20
 ) -> Iterator[Example]:
     name = Path(path).name
     for i, record in enumerate(iter_tfrecord_records(path)):
@@ -569,7 +578,8 @@ def _packed_pixels(flat: np.ndarray) -> list[bytes]:
     return [buf[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=False)]
 
 
-_LABEL_ENTRIES = [_int64_feature_entry(features.LABEL_KEY, _varint(i)) for i in range(128)]
+_LABEL_ENTRIES = [_int64_feature_entry(features.LABEL_KEY, _varint(i))
+                  for i in range(features.MAX_CLASSES)]
 
 
 def to_tf_examples(pixels: np.ndarray, labels: np.ndarray | Sequence[int]) -> list[bytes]:
@@ -578,7 +588,7 @@ def to_tf_examples(pixels: np.ndarray, labels: np.ndarray | Sequence[int]) -> li
     out = []
     for packed, label in zip(_packed_pixels(flat), np.asarray(labels).tolist(), strict=False):
         if not 0 <= label < len(_LABEL_ENTRIES):
-            raise DataError(f"label {label} must be a class index 0..{features.NUM_CLASSES - 1}")
+            raise DataError(f"label {label} must be a class index 0..{features.MAX_CLASSES - 1}")
         body = _int64_feature_entry(features.IMAGE_KEY, packed) + _LABEL_ENTRIES[label]
         out.append(_field(1, body))
     return out
