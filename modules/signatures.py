@@ -36,7 +36,12 @@ def decode_image_bytes(image_bytes: tf.Tensor) -> tf.Tensor:
     """Encoded image bytes [batch] -> float32 [batch, 28, 28, 1] in [0, 1]."""
 
     def decode_one(encoded: tf.Tensor) -> tf.Tensor:
-        image = tf.io.decode_image(encoded, channels=features.IMAGE_CHANNELS, expand_animations=False)
+        # Decode with the channels the file has: TensorFlow refuses channels=1 for BMP and GIF
+        # ("`channels` must be 0, 3 or 4 for BMP"). Colour becomes grey; alpha is dropped.
+        image = tf.io.decode_image(encoded, expand_animations=False)
+        image = tf.cond(tf.shape(image)[-1] >= 3,
+                        lambda: tf.cast(tf.image.rgb_to_grayscale(image[..., :3]), tf.uint8),
+                        lambda: image[..., :1])
         image = tf.image.resize(image, [features.IMAGE_HEIGHT, features.IMAGE_WIDTH])
         return tf.reshape(image, features.IMAGE_SHAPE)
 

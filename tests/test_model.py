@@ -168,3 +168,25 @@ def test_parse_dictionary_accepts_iris_one_hot() -> None:
     assert features.parse_dictionary(text) == ["zero", "one", "two"]
     with pytest.raises(ValueError, match="line 2"):
         features.parse_dictionary("label\ttag\nbroken\n")
+
+
+@pytest.mark.parametrize(("fmt", "mode"), [("PNG", "L"), ("PNG", "RGB"), ("PNG", "RGBA"),
+                                           ("PNG", "LA"), ("BMP", "L"), ("BMP", "RGB"),
+                                           ("GIF", "L"), ("GIF", "P")])
+def test_serving_images_decodes_every_listed_format(fmt: str, mode: str) -> None:
+    # GIF and BMP were refused ("channels must be 0, 3 or 4 for BMP") though documented.
+    import io
+
+    import numpy as np
+    import tensorflow as tf
+    from PIL import Image
+
+    from modules.signatures import decode_image_bytes
+
+    pixels = np.zeros((28, 28), np.uint8)
+    pixels[5:20, 10:15] = 255
+    encoded = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(encoded, format=fmt)
+    decoded = decode_image_bytes(tf.constant([encoded.getvalue()])).numpy()
+    assert decoded.shape == (1, 28, 28, 1)
+    np.testing.assert_allclose(decoded[0, ..., 0], pixels / 255.0, atol=1e-6)
