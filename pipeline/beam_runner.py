@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import click
 
-import modules  # noqa: F401,I001  (selects Keras 2 before TensorFlow is imported)
-from pipeline.cli_options import EXAMPLES, pipeline_options
-from pipeline.run import MULTI_PROCESS_BEAM
-from pipeline.runner_cli import run_from_options
+from contracts.runtime import configure_tensorflow
+
+configure_tensorflow()  # Keras 2 and one log level, before anything imports TensorFlow
+
+from pipeline.cli_options import EXAMPLES, pipeline_options  # noqa: E402
+from pipeline.run import MULTI_PROCESS_BEAM  # noqa: E402
+from pipeline.runner_cli import run_from_options  # noqa: E402
 
 
 @click.command(epilog=EXAMPLES + "\n\b\nBeam arguments (after --):\n"

@@ -1,51 +1,136 @@
-"""Every pipeline setting in one dataclass; the runners' flags and env are read here only."""
+"""Every pipeline setting in one dataclass; the runners' flags are generated from its fields.
+
+Each field that a user sets carries its flag in ``metadata`` (``flag(...)``: help text, and when
+needed the flag's names, click type and metavar); ``pipeline/cli_options.py`` builds the click
+options from them, with the field's default as the flag's default. A field without a flag of its
+own says why (``no_flag(...)``). Env var names and default paths come from ``contracts.settings``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from typing import Any
 
+import click
+
+from contracts import settings
 from modules.budget import DEFAULT_MAX_TRAIN_MINUTES
 from modules.hparams import HParams
 
-ENV_METADATA = "MNIST_TFX_METADATA"
-ENV_SERVING_DIR = "MNIST_TFX_SERVING_DIR"
+# Re-exported for the code that imported them from here; contracts.settings is the source.
+ENV_METADATA = settings.ENV_METADATA
+ENV_SERVING_DIR = settings.ENV_SERVING_DIR
 
 DEFAULT_IN_MEMORY_EXAMPLES = 500_000  # images per split the Trainer holds in memory
+
+FLAG = "flag"        # field metadata key: the field's Flag
+NO_FLAG = "no_flag"  # field metadata key: why the field has no flag of its own
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """How one setting appears on the runners' command line; its default is the field's."""
+
+    help: str | None = None
+    names: tuple[str, ...] = ()  # empty: --<field-name>; '--x/--no-x' for an on/off pair; more: aliases
+    type: Any = None             # a click type; None: the default's type (a bool is an on/off flag)
+    metavar: str | None = None
+    envvar: str | None = None    # read when the flag is not given
+    parse: Callable[[Any], Any] | None = None  # the flag's value -> the field's value
+
+    def option_names(self, field_name: str) -> tuple[str, ...]:
+        return self.names or ("--" + field_name.replace("_", "-"),)
+
+
+def flag(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
+         **spec: Any) -> Any:
+    """A dataclass field with its command-line flag (``spec``: the ``Flag`` fields)."""
+    return dataclasses.field(default=default, default_factory=default_factory,
+                             metadata={FLAG: Flag(**spec)})
+
+
+def no_flag(why: str, default: Any = dataclasses.MISSING, *,
+            default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field that has no flag of its own, and why."""
+    return dataclasses.field(default=default, default_factory=default_factory,
+                             metadata={NO_FLAG: why})
+
+
+def comma_list(value: str | None) -> tuple[str, ...] | None:
+    """``'a, b,c'`` -> ``('a', 'b', 'c')``; empty or None -> None."""
+    return tuple(name.strip() for name in value.split(",")) if value else None
 
 
 @dataclasses.dataclass
 class PipelineConfig:
     """What to read, where to write, how to train and when to bless."""
 
-    model_name: str = "mnist"
-    data: str | None = None                 # a folder or file of your own; None -> --dataset
-    dataset: str | None = None              # 'digits' (default) or 'fashion-mnist'
-    data_root: str = "data"                 # where the embedded default is materialised
-    class_names: tuple[str, ...] | None = None
-    eval_percent: int = 20                  # for inputs without their own eval split
-    pipeline_root: str = "runs/pipeline_root"
-    metadata_path: str = "runs/metadata.sqlite"
-    serving_dir: str = "serving_model"
-    log_dir: str = "runs/logs"
+    model_name: str = flag(
+        "mnist",
+        help="Model name: the TFX pipeline name, the serving_model/ folder and the registry name.")
+    data: str | None = flag(  # a folder or file of your own; None -> dataset
+        None, type=click.Path(exists=True, file_okay=True, dir_okay=True),
+        help="Your own data: an image folder (<root>/<label>/*.png or "
+             "<root>/<split>/<label>/*.png), MNIST IDX files, tf.Example TFRecords or IRIS "
+             "img2tsv/splitter TSVs. Overrides --dataset.")
+    dataset: str | None = flag(  # the choices are pipeline.datasets.DATASETS (a test checks)
+        None, type=click.Choice(["digits", "fashion-mnist"]),
+        help="Embedded data when --data is not given: 'digits' (scikit-learn's handwritten "
+             "digits, default) or 'fashion-mnist' (Debian package dataset-fashion-mnist).")
+    data_root: str = no_flag("where the embedded datasets are materialised", "data")
+    class_names: tuple[str, ...] | None = flag(
+        None, type=str, metavar="NAME,NAME,...", parse=comma_list,
+        help="Names of classes 0..9, comma-separated, stored with the model as dict.tsv. "
+             "Default: zero..nine, Fashion-MNIST's names, or the data's dict.tsv.")
+    eval_percent: int = flag(
+        20, help="Share of images in the eval split for inputs without split folders (stable "
+                 "hash of the file name).")
+    pipeline_root: str = flag(settings.DEFAULT_PIPELINE_ROOT, type=click.Path(),
+                              help="Where TFX writes every component's artifacts.")
+    metadata_path: str = flag(
+        settings.DEFAULT_METADATA, names=("--metadata", "--metadata-path"),
+        envvar=settings.ENV_METADATA, metavar="PATH|URI",
+        help="ML Metadata database: a SQLite file or mysql://user@host:port/db "
+             f"(env {settings.ENV_METADATA}).")
+    serving_dir: str = flag(
+        settings.DEFAULT_SERVING_DIR, type=click.Path(), envvar=settings.ENV_SERVING_DIR,
+        help=f"Pusher writes <serving-dir>/<model-name>/<N>/ (env {settings.ENV_SERVING_DIR}).")
+    log_dir: str = flag(settings.DEFAULT_LOG_DIR, type=click.Path(),
+                        help="Where the full TFX/Beam/TensorFlow log of each run goes.")
     # Epochs, batch size and augmentation left None are chosen by the Trainer from the size of
     # the data it reads (modules/budget.py), the same rule for every dataset.
-    hparams: HParams = dataclasses.field(default_factory=HParams)
-    max_train_minutes: float | None = DEFAULT_MAX_TRAIN_MINUTES  # None: no time limit
-    accuracy_threshold: float = 0.9          # value threshold on sparse categorical accuracy
-    max_accuracy_drop: float = 0.01          # change threshold vs the last blessed model
-    warm_start: bool = False
-    tune: bool = False
-    tune_trials: int = 6
+    hparams: HParams = no_flag("one flag per HParams field (pipeline/cli_options.py)",
+                               default_factory=HParams)
+    max_train_minutes: float | None = flag(  # None: no time limit
+        DEFAULT_MAX_TRAIN_MINUTES, type=click.FloatRange(min=0, min_open=True),
+        help="Stop training after this long (the best epoch's weights are kept).")
+    accuracy_threshold: float = flag(  # value threshold on sparse categorical accuracy
+        0.9, help="Bless only models with eval accuracy at least this.")
+    max_accuracy_drop: float = flag(  # change threshold vs the last blessed model
+        0.01, help="Bless only models at most this much less accurate than the last blessed one.")
+    warm_start: bool = flag(
+        False, help="Continue training from the latest model's weights (like IRIS "
+                    "'fit ... retrain=True').")
+    tune: bool = flag(
+        False, help="Run the Tuner (KerasTuner) first; the Trainer uses its best hyperparameters.")
+    tune_trials: int = flag(6, help="Trial budget of --tune.")
     # Up to this many examples per split the Trainer holds them in memory as float32 arrays
     # (3.1 KB each: 500k is ~1.6 GB); beyond, it streams them from Transform's files each epoch.
-    in_memory_examples: int = DEFAULT_IN_MEMORY_EXAMPLES
-    enable_cache: bool = True
-    beam_args: list[str] = dataclasses.field(default_factory=list)
-    deploy_label: str | None = None          # --deploy[=LABEL]: deploy blessed pushes via registry
-    deploy_user: str | None = None
-    verbose: bool = False
+    in_memory_examples: int = flag(
+        DEFAULT_IN_MEMORY_EXAMPLES, type=click.IntRange(0),
+        help="The Trainer loads a split into memory (3.1 KB per image) when it has at most this "
+             "many examples, else streams it from disk every epoch.")
+    enable_cache: bool = flag(
+        True, names=("--cache/--no-cache",),
+        help="Reuse the outputs of components whose inputs did not change.")
+    beam_args: list[str] = no_flag("the Beam runner's arguments after --", default_factory=list)
+    # --deploy [--label L] [--user U]: deploy blessed pushes via the registry; None: no deploy.
+    deploy_label: str | None = no_flag("--deploy and --label (pipeline/cli_options.py)", None)
+    deploy_user: str | None = no_flag("--user, with --deploy (pipeline/cli_options.py)", None)
+    verbose: bool = flag(
+        False, help="Show TFX's own logs on the terminal instead of only in the log file.")
 
     def __post_init__(self) -> None:
         if not self.model_name or not all(c.isalnum() or c in "-_." for c in self.model_name):
@@ -79,8 +164,10 @@ class PipelineConfig:
 
 
 def default_metadata_path() -> str:
-    return os.environ.get(ENV_METADATA, "runs/metadata.sqlite")
+    """The MLMD database: $MNIST_TFX_METADATA, else contracts.settings.DEFAULT_METADATA."""
+    return settings.default_metadata()
 
 
 def default_serving_dir() -> str:
-    return os.environ.get(ENV_SERVING_DIR, "serving_model")
+    """Where versions are pushed: $MNIST_TFX_SERVING_DIR, else the default serving_model."""
+    return settings.default_serving_dir()

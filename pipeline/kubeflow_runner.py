@@ -1,7 +1,7 @@
 """``python -m pipeline.kubeflow_runner``: compile the same graph to a KFP v2 pipeline spec (JSON).
 
 Submit the JSON with the KFP SDK or UI; schedule it weekly as a KFP recurring run. Kubeflow keeps
-ML Metadata itself, so --metadata-path is not used. --data and --pipeline-root must be paths the
+ML Metadata itself, so --metadata is not used. --data and --pipeline-root must be paths the
 pipeline's pods can read (gs://, s3://, or a mounted volume), and --image an image with this
 project installed (``pip install .`` on top of gcr.io/tfx-oss-public/tfx:1.16.0).
 """
@@ -12,8 +12,11 @@ import os
 
 import click
 
-import modules  # noqa: F401,I001  (selects Keras 2 before TensorFlow is imported)
-from pipeline.cli_options import EXAMPLES, config_from_options, pipeline_options
+from contracts.runtime import configure_tensorflow
+
+configure_tensorflow()  # Keras 2 and one log level, before anything imports TensorFlow
+
+from pipeline.cli_options import EXAMPLES, config_from_options, pipeline_options  # noqa: E402
 
 DEFAULT_IMAGE = "mnist-tfx:latest"
 
