@@ -114,7 +114,7 @@ def run_pipeline(data: Path, tmp: Path) -> dict[str, object]:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     args = [sys.executable, "-m", "pipeline.local_runner", "--data", str(data),
             "--model-name", "small", "--pipeline-root", str(tmp / "root"),
-            "--metadata-path", str(tmp / "metadata.sqlite"), "--serving-dir",
+            "--metadata", str(tmp / "metadata.sqlite"), "--serving-dir",
             str(tmp / "serving"), "--log-dir", str(tmp / "logs")]
     started = time.monotonic()
     done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)

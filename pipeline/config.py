@@ -82,8 +82,9 @@ class PipelineConfig:
     data_root: str = no_flag("where the embedded datasets are materialised", "data")
     class_names: tuple[str, ...] | None = flag(
         None, type=str, metavar="NAME,NAME,...", parse=comma_list,
-        help="Names of classes 0..9, comma-separated, stored with the model as dict.tsv. "
-             "Default: zero..nine, Fashion-MNIST's names, or the data's dict.tsv.")
+        help="Names of classes 0..N-1 (2 to 1,000), comma-separated, stored with the model as "
+             "dict.tsv. Default: the data's dict.tsv, Fashion-MNIST's names, the label folder "
+             "names (sorted), or zero..nine.")
     eval_percent: int = flag(
         20, help="Share of images in the eval split for inputs without split folders (stable "
                  "hash of the file name).")
