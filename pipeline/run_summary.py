@@ -1,4 +1,8 @@
-"""After a run: what happened, read back from ML Metadata (blessing, accuracy, pushed version)."""
+"""After a run: what happened, read back from ML Metadata (blessing, accuracy, pushed version).
+
+The run's lineage (its Model, evaluation, blessing and push) is read by the registry's
+``registry.pipeline_runs``, the same reader ``mlmodel report`` uses.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,11 @@ from typing import Any
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from contracts import mlmd as keys
+from registry import pipeline_runs
+from registry.store import prop
+
 _STATE_NAMES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
-_OUTPUT = metadata_store_pb2.Event.OUTPUT
 
 
 @dataclasses.dataclass
@@ -42,83 +49,31 @@ class RunSummary:
         return dataclasses.asdict(self)
 
 
-def _prop(artifact: metadata_store_pb2.Artifact, name: str) -> Any:
-    for source in (artifact.custom_properties, artifact.properties):
-        if name in source:
-            value = source[name]
-            kind = value.WhichOneof("value")
-            return getattr(value, kind) if kind else None
-    return None
-
-
-def _run_contexts(store: metadata_store.MetadataStore, pipeline_name: str) -> list[Any]:
-    pipeline = store.get_context_by_type_and_name("pipeline", pipeline_name)
-    if pipeline is None:
-        return []
-    in_pipeline = {e.id for e in store.get_executions_by_context(pipeline.id)}
-    runs = []
-    for context in store.get_contexts_by_type("pipeline_run"):
-        executions = store.get_executions_by_context(context.id)
-        if any(e.id in in_pipeline for e in executions):
-            runs.append(context)
-    return sorted(runs, key=lambda c: (c.create_time_since_epoch, c.id))
-
-
 def summarize_run(store: metadata_store.MetadataStore, pipeline_name: str,
                   run_id: str | None = None) -> RunSummary | None:
     """The summary of ``run_id`` (default: the pipeline's latest run), or None if none ran."""
-    runs = _run_contexts(store, pipeline_name)
+    reader = pipeline_runs.DirectReader(store)
+    runs = pipeline_runs.run_contexts(reader, pipeline_name)
     if run_id is not None:
         runs = [c for c in runs if c.name == run_id]
     if not runs:
         return None
-    run = runs[-1]
-    executions = {e.id: e for e in store.get_executions_by_context(run.id)}
-    node_of: dict[int, str] = {}
-    prefix = f"{pipeline_name}."
-    for node in store.get_contexts_by_type("node"):
-        if not node.name.startswith(prefix):
-            continue
-        for execution in store.get_executions_by_context(node.id):
-            if execution.id in executions:
-                node_of[execution.id] = node.name[len(prefix):]
-    summary = RunSummary(pipeline_name=pipeline_name, run_id=run.name, states={})
-    for execution_id, node_id in sorted(node_of.items()):
-        summary.states[node_id] = _STATE_NAMES.get(executions[execution_id].last_known_state, "?")
-    outputs: dict[str, list[metadata_store_pb2.Artifact]] = {}
-    events = store.get_events_by_execution_ids(list(node_of))
-    artifact_ids = [e.artifact_id for e in events if e.type == _OUTPUT]
-    artifacts = {a.id: a for a in store.get_artifacts_by_id(artifact_ids)} if artifact_ids else {}
-    for event in events:
-        if event.type == _OUTPUT and event.artifact_id in artifacts:
-            outputs.setdefault(node_of[event.execution_id], []).append(artifacts[event.artifact_id])
-    for artifact in outputs.get("Trainer", []):
-        if _prop(artifact, "tensorboard_dir") is not None or artifact.uri.rstrip("/").endswith("model"):
-            summary.model_uri = summary.model_uri or artifact.uri
-            summary.tensorboard_dir = summary.tensorboard_dir or _prop(artifact, "tensorboard_dir")
-            budget = _prop(artifact, "budget")
-            if budget and not summary.training:
-                summary.training = json.loads(budget) or {}
-    for artifact in outputs.get("Evaluator", []):
-        blessed = _prop(artifact, "blessed")
-        if blessed is not None:
-            summary.blessed = bool(blessed)
-        metrics = _prop(artifact, "metrics")
-        if metrics:
-            parsed = json.loads(metrics)
-            summary.accuracy = parsed["overall"].get("sparse_categorical_accuracy")
-            diff = parsed["overall"].get("sparse_categorical_accuracy_diff")
-            if diff is not None and summary.accuracy is not None:
-                summary.baseline_accuracy = summary.accuracy - diff
-            summary.per_label_accuracy = {
-                label: values.get("sparse_categorical_accuracy")
-                for label, values in parsed.get("per_label", {}).items()
-            }
-    for artifact in outputs.get("Pusher", []):
-        if _prop(artifact, "pushed"):
-            version = _prop(artifact, "pushed_version")
-            summary.pushed_version = int(version) if version and str(version).isdigit() else None
-            summary.pushed_path = _prop(artifact, "pushed_destination")
-    for artifact in outputs.get("ExampleValidator", []):
+    record = pipeline_runs.read_run(reader, runs[-1], pipeline_name)
+    summary = RunSummary(pipeline_name=pipeline_name, run_id=record.name, states={
+        node: _STATE_NAMES.get(state, "?") for node, state in record.states().items()})
+    run = pipeline_runs.run_candidate(record)
+    if run.model is not None:
+        summary.model_uri = run.model.uri
+        summary.tensorboard_dir = prop(run.model, keys.TENSORBOARD_DIR)
+        budget = prop(run.model, keys.BUDGET)
+        summary.training = (json.loads(budget) or {}) if budget else {}
+    summary.blessed = run.blessed
+    if run.evaluation:
+        summary.accuracy = run.accuracy
+        summary.baseline_accuracy = run.baseline_accuracy
+        summary.per_label_accuracy = run.per_label_accuracy
+    summary.pushed_version = run.pushed_version
+    summary.pushed_path = (run.pushed_dir or None) if run.pushed is not None else None
+    for artifact in record.by_node("ExampleValidator"):
         summary.anomalies_uri = artifact.uri
     return summary

@@ -25,6 +25,7 @@ from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from contracts import settings
 from registry import files, pipeline_models
 from registry.errors import ConflictError, InputError, NotFoundError
 from registry.store import (
@@ -39,7 +40,6 @@ from registry.store import (
     set_prop,
 )
 
-DEFAULT_SERVING_DIR = "serving_model"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 LABEL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
 
@@ -187,7 +187,7 @@ def open_registry(metadata: str | None = None, serving_dir: str | None = None) -
     and ``serving_model``. The database is opened lazily, on first use.
     """
     backend = parse_backend(metadata)
-    directory = serving_dir or os.environ.get("MNIST_TFX_SERVING_DIR") or DEFAULT_SERVING_DIR
+    directory = serving_dir or settings.default_serving_dir()
     return Registry(backend, os.path.abspath(directory))
 
 

@@ -12,16 +12,23 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-import click
+from contracts.runtime import configure_tensorflow
 
-from contracts.training import describe_training
-from registry import render
-from registry.cliutil import KVCommand, common_options, fail_on_errors, settings_registry
-from registry.status import status_command
+# Only `report` and `import` load TensorFlow (lazily); the policy (Keras 2, quiet start-up logs)
+# must be in place before they do. Setting it imports nothing heavy.
+configure_tensorflow()
 
-# Only `report` and `import` load TensorFlow; hide its three CPU-only "Unable to register
-# cuDNN/cuFFT/cuBLAS factory" ERROR lines (TF_CPP_MIN_LOG_LEVEL=0 shows everything).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import click  # noqa: E402
+
+from contracts.training import describe_training  # noqa: E402
+from registry import render  # noqa: E402
+from registry.cliutil import (  # noqa: E402
+    KVCommand,
+    common_options,
+    fail_on_errors,
+    settings_registry,
+)
+from registry.status import status_command  # noqa: E402
 
 LIST_HEADERS = ["id", "user", "name", "type", "category", "algorithm", "serving", "create",
                 "modified"]
@@ -57,13 +64,7 @@ Examples:
   mlmodel export name=mnist path=mnist.tar
   mlmodel --metadata mysql://root@127.0.0.1:3306/mlmd list
 """)
-@click.option("--metadata", default=None, metavar="PATH|URI",
-              help="MLMD SQLite path or mysql://user[:pw]@host:port/db "
-                   "(env MNIST_TFX_METADATA, default runs/metadata.sqlite).")
-@click.option("--serving-dir", default=None, metavar="DIR",
-              help="Serving directory (env MNIST_TFX_SERVING_DIR, default serving_model).")
-@click.option("--output", "-o", type=click.Choice(render.OUTPUTS, case_sensitive=False),
-              default=None, help="table (default) or json.")
+@common_options
 @click.option("--user", default=None, help="Who acts (default $USER, else root).")
 def cli(**_: Any) -> None:
     """Manage models: list, summary, delete, import, export, deploy, stop, rollback, label,

@@ -16,8 +16,15 @@ from typing import Any
 
 import click
 
+from contracts import settings as contract_settings
 from registry import render
 from registry.errors import RegistryError
+
+METADATA_HELP = ("MLMD SQLite path or mysql://user[:pw]@host:port/db "
+                 f"(env {contract_settings.ENV_METADATA}, "
+                 f"default {contract_settings.DEFAULT_METADATA}).")
+SERVING_DIR_HELP = (f"Serving directory (env {contract_settings.ENV_SERVING_DIR}, "
+                    f"default {contract_settings.DEFAULT_SERVING_DIR}).")
 
 KV_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_\-]*)=(.*)$", re.S)
 
@@ -73,11 +80,8 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--metadata / --serving-dir / --output / --user on a command (override the group's)."""
     fn = click.option("--output", "-o", type=click.Choice(render.OUTPUTS, case_sensitive=False),
                       default=None, help="table (default) or json.")(fn)
-    fn = click.option("--serving-dir", default=None, metavar="DIR",
-                      help="Serving directory (env MNIST_TFX_SERVING_DIR, default serving_model).")(fn)
-    fn = click.option("--metadata", default=None, metavar="PATH|URI",
-                      help="MLMD SQLite path or mysql://user[:pw]@host:port/db "
-                           "(env MNIST_TFX_METADATA, default runs/metadata.sqlite).")(fn)
+    fn = click.option("--serving-dir", default=None, metavar="DIR", help=SERVING_DIR_HELP)(fn)
+    fn = click.option("--metadata", default=None, metavar="PATH|URI", help=METADATA_HELP)(fn)
     return fn
 
 

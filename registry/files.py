@@ -14,6 +14,7 @@ import secrets
 import shutil
 import socket
 
+from contracts.versions import version_dirs
 from registry.errors import InputError
 
 TMP_PREFIX = ".tmp-"
@@ -84,16 +85,6 @@ def stale_staging(parent: str) -> list[str]:
     return stale
 
 
-def numbered_dirs(parent: str) -> dict[int, str]:
-    """The integer-named version directories of ``parent``."""
-    try:
-        names = os.listdir(parent)
-    except FileNotFoundError:
-        return {}
-    return {int(n): os.path.join(parent, n) for n in names
-            if n.isdigit() and os.path.isdir(os.path.join(parent, n))}
-
-
 def remove_tree(path: str) -> None:
     """Remove ``path`` so it disappears at once: rename to a dot name, then delete."""
     if not os.path.lexists(path):
@@ -110,7 +101,7 @@ def reconcile(parent: str, recorded: set[int]) -> list[str]:
     for path in stale_staging(parent):
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
-    for version, path in numbered_dirs(parent).items():
+    for version, path in version_dirs(parent).items():
         if version not in recorded:
             remove_tree(path)
             removed.append(path)

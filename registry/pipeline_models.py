@@ -15,11 +15,9 @@ from typing import Any
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from contracts import mlmd as keys
+from contracts.mlmd import NODE_CONTEXT, PIPELINE_CONTEXT, PIPELINE_RUN_CONTEXT
 from registry.store import Store, prop
-
-PIPELINE_CONTEXT = "pipeline"
-PIPELINE_RUN_CONTEXT = "pipeline_run"
-NODE_CONTEXT = "node"
 
 
 @dataclass
@@ -39,16 +37,43 @@ class Candidate:
 
     @property
     def blessed(self) -> bool | None:
-        return None if self.blessing is None else bool(prop(self.blessing, "blessed", 0))
+        return None if self.blessing is None else bool(prop(self.blessing, keys.BLESSED, 0))
 
     @property
     def pushed_dir(self) -> str:
-        if self.pushed is None or not prop(self.pushed, "pushed", 0):
+        if self.pushed is None or not prop(self.pushed, keys.PUSHED, 0):
             return ""
-        return str(prop(self.pushed, "pushed_destination", "") or "")
+        return str(prop(self.pushed, keys.PUSHED_DESTINATION, "") or "")
+
+    @property
+    def pushed_version(self) -> int | None:
+        """The integer version the Pusher wrote (None when it did not push)."""
+        if self.pushed is None or not prop(self.pushed, keys.PUSHED, 0):
+            return None
+        version = prop(self.pushed, keys.PUSHED_VERSION)
+        return int(version) if version and str(version).isdigit() else None
+
+    @property
+    def accuracy(self) -> float | None:
+        """The Evaluator's overall accuracy of this model."""
+        return (self.evaluation.get("overall") or {}).get(keys.ACCURACY_METRIC)
+
+    @property
+    def baseline_accuracy(self) -> float | None:
+        """The accuracy of the model it was compared with (from TFMA's ``_diff``)."""
+        diff = (self.evaluation.get("overall") or {}).get(f"{keys.ACCURACY_METRIC}_diff")
+        accuracy = self.accuracy
+        return None if diff is None or accuracy is None else accuracy - diff
+
+    @property
+    def per_label_accuracy(self) -> dict[str, float]:
+        """Label (class index as a string) -> accuracy, from the Evaluator's per-class metrics."""
+        return {label: values.get(keys.ACCURACY_METRIC)
+                for label, values in (self.evaluation.get("per_label") or {}).items()}
 
 
-def _filter(type_name: str, pipeline: str) -> str:
+def pipeline_filter(type_name: str, pipeline: str) -> str:
+    """An MLMD filter query: artifacts of ``type_name`` attributed to pipeline ``pipeline``."""
     quoted = pipeline.replace("'", "''")
     return (f"type = '{type_name}' AND contexts_a.type = '{PIPELINE_CONTEXT}' "
             f"AND contexts_a.name = '{quoted}'")
@@ -57,7 +82,8 @@ def _filter(type_name: str, pipeline: str) -> str:
 def latest_artifact(store: Store, type_name: str, pipeline: str, after_id: int = 0) -> Any:
     """The newest artifact of ``type_name`` in ``pipeline`` with id > after_id, or None."""
     options = metadata_store.ListOptions(
-        filter_query=_filter(type_name, pipeline) + (f" AND id > {after_id}" if after_id else ""),
+        filter_query=pipeline_filter(type_name, pipeline)
+        + (f" AND id > {after_id}" if after_id else ""),
         order_by=metadata_store.OrderByField.ID, is_asc=False, limit=1,
     )
     found = store.read(lambda m: m.get_artifacts(list_options=options), f"reading {type_name}")
@@ -67,11 +93,12 @@ def latest_artifact(store: Store, type_name: str, pipeline: str, after_id: int =
 def latest_pushed(store: Store, pipeline: str, after_id: int = 0) -> Any:
     """The newest PushedModel with ``pushed`` = 1 (Pusher only pushes blessed models)."""
     options = metadata_store.ListOptions(
-        filter_query=_filter("PushedModel", pipeline) + (f" AND id > {after_id}" if after_id else ""),
+        filter_query=pipeline_filter("PushedModel", pipeline)
+        + (f" AND id > {after_id}" if after_id else ""),
         order_by=metadata_store.OrderByField.ID, is_asc=False, limit=20,
     )
     for artifact in store.read(lambda m: m.get_artifacts(list_options=options), "reading pushes"):
-        if prop(artifact, "pushed", 0) and prop(artifact, "pushed_destination", ""):
+        if prop(artifact, keys.PUSHED, 0) and prop(artifact, keys.PUSHED_DESTINATION, ""):
             return artifact
     return None
 
@@ -83,16 +110,28 @@ def model_of_push(store: Store, pushed: Any) -> Any:
     if not exec_ids:
         return None
     events = store.read(lambda m: m.get_events_by_execution_ids(exec_ids), "reading events")
-    ids = [e.artifact_id for e in events if e.type == pb.Event.INPUT and _key(e) == "model"]
+    ids = [e.artifact_id for e in events if e.type == pb.Event.INPUT and output_key(e) == "model"]
     models = store.read(lambda m: m.get_artifacts_by_id(ids), "reading models") if ids else []
     return models[0] if models else None
 
 
-def _key(event: Any) -> str:
+def output_key(event: Any) -> str:
+    """The input/output name an event records (``model``, ``blessing``, ...)."""
     for step in event.path.steps:
         if step.HasField("key"):
             return str(step.key)
     return ""
+
+
+def add_output(result: Candidate, artifact: Any) -> None:
+    """File an Evaluator/Pusher output under the candidate's evaluation, blessing or push."""
+    kind = artifact.type
+    if kind == "ModelEvaluation":
+        result.evaluation = _json(prop(artifact, keys.METRICS, "")) or {}
+    elif kind == "ModelBlessing":
+        result.blessing = artifact
+    elif kind == "PushedModel":
+        result.pushed = artifact
 
 
 def candidate(store: Store, model: Any) -> Candidate:
@@ -101,7 +140,7 @@ def candidate(store: Store, model: Any) -> Candidate:
     events = store.read(lambda m: m.get_events_by_artifact_ids([model.id]), "reading events")
     trainer_ids = [e.execution_id for e in events if e.type == pb.Event.OUTPUT]
     consumer_ids = [e.execution_id for e in events
-                    if e.type == pb.Event.INPUT and _key(e) == "model"]
+                    if e.type == pb.Event.INPUT and output_key(e) == "model"]
     if trainer_ids:
         trainers = store.read(lambda m: m.get_executions_by_id(trainer_ids[:1]), "reading trainer")
         result.trainer_execution = trainers[0] if trainers else None
@@ -115,13 +154,7 @@ def candidate(store: Store, model: Any) -> Candidate:
         out_ids = sorted({e.artifact_id for e in out_events if e.type == pb.Event.OUTPUT})
         outputs = store.read(lambda m: m.get_artifacts_by_id(out_ids), "reading outputs")
         for artifact in sorted(outputs, key=lambda a: a.id):
-            kind = artifact.type
-            if kind == "ModelEvaluation":
-                result.evaluation = _json(prop(artifact, "metrics", "")) or {}
-            elif kind == "ModelBlessing":
-                result.blessing = artifact
-            elif kind == "PushedModel":
-                result.pushed = artifact
+            add_output(result, artifact)
     return result
 
 
@@ -163,12 +196,12 @@ def _json(text: Any) -> Any:
 def model_facts(model: Any) -> dict[str, Any]:
     """The custom properties our Trainer adds to a Model artifact, decoded."""
     return {
-        "hparams": _json(prop(model, "hparams", "")) or {},
-        "train_examples": prop(model, "train_examples", None),
-        "eval_examples": prop(model, "eval_examples", None),
-        "train_seconds": prop(model, "train_seconds", None),
-        "class_names": _json(prop(model, "class_names", "")) or [],
-        "history": _json(prop(model, "history", "")) or [],
-        "budget": _json(prop(model, "budget", "")) or {},
+        "hparams": _json(prop(model, keys.HPARAMS, "")) or {},
+        "train_examples": prop(model, keys.TRAIN_EXAMPLES, None),
+        "eval_examples": prop(model, keys.EVAL_EXAMPLES, None),
+        "train_seconds": prop(model, keys.TRAIN_SECONDS, None),
+        "class_names": _json(prop(model, keys.CLASS_NAMES, "")) or [],
+        "history": _json(prop(model, keys.HISTORY, "")) or [],
+        "budget": _json(prop(model, keys.BUDGET, "")) or {},
         "user": prop(model, "user", "") or "",
     }

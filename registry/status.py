@@ -8,16 +8,13 @@ own state is shown and a note says so.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 
 import click
 
+from contracts.settings import DEFAULT_SERVER_URL, ENV_SERVER_URL, default_server_url
 from registry import render
 from registry.cliutil import KVCommand, common_options, fail_on_errors, settings_registry
-
-DEFAULT_SERVER_URL = "http://127.0.0.1:8501"
-SERVER_URL_ENV = "MNIST_TFX_SERVER_URL"
 
 
 @dataclass(frozen=True)
@@ -34,7 +31,8 @@ class VersionStatus:
 
 
 def server_url(explicit: str | None = None) -> str:
-    return (explicit or os.environ.get(SERVER_URL_ENV) or DEFAULT_SERVER_URL).rstrip("/")
+    """``explicit``, else $MNIST_TFX_SERVER_URL, else the default; no trailing slash."""
+    return (explicit or default_server_url()).rstrip("/")
 
 
 def fetch_live(url: str, serving_name: str, timeout: float = 1.0) -> tuple[dict[int, str] | None, str]:
@@ -114,21 +112,22 @@ def print_serving_status(rows: list[VersionStatus], output: str = "table") -> No
 Examples:
   serving status mnist
   serving status name=mnist --output json
-  serving status mnist --server-url http://127.0.0.1:8501
+  serving status mnist --url http://127.0.0.1:8501
 """)
 @click.argument("name")
-@click.option("--server-url", default=None, metavar="URL",
-              help=f"Model server to ask (env {SERVER_URL_ENV}, default {DEFAULT_SERVER_URL}).")
+@click.option("--url", "--server-url", "url", default=None, metavar="URL",
+              help=f"The model server to ask (env {ENV_SERVER_URL}, default {DEFAULT_SERVER_URL}; "
+                   "--server-url is the old spelling).")
 @click.option("--timeout", default=1.0, show_default=True, type=float,
               help="Seconds to wait for the server before showing registry state only.")
 @common_options
 @click.pass_context
 @fail_on_errors
-def status_command(ctx: click.Context, name: str, server_url: str | None, timeout: float,
+def status_command(ctx: click.Context, name: str, url: str | None, timeout: float,
                    **_: object) -> None:
     """Show each deployed version of model NAME: version, state, label.
 
     State comes from the live model server when it answers, else from the registry.
     """
     reg, output = settings_registry(ctx)
-    print_serving_status(serving_status(reg, name, server_url, timeout), output)
+    print_serving_status(serving_status(reg, name, url, timeout), output)

@@ -19,12 +19,11 @@ from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from contracts import settings
 from registry.errors import BackendError, InputError
 from registry.locking import DEFAULT_TIMEOUT_S, FileLock, MySQLLock, WriteLock
 
 T = TypeVar("T")
-
-DEFAULT_METADATA = os.path.join("runs", "metadata.sqlite")
 
 # The registry's own MLMD types (TFX's types are read, never written).
 REGISTERED_MODEL = "mlmodel.RegisteredModel"  # context: one per model name
@@ -90,7 +89,7 @@ class Backend:
 
 def parse_backend(metadata: str | None) -> Backend:
     """``metadata`` is a SQLite path or ``mysql://user[:pw]@host:port/db``; None reads the env."""
-    value = metadata or os.environ.get("MNIST_TFX_METADATA") or DEFAULT_METADATA
+    value = metadata or settings.default_metadata()
     if value.startswith("mysql://"):
         url = urllib.parse.urlsplit(value)
         database = url.path.lstrip("/")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 
+from contracts.dictionary import parse_dictionary
+from contracts.runtime import configure_tensorflow
+from contracts.signatures import DICTIONARY_RELPATH, SERVING_DEFAULT
 from registry.errors import InputError
 
-REQUIRED_SIGNATURE = "serving_default"
+REQUIRED_SIGNATURE = SERVING_DEFAULT
 
 
 def check_model(root: str, fmt: str) -> list[str]:
@@ -14,8 +17,7 @@ def check_model(root: str, fmt: str) -> list[str]:
 
     Returns the class names from ``assets.extra/dict.tsv`` (empty when absent).
     """
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # Keras 2, as every entry point
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    configure_tensorflow()  # Keras 2 and quiet logs, before TensorFlow is imported
     import tensorflow as tf
 
     if fmt == "h5":
@@ -36,10 +38,12 @@ def check_model(root: str, fmt: str) -> list[str]:
         if REQUIRED_SIGNATURE not in signatures:
             raise InputError(f"the SavedModel has no {REQUIRED_SIGNATURE!r} signature "
                              f"(it has {signatures or 'none'}); export it with one")
-    from modules import features
-
-    path = os.path.join(root, features.DICTIONARY_RELPATH)
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as handle:
-            return features.parse_dictionary(handle.read())
-    return []
+    path = os.path.join(root, DICTIONARY_RELPATH)
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as handle:
+        try:
+            return parse_dictionary(handle.read())
+        except ValueError as exc:
+            raise InputError(f"{DICTIONARY_RELPATH} in the archive: {exc}; fix the file "
+                             "(header 'label<TAB>tag', then '<index><TAB><name>' lines)") from None

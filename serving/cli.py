@@ -5,23 +5,23 @@ Errors become one line on stderr and exit code 1 (never a traceback).
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-import click
+from contracts.runtime import configure_tensorflow
 
-# TensorFlow's import logs three "Unable to register cuDNN/cuFFT/cuBLAS factory" lines at ERROR
-# level on every CPU-only machine; level 3 hides them. Errors that matter still raise in Python.
-# Set TF_CPP_MIN_LOG_LEVEL=0 to see everything.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Keras 2 and quiet start-up logs (TensorFlow's CPU-only cuDNN/cuFFT/cuBLAS ERROR lines), before
+# anything imports TensorFlow; TF_CPP_MIN_LOG_LEVEL=0 shows everything.
+configure_tensorflow()
 
-import modules  # noqa: E402,F401  (selects Keras 2 before anything imports TensorFlow)
+import click  # noqa: E402
+
+from contracts import settings  # noqa: E402
 
 if TYPE_CHECKING:
     from serving.predict_client import Report
 
-DEFAULT_URL = "http://127.0.0.1:8501"
+DEFAULT_URL = settings.DEFAULT_SERVER_URL
 
 
 class _Group(click.Group):
@@ -80,10 +80,12 @@ def main() -> None:
               help="TCP port (TF Serving REST uses 8501; use 8080 for SageMaker).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Interface to bind; 0.0.0.0 exposes the server to the network.")
-@click.option("--metadata", default=None, envvar="MNIST_TFX_METADATA",
-              help="ML Metadata database of the registry (default runs/metadata.sqlite).")
-@click.option("--serving-dir", default=None, envvar="MNIST_TFX_SERVING_DIR",
-              help="Where deployed versions live (default serving_model).")
+@click.option("--metadata", default=None, envvar=settings.ENV_METADATA,
+              help=f"ML Metadata database of the registry (env {settings.ENV_METADATA}, "
+                   f"default {settings.DEFAULT_METADATA}).")
+@click.option("--serving-dir", default=None, envvar=settings.ENV_SERVING_DIR,
+              help=f"Where deployed versions live (env {settings.ENV_SERVING_DIR}, "
+                   f"default {settings.DEFAULT_SERVING_DIR}).")
 @click.option("--source", type=click.Choice(["auto", "registry", "directory"]), default="auto",
               show_default=True,
               help="What to serve: the registry's deployments, or every <name>/<N> in the "
@@ -132,7 +134,7 @@ def start(port: int, host: str, metadata: str | None, serving_dir: str | None, s
                 raise click.ClickException(f"the registry is not installed: {exc}") from exc
             logging.getLogger("serving").warning(
                 "registry not available (%s); serving every version directory in %s", exc,
-                serving_dir or "serving_model")
+                serving_dir or settings.default_serving_dir())
             snapshot = directory_source(serving_dir)
     else:
         snapshot = directory_source(serving_dir)
@@ -153,23 +155,26 @@ def start(port: int, host: str, metadata: str | None, serving_dir: str | None, s
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--version", "version", type=int, default=None, help="Ask this version.")
 @click.option("--label", default=None, help="Ask the version this label points at.")
-@click.option("--url", default=DEFAULT_URL, envvar="SERVING_URL", show_default=True,
-              help="The server's base URL.")
+@click.option("--url", "--server-url", "url", default=DEFAULT_URL, show_default=True,
+              envvar=[settings.ENV_SERVER_URL, "SERVING_URL"], metavar="URL",
+              help=f"The server's base URL (env {settings.ENV_SERVER_URL}; --server-url is an "
+                   "old spelling).")
 @click.option("--auth-token", default=None, envvar="SERVING_AUTH_TOKEN")
 @click.option("--output", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
-@click.option("--metadata", default=None, envvar="MNIST_TFX_METADATA",
+@click.option("--metadata", default=None, envvar=settings.ENV_METADATA,
               help="Registry used to find the serving name when NAME is a registry model name "
-                   "(default runs/metadata.sqlite).")
+                   f"(env {settings.ENV_METADATA}, default {settings.DEFAULT_METADATA}).")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
 @click.option("--limit", default=None, type=click.IntRange(1),
               help="Predict at most this many images.")
 def predict(name: str, inputs: tuple[str, ...], version: int | None, label: str | None, url: str,
             auth_token: str | None, output: str, metadata: str | None, batch_size: int,
             limit: int | None) -> None:
-    """Predict PNG/JPEG files, folders of them (label = folder name when it is a class index)
-    and IDX files through the running server. NAME is the serving name (root_mnist) or the
-    registry's model name (mnist)."""
+    """Predict PNG/JPEG files, folders of them (the true label is the folder's name when it is
+    a class index or one of the model's class names) and IDX files through the running server,
+    with the model's own class names. NAME is the serving name (root_mnist) or the registry's
+    model name (mnist)."""
     from serving.predict_client import (
         ServerError,
         is_served,

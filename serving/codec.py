@@ -20,6 +20,7 @@ try:  # optional: about 1.6x faster parsing; the json fallback also takes NaN/In
 except ImportError:  # pragma: no cover
     _orjson = None
 
+from contracts.signatures import INPUT_IMAGE_BYTES, OUTPUT_PROBABILITIES, SERVING_DEFAULT
 from serving.batching import Arrays
 from serving.errors import invalid
 from serving.servable import Servable, Signature, TensorInfo
@@ -130,11 +131,12 @@ def to_array(value: Any, info: TensorInfo, where: str) -> np.ndarray:
         if info.is_float and not np.isfinite(array).all():
             raise invalid(f"{where}: input {info.name} holds NaN or Infinity; send finite values "
                           "(images are grey values in [0, 1])")
-    if info.name == "image_bytes":
+    if info.name == INPUT_IMAGE_BYTES:
         for i, item in enumerate(array.flat):
             if not item.startswith(_IMAGE_MAGIC):
-                raise invalid(f"{where}: example {i} of image_bytes is not a PNG, JPEG, GIF or "
-                              "BMP image; send the file's bytes base64-encoded as {\"b64\": ...}")
+                raise invalid(f"{where}: example {i} of {INPUT_IMAGE_BYTES} is not a PNG, JPEG, "
+                              "GIF or BMP image; send the file's bytes base64-encoded as "
+                              "{\"b64\": ...}")
     if array.ndim == 0 or array.shape[0] == 0:
         raise invalid(f"{where}: input {info.name} is empty; send at least one example")
     if array.shape[0] > MAX_ROWS:
@@ -276,7 +278,8 @@ def decode_classify(body: Any, servable: Servable) -> tuple[Signature, Arrays]:
     if not isinstance(context, dict):
         raise invalid("\"context\" must be an object (feature name -> values)")
     sig_name = body.get("signature_name")
-    if sig_name is None or sig_name == "serving_default":
+    if sig_name is None or sig_name == SERVING_DEFAULT:
+        # Ours takes INPUT_EXAMPLES ("examples"); other models' tf.Example inputs say "example".
         string_sigs = [s for s in servable.signatures.values()
                        if len(s.inputs) == 1 and next(iter(s.inputs.values())).is_string
                        and "example" in next(iter(s.inputs))]
@@ -301,7 +304,8 @@ def decode_classify(body: Any, servable: Servable) -> tuple[Signature, Arrays]:
 
 
 def encode_classify(outputs: Arrays, class_names: list[str]) -> dict[str, Any]:
-    probs = outputs.get("probabilities", outputs.get("scores", next(iter(outputs.values()))))
+    probs = outputs.get(OUTPUT_PROBABILITIES,
+                        outputs.get("scores", next(iter(outputs.values()))))
     results = []
     for row in np.asarray(probs).tolist():
         names = class_names if len(class_names) == len(row) else [str(i) for i in range(len(row))]

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from contracts.examples import IMAGE_KEY, IMAGE_PIXELS, MAX_CLASSES, MIN_CLASSES
+from contracts.signatures import (
+    INPUT_EXAMPLES,
+    INPUT_IMAGE_BYTES,
+    INPUT_IMAGES,
+    SERVING_DEFAULT,
+    SERVING_EXAMPLES,
+    SERVING_IMAGES,
+)
+
 _JSON = "application/json"
 
 
@@ -26,6 +36,13 @@ def _param(name: str, schema: dict[str, Any], where: str = "path") -> dict[str, 
     return {"name": name, "in": where, "required": where == "path", "schema": schema}
 
 
+_PER_CLASS = (f"One row per example; our models give one probability per class, in the order of "
+              f"the model's class names ({MIN_CLASSES} to {MAX_CLASSES} classes; :classify "
+              "returns them with their names).")
+_CLASSIFY_RESULTS = ("One list per example: a [class name, score] pair per class of the model, "
+                     "named from the model's dict.tsv (class indices when its names do not "
+                     "match the outputs).")
+
 NAME = _param("name", {"type": "string", "pattern": "^[^/:]+$"})
 VERSION = _param("version", {"type": "integer", "minimum": 0})
 LABEL = _param("label", {"type": "string", "pattern": "^[A-Za-z0-9_]+$"})
@@ -43,25 +60,26 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "description": "Row format (instances) or columnar format (inputs), never both.",
         "properties": {
-            "signature_name": {"type": "string", "default": "serving_default",
-                               "enum": ["serving_default", "serving_images", "serving_examples"]},
+            "signature_name": {"type": "string", "default": SERVING_DEFAULT,
+                               "enum": [SERVING_DEFAULT, SERVING_IMAGES, SERVING_EXAMPLES]},
             "instances": {"type": "array", "minItems": 1, "items": {}},
             "inputs": {},
         },
     },
     "PredictResponse": {"type": "object", "properties": {
-        "predictions": {"type": "array", "items": {}}, "outputs": {}}},
+        "predictions": {"type": "array", "items": {}, "description": _PER_CLASS},
+        "outputs": {}}},
     "ClassifyRequest": {"type": "object", "required": ["examples"], "properties": {
         "signature_name": {"type": "string"},
         "context": {"type": "object"},
         "examples": {"type": "array", "minItems": 1, "items": {
             "type": "object", "properties": {
-                "image": {"type": "array", "items": {"type": "integer", "minimum": 0,
-                                                     "maximum": 255},
-                          "minItems": 784, "maxItems": 784}}}}}},
+                IMAGE_KEY: {"type": "array", "items": {"type": "integer", "minimum": 0,
+                                                       "maximum": 255},
+                            "minItems": IMAGE_PIXELS, "maxItems": IMAGE_PIXELS}}}}}},
     "ClassifyResponse": {"type": "object", "required": ["results"], "properties": {
-        "results": {"type": "array", "items": {"type": "array", "items": {
-            "type": "array", "items": {}}}}}},
+        "results": {"type": "array", "description": _CLASSIFY_RESULTS, "items": {
+            "type": "array", "items": {"type": "array", "items": {}}}}}},
     "ModelStatus": {"type": "object", "required": ["model_version_status"], "properties": {
         "model_version_status": {"type": "array", "items": {
             "type": "object", "required": ["version", "state", "status"], "properties": {
@@ -74,7 +92,8 @@ SCHEMAS: dict[str, Any] = {
         "model_spec": {"type": "object"}, "metadata": {"type": "object"}}},
     "V2Tensor": {"type": "object", "required": ["name", "shape", "datatype", "data"],
                  "properties": {
-                     "name": {"type": "string", "enum": ["images", "image_bytes", "examples"]},
+                     "name": {"type": "string",
+                              "enum": [INPUT_IMAGES, INPUT_IMAGE_BYTES, INPUT_EXAMPLES]},
                      "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
                      "datatype": {"type": "string", "enum": ["FP32", "BYTES", "INT64"]},
                      "data": {"type": "array", "items": {}},

@@ -2,6 +2,8 @@
 
 The table has IRIS's columns (seed 000): label and tag (the true class, when known), prediction
 (the probability vector), probability (the top one) and interpreted (the predicted class name).
+Class names are the model's own (its dict.tsv, read back through ``:classify``), for any number
+of classes; a folder named after a class index or a class name gives the true label.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from typing import Any
 import numpy as np
 import requests
 
+from contracts.examples import DIGIT_CLASS_NAMES, IMAGE_KEY, IMAGE_PIXELS
+from contracts.signatures import SERVING_DEFAULT, SERVING_IMAGES
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
 
 
@@ -26,6 +31,7 @@ class Item:
     label: int | None
     image_bytes: bytes | None = None
     pixels: np.ndarray | None = None  # uint8 [28, 28]
+    folder: str | None = None  # the parent folder's name: a class name gives the label
 
 
 @dataclass
@@ -55,9 +61,17 @@ class Report:
         return sum(r.label == r.predicted for r in rows) / len(rows) if rows else None
 
 
+def _folder_of(path: str) -> str:
+    return os.path.basename(os.path.dirname(os.path.abspath(path)))
+
+
 def _label_of(path: str) -> int | None:
-    parent = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    parent = _folder_of(path)
     return int(parent) if parent.isdigit() and len(parent) <= 3 else None
+
+
+def _file_item(path: str) -> Item:
+    return Item(path, _label_of(path), image_bytes=_open(path), folder=_folder_of(path))
 
 
 def _open(path: str) -> bytes:
@@ -110,11 +124,11 @@ def collect(paths: list[str], limit: int | None = None) -> list[Item]:
                 if f.lower().endswith(IMAGE_EXTENSIONS))
             if not found:
                 raise ValueError(f"{path} holds no {'/'.join(IMAGE_EXTENSIONS)} images")
-            items.extend(Item(f, _label_of(f), image_bytes=_open(f)) for f in found)
+            items.extend(_file_item(f) for f in found)
         elif _is_idx(path):
             items.extend(_idx_items(path))
         elif path.lower().endswith(IMAGE_EXTENSIONS):
-            items.append(Item(path, _label_of(path), image_bytes=_open(path)))
+            items.append(_file_item(path))
         else:
             raise ValueError(f"{path}: not a PNG/JPEG image, a folder of them or an IDX file")
         if limit is not None and len(items) >= limit:
@@ -174,14 +188,30 @@ def _post(session: requests.Session, url: str, body: dict[str, Any]) -> dict[str
 
 
 def _class_names(session: requests.Session, base: str) -> list[str]:
-    """The model's dict.tsv names, read back through :classify on one blank example."""
+    """The model's dict.tsv names, read back through :classify on one blank example; [] if not."""
     try:
-        result = _post(session, f"{base}:classify", {"examples": [{"image": [0] * 784}]})
-        return [name for name, _ in result["results"][0]]
-    except (ServerError, KeyError, IndexError, TypeError):
-        from modules.features import DIGIT_CLASS_NAMES
+        result = _post(session, f"{base}:classify",
+                       {"examples": [{IMAGE_KEY: [0] * IMAGE_PIXELS}]})
+        return [str(name) for name, _ in result["results"][0]]
+    except (ServerError, KeyError, IndexError, TypeError, ValueError):
+        return []
 
+
+def default_class_names(count: int) -> list[str]:
+    """Names for ``count`` outputs when the server gave none: the digits for a ten-output model
+    (the server's own default for a model without dict.tsv), else the class indices."""
+    if count == len(DIGIT_CLASS_NAMES):
         return list(DIGIT_CLASS_NAMES)
+    return [str(i) for i in range(count)]
+
+
+def label_from_folder(item: Item, names: list[str]) -> int | None:
+    """The true class of ``item``: its folder's class index, or the class its folder names."""
+    if item.label is not None:
+        return item.label
+    if item.folder and item.folder in names:
+        return names.index(item.folder)
+    return None
 
 
 def predict_inputs(url: str, name: str, paths: list[str], version: int | None = None,
@@ -210,22 +240,26 @@ def predict_inputs(url: str, name: str, paths: list[str], version: int | None = 
             if not group:
                 continue
             if group[0].image_bytes is not None:
-                body = {"signature_name": "serving_images", "instances": [
+                body = {"signature_name": SERVING_IMAGES, "instances": [
                     {"b64": base64.b64encode(i.image_bytes or b"").decode("ascii")} for i in group]}
             else:
                 stacked = np.stack([i.pixels for i in group]).astype(np.float32) / 255.0
-                body = {"signature_name": "serving_default", "inputs": stacked[..., None].tolist()}
+                body = {"signature_name": SERVING_DEFAULT, "inputs": stacked[..., None].tolist()}
             result = _post(session, f"{base}:predict", body)
             vectors = result.get("predictions", result.get("outputs"))
             for item, vector in zip(group, vectors, strict=True):
-                top = int(np.argmax(vector))
-                report.rows.append(Row(
-                    item.source, item.label,
-                    names[item.label] if item.label is not None and item.label < len(names)
-                    else None,
-                    [float(v) for v in vector], top, float(vector[top]),
-                    names[top] if top < len(names) else str(top)))
+                if not names:
+                    names = default_class_names(len(vector))
+                report.rows.append(_row(item, [float(v) for v in vector], names))
     return report
+
+
+def _row(item: Item, vector: list[float], names: list[str]) -> Row:
+    top = int(np.argmax(vector))
+    label = label_from_folder(item, names)
+    tag = names[label] if label is not None and 0 <= label < len(names) else None
+    return Row(item.source, label, tag, vector, top, vector[top],
+               names[top] if top < len(names) else str(top))
 
 
 def _post_get(session: requests.Session, url: str) -> dict[str, Any]:

@@ -16,9 +16,13 @@ from typing import Any
 
 import numpy as np
 
-import modules  # noqa: F401  (selects Keras 2 before anything imports TensorFlow)
+from contracts.dictionary import read_model_dictionary
+from contracts.runtime import configure_tensorflow
+from contracts.signatures import SAVED_MODEL_FILE, SERVING_DEFAULT
 from serving.batching import Arrays, Batcher, BatchingConfig
 from serving.errors import ServingError, invalid
+
+configure_tensorflow()  # Keras 2 before anything imports TensorFlow (imported lazily below)
 
 # TF dtype enum names (as TF Serving prints them) -> numpy dtype; strings are numpy objects (bytes)
 _DTYPES: dict[str, Any] = {
@@ -78,7 +82,7 @@ class Servable:
     handle: Any = field(default=None, repr=False)  # the loaded SavedModel object, kept alive
 
     def signature(self, name: str | None) -> Signature:
-        key = name or "serving_default"
+        key = name or SERVING_DEFAULT
         sig = self.signatures.get(key)
         if sig is None:
             raise invalid(
@@ -186,9 +190,7 @@ def load_servable(
     """
     import tensorflow as tf
 
-    from modules.signatures import read_class_names
-
-    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+    if not os.path.isfile(os.path.join(path, SAVED_MODEL_FILE)):
         raise ServingError(
             "FAILED_PRECONDITION",
             f"{path} holds no saved_model.pb; a version directory must be a whole SavedModel",
@@ -196,7 +198,7 @@ def load_servable(
     try:
         loaded = tf.saved_model.load(path)
         signature_defs = read_signature_defs(path)
-        class_names = read_class_names(path)
+        class_names = read_model_dictionary(path)
     except Exception as exc:  # noqa: BLE001 - any load failure is reported in status
         raise ServingError(
             "FAILED_PRECONDITION", f"could not load the SavedModel in {path}: {exc}"

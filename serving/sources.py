@@ -12,9 +12,9 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from contracts.settings import default_serving_dir
+from contracts.versions import version_dirs
 from serving.manager import DeployedVersionLike, Source
-
-DEFAULT_SERVING_DIR = "serving_model"
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,8 @@ class DirectoryVersion:
 
 
 def resolve_serving_dir(serving_dir: str | None) -> str:
-    return os.path.abspath(
-        serving_dir or os.environ.get("MNIST_TFX_SERVING_DIR") or DEFAULT_SERVING_DIR
-    )
+    """``serving_dir``, else $MNIST_TFX_SERVING_DIR, else ``serving_model``; absolute."""
+    return os.path.abspath(serving_dir or default_serving_dir())
 
 
 def directory_source(serving_dir: str | None = None) -> Source:
@@ -46,13 +45,10 @@ def directory_source(serving_dir: str | None = None) -> Source:
             model_dir = os.path.join(root, name)
             if name.startswith(".") or not os.path.isdir(model_dir):
                 continue
-            versions = sorted(
-                int(v) for v in os.listdir(model_dir)
-                if v.isdigit() and not v.startswith(".")
-                and os.path.isdir(os.path.join(model_dir, v))
-            )
+            paths = version_dirs(model_dir)
+            versions = sorted(paths)
             for v in versions:
-                path = os.path.join(model_dir, str(v))
+                path = paths[v]
                 found.append(DirectoryVersion(name, name, v, path, current=(v == versions[-1]),
                                               deployed_at=os.stat(path).st_mtime))
         return found

@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 
-import modules  # noqa: F401  (Keras 2 before TensorFlow)
-from serving.app import ServerConfig
-from serving.batching import BatchingConfig
-from serving.server import BackgroundServer, Runtime, build_runtime
-from serving.sources import DirectoryVersion
+from contracts.runtime import configure_tensorflow
+
+configure_tensorflow()  # Keras 2 before TensorFlow (tests/conftest.py does it too)
+
+from serving.app import ServerConfig  # noqa: E402
+from serving.batching import BatchingConfig  # noqa: E402
+from serving.server import BackgroundServer, Runtime, build_runtime  # noqa: E402
+from serving.sources import DirectoryVersion  # noqa: E402
 
 
 @pytest.fixture(scope="session")
