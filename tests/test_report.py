@@ -124,22 +124,80 @@ def test_misclassified_grid_and_confusion_figures_are_pngs() -> None:
     import numpy as np
     from PIL import Image
 
-    from registry import report
+    from registry import report_render as render
+    from registry.report_data import Predictions
     from tests.datagen import synthetic_images
 
     labels = np.arange(40) % 10
     wrong = (labels + (np.arange(40) % 3 == 0)) % 10  # every third image is called the next digit
-    pred = report.Predictions(labels=labels, predicted=wrong, images=synthetic_images(labels))
+    pred = Predictions(labels=labels, predicted=wrong, images=synthetic_images(labels))
     names = [str(i) for i in range(10)]
-    grid = report.figure_misclassified(pred, names)
+    grid = render.figure_misclassified(pred, names)
     assert grid is not None
     with Image.open(io.BytesIO(base64.b64decode(grid))) as image:
         image.load()
         assert image.format == "PNG" and image.size[0] > 300 and image.size[1] > 200
-    right = report.Predictions(labels=labels, predicted=labels, images=pred.images)
-    assert report.figure_misclassified(right, names) is None
-    matrix = np.zeros((10, 10), dtype=np.int64)
-    np.add.at(matrix, (labels, wrong), 1)
-    with Image.open(io.BytesIO(base64.b64decode(report.figure_confusion(matrix, names)))) as image:
+    right = Predictions(labels=labels, predicted=labels, images=pred.images)
+    assert render.figure_misclassified(right, names) is None
+    matrix = render.confusion_matrix(pred, 10)
+    assert int(matrix.sum()) == 40 and int(np.trace(matrix)) == 40 - 14
+    with Image.open(io.BytesIO(base64.b64decode(render.figure_confusion(matrix, names)))) as image:
         image.load()
         assert image.format == "PNG"
+
+
+def _three_class_data(tmp_path: Path):  # noqa: ANN202
+    """A ReportData as ``gather_report`` makes it, for a model with 3 named classes."""
+    import numpy as np
+
+    from registry.report_data import Predictions, PreviousModel, ReportData
+    from tests.datagen import synthetic_images
+
+    labels = np.arange(30) % 3
+    predicted = np.where(np.arange(30) % 5 == 0, (labels + 1) % 3, labels)
+    per_label = {str(i): {"sparse_categorical_accuracy": 0.8 + i / 100} for i in range(3)}
+    evaluation = {"overall": {"sparse_categorical_accuracy": 0.8}, "per_label": per_label}
+    return ReportData(
+        name="pets", model_id=7, model_uri=str(tmp_path / "model"), pipeline_run="run-1",
+        blessed=True, pushed_dir=str(tmp_path / "serving" / "pets" / "1"), train_examples=90,
+        eval_examples=30, train_seconds=1.5, hparams={"epochs": 2},
+        class_names=["cat", "dog", "bird"], evaluation=evaluation, generated="now",
+        curves={"train": {"loss": [(0, 1.0), (1, 0.5)]}}, curves_source="a test",
+        predictions=Predictions(labels=labels, predicted=predicted,
+                                images=synthetic_images(labels), num_outputs=3),
+        previous=PreviousModel(3, "run-0", "", {"overall": {"sparse_categorical_accuracy": 0.7},
+                                                "per_label": per_label}))
+
+
+def test_report_renders_three_named_classes(tmp_path: Path) -> None:
+    """The page shows the model's own class names and one row/column per class, not ten."""
+    from registry.report_render import render_report
+
+    text = render_report(_three_class_data(tmp_path))
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in text, section
+    per_class = text.split('<section id="per-class">')[1].split("</section>")[0]
+    assert [f"<td>{i} {name}</td>" in per_class for i, name in enumerate(["cat", "dog", "bird"])] \
+        == [True, True, True]
+    assert "<td>3 " not in per_class and "30 eval examples scored" in per_class
+    comparison = text.split('<section id="comparison">')[1].split("</section>")[0]
+    assert "accuracy, label 2 (bird)" in comparison and "label 3" not in comparison
+    sizes = _images(text)
+    assert {"per-class accuracy", "confusion matrix", "misclassified images",
+            "training curves"} <= set(sizes)
+
+
+def test_report_class_names_fall_back_to_the_model(tmp_path: Path) -> None:
+    """No class_names in MLMD: the SavedModel's dict.tsv, else one index per model output."""
+    from contracts.dictionary import format_dictionary
+    from contracts.signatures import DICTIONARY_RELPATH
+    from registry.report_data import class_names_of
+
+    data = _three_class_data(tmp_path)
+    assert class_names_of(["a", "b"], str(tmp_path), None, {}) == ["a", "b"]
+    assert class_names_of([], str(tmp_path), data.predictions, {}) == ["0", "1", "2"]
+    assert class_names_of([], str(tmp_path), None, data.evaluation) == ["0", "1", "2"]
+    dictionary = tmp_path / DICTIONARY_RELPATH
+    dictionary.parent.mkdir(parents=True)
+    dictionary.write_text(format_dictionary(["cat", "dog", "bird"]))
+    assert class_names_of([], str(tmp_path), data.predictions, {}) == ["cat", "dog", "bird"]

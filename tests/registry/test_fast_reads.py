@@ -1,4 +1,4 @@
-"""list, summary and serving status import neither TensorFlow nor TFX; status reads the live server."""
+"""list, summary and serving status load no TensorFlow, TFX or modules/; status asks the server."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ PROBE = ("import sys, runpy; sys.argv = ['mlmodel'] + sys.argv[1:]\n"
          "try:\n    runpy.run_module('registry', run_name='__main__')\n"
          "except SystemExit as e:\n    code = e.code\n"
          "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-         "('tensorflow', 'tfx', 'keras', 'tf_keras', 'apache_beam'))\n"
+         "('tensorflow', 'tfx', 'keras', 'tf_keras', 'apache_beam', 'modules', 'matplotlib'))\n"
          "print('HEAVY=' + ','.join(heavy[:5]), file=sys.stderr); sys.exit(code)")
 
 
@@ -73,3 +73,32 @@ def test_serving_status_merges_live_server_state(sqlite_env: Env) -> None:
     unreachable = status.serving_status(reg, "mnist", "http://127.0.0.1:9", timeout=0.5)
     assert [r.state for r in unreachable] == ["SERVING", "STANDBY", "SERVING"]
     assert all(r.live_state is None for r in unreachable)
+
+
+@pytest.mark.parametrize("how", ["--url", "--server-url", "url=", "env"])
+def test_status_url_flag_spellings(sqlite_env: Env, how: str,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--url`` is the spelling; ``--server-url`` (the old one), key=value and the env work too."""
+    from click.testing import CliRunner
+
+    from contracts.settings import ENV_SERVER_URL
+    from registry.cli import cli
+
+    sqlite_env.add_run("mnist")
+    sqlite_env.registry().deploy("mnist", user="root")
+    server = HTTPServer(("127.0.0.1", 0), _FakeServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv(ENV_SERVER_URL, url if how == "env" else "http://127.0.0.1:9")
+    args = {"--url": ["--url", url], "--server-url": ["--server-url", url],
+            "url=": [f"url={url}"], "env": []}[how]
+    try:
+        result = CliRunner().invoke(cli, ["--metadata", sqlite_env.metadata, "--serving-dir",
+                                          sqlite_env.serving_dir, "status", "mnist", *args,
+                                          "--output", "json"])
+    finally:
+        server.shutdown()
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert rows[0]["source"] == f"server {url}" and rows[0]["live_state"] == "UNLOADING"
