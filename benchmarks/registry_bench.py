@@ -1,7 +1,7 @@
 """How fast are the registry's read commands with 100 registered models?
 
-Builds a throw-away MLMD database with 100 pipeline models (TFX-shaped records: a run with
-Trainer, Evaluator and Pusher each) and 50 of them deployed twice, then times whole processes
+Builds a throw-away MLMD database with 100 pipeline models (TFX-shaped records written by
+``benchmarks/tfx_records.py``: a run with Trainer, Evaluator and Pusher each) and 50 of them deployed twice, then times whole processes
 (`python -m registry ...`, i.e. `mlmodel`) against `python -c pass` in the same run.
 
     .venv/bin/python benchmarks/registry_bench.py [--models 100] [--runs 5]
@@ -25,11 +25,12 @@ sys.path.insert(0, str(REPO))
 
 
 def build(root: Path, models: int) -> dict[str, str]:
+    from benchmarks.tfx_records import add_pipeline_run, fake_model
+    from contracts.settings import ENV_METADATA, ENV_SERVER_URL, ENV_SERVING_DIR
     from registry.api import open_registry
-    from tests.registry.conftest import _fake_model, add_pipeline_run
 
     metadata, serving = str(root / "metadata.sqlite"), str(root / "serving_model")
-    model_dir = _fake_model(root)
+    model_dir = fake_model(root)
     reg = open_registry(metadata, serving)
     for i in range(models):
         name = f"model_{i:03d}"
@@ -38,8 +39,8 @@ def build(root: Path, models: int) -> dict[str, str]:
             reg.deploy(name, label="stable", user="root")
             reg.deploy(name, user="root")
     env = dict(os.environ)
-    env.update(MNIST_TFX_METADATA=metadata, MNIST_TFX_SERVING_DIR=serving,
-               MNIST_TFX_SERVER_URL="http://127.0.0.1:9", PYTHONPATH=str(REPO))
+    env.update({ENV_METADATA: metadata, ENV_SERVING_DIR: serving,
+                ENV_SERVER_URL: "http://127.0.0.1:9", "PYTHONPATH": str(REPO)})
     return env
 
 

@@ -32,7 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import modules  # noqa: E402,F401  (Keras 2 before TensorFlow)
+from contracts.runtime import configure_tensorflow  # noqa: E402
+
+configure_tensorflow()  # Keras 2 before TensorFlow
+
+from contracts.signatures import SERVING_DEFAULT  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -96,7 +100,7 @@ def baseline(loaded: object, seconds: float) -> dict[str, float]:
     import numpy as np
     import tensorflow as tf
 
-    sig = loaded.signatures["serving_default"]  # type: ignore[attr-defined]
+    sig = loaded.signatures[SERVING_DEFAULT]  # type: ignore[attr-defined]
     traced = tf.function(lambda x: sig(images=x)["probabilities"],
                          input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)]
                          ).get_concrete_function()
@@ -279,7 +283,7 @@ def main() -> None:
         try:
             url = f"http://127.0.0.1:{port}/v1/models/mnist/versions/1:predict"
             image = [[[0.5] for _ in range(28)] for _ in range(28)]
-            body = json.dumps({"signature_name": "serving_default", "instances": [image]}).encode()
+            body = json.dumps({"signature_name": SERVING_DEFAULT, "instances": [image]}).encode()
             levels = [int(c) for c in args.concurrency.split(",")]
             runs: dict[str, list[float]] = {}
             failures = 0

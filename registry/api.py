@@ -25,7 +25,10 @@ from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from contracts import mlmd as keys
 from contracts import settings
+from contracts.examples import IMAGE_KEY, LABEL_KEY
+from contracts.signatures import DICTIONARY_RELPATH, SAVED_MODEL_FILE
 from registry import files, pipeline_models
 from registry.errors import ConflictError, InputError, NotFoundError
 from registry.store import (
@@ -397,7 +400,7 @@ class Registry:
         train_cnt = elapsed = None
         training: dict[str, Any] = {}
         class_names: list[str] = []
-        filename, fmt = "saved_model.pb", "saved_model"
+        filename, fmt = SAVED_MODEL_FILE, "saved_model"
         if model.source == "pipeline":
             latest = self._latest_model(model)
             state = pipeline_models.trainer_state(self.store, name)
@@ -438,11 +441,12 @@ class Registry:
         return ModelSummary(
             id=row.id, user=row.user, name=name, filename=filename, format=fmt, type=row.type,
             category=row.category, algorithm=row.algorithm,
-            feature=str(prop(ctx, "feature", "") or "image") if ctx is not None else "image",
-            label=str(prop(ctx, "label_column", "") or "label") if ctx is not None else "label",
+            feature=str(prop(ctx, "feature", "") or IMAGE_KEY) if ctx is not None else IMAGE_KEY,
+            label=(str(prop(ctx, "label_column", "") or LABEL_KEY) if ctx is not None
+                   else LABEL_KEY),
             parameter=parameter if isinstance(parameter, dict) else {},
             evaluation=evaluation if isinstance(evaluation, dict) else {},
-            train_cnt=train_cnt, elapsed=elapsed, dictionary="dict.tsv",
+            train_cnt=train_cnt, elapsed=elapsed, dictionary=os.path.basename(DICTIONARY_RELPATH),
             class_names=list(class_names), cdate=row.created, mdate=row.modified,
             serving=row.serving, serving_name=serving_name, state=state, source=model.source,
             current_version=int(prop(ctx, "current_version", 0) or 0) if ctx is not None else 0,
@@ -539,7 +543,7 @@ class Registry:
             trained = pipeline_models.model_of_push(self.store, pushed)
             if trained is not None:
                 inputs.append(trained)
-            return str(prop(pushed, "pushed_destination")), inputs
+            return str(prop(pushed, keys.PUSHED_DESTINATION)), inputs
         version = self._imported_version(model)
         if version is None:
             raise ConflictError(f"model {model.name!r} has no stored files; import it again")
@@ -706,7 +710,7 @@ class Registry:
         parent = os.path.join(self._managed_root(), name)
         extracted = archives.extract_model(archive, parent, format, max_member_bytes)
         try:
-            filename = "saved_model.pb" if format == "saved_model" else "model.h5"
+            filename = SAVED_MODEL_FILE if format == "saved_model" else "model.h5"
             class_names: list[str] = []
             if validate:
                 from registry import validate as validation

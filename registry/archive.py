@@ -15,12 +15,13 @@ import shutil
 import tarfile
 from dataclasses import dataclass
 
+from contracts.signatures import SAVED_MODEL_FILE
 from registry import files
 from registry.errors import InputError
 
 DEFAULT_MAX_MEMBER_BYTES = 2 * 1024**3  # 2 GiB per member
 MAX_MEMBER_ENV = "MLMODEL_IMPORT_MAX_MEMBER_BYTES"
-REQUIRED = {"saved_model": "saved_model.pb", "h5": "model.h5"}
+REQUIRED = {"saved_model": SAVED_MODEL_FILE, "h5": "model.h5"}
 
 
 @dataclass(frozen=True)

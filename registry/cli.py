@@ -20,6 +20,7 @@ configure_tensorflow()
 
 import click  # noqa: E402
 
+from contracts.settings import ENV_METADATA  # noqa: E402
 from contracts.training import describe_training  # noqa: E402
 from registry import render  # noqa: E402
 from registry.cliutil import (  # noqa: E402
@@ -108,7 +109,7 @@ def list_cmd(ctx: click.Context, **_: Any) -> None:
     print_list(reg, output)
     if reg.store.missing_database:
         render.note(f"note: no registry at {reg.backend.display} yet: run the pipeline "
-                    "(make run) here, or point --metadata / MNIST_TFX_METADATA at one")
+                    f"(make run) here, or point --metadata / {ENV_METADATA} at one")
 
 
 @command("summary", "  mlmodel summary mnist\n  mlmodel summary mnist id,name,state\n"

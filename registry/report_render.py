@@ -13,6 +13,7 @@ import io
 import json
 from typing import Any
 
+from contracts.examples import LABEL_KEY
 from contracts.mlmd import ACCURACY_METRIC as ACCURACY
 from contracts.signatures import SERVING_EXAMPLES
 from registry.report_data import Curves, Predictions, ReportData
@@ -45,7 +46,7 @@ def figure_class_counts(stats: dict[str, Any], class_names: list[str]) -> str | 
     plt = _pyplot()
     counts: dict[str, list[float]] = {}
     for split, dataset in stats.items():
-        feature = next((f for f in dataset.features if f.path.step[-1:] == ["label"]), None)
+        feature = next((f for f in dataset.features if f.path.step[-1:] == [LABEL_KEY]), None)
         if feature is None or not feature.HasField("num_stats"):
             continue
         values = [0.0] * len(class_names)

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from contracts.signatures import SAVED_MODEL_FILE
 from serving.errors import ServingError, invalid, not_found, unavailable
 from serving.servable import Servable
 
@@ -93,7 +94,7 @@ class _Attempt:
 
 def _dir_key(path: str, deployed_at: float) -> tuple[str, float, float]:
     try:
-        mtime = os.stat(os.path.join(path, "saved_model.pb")).st_mtime
+        mtime = os.stat(os.path.join(path, SAVED_MODEL_FILE)).st_mtime
     except OSError:
         mtime = -1.0
     return (path, float(deployed_at), mtime)
