@@ -15,6 +15,8 @@ made while holding the registry write lock, so changes are atomic and serialised
 
 from __future__ import annotations
 
+import base64
+import bisect
 import getpass
 import json
 import os
@@ -23,6 +25,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ml_metadata import errors as mlmd_errors
+from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from contracts import mlmd as keys
@@ -79,6 +83,20 @@ class ModelRow:
     serving: bool
     created: float
     modified: float
+
+
+LIST_ORDERS = ("id", "name", "created", "modified")  # id, name: ascending; times: newest first
+DEFAULT_LIST_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class ModelPage:
+    """One page of ``mlmodel list``: the rows, how many models match, where the next page starts."""
+
+    rows: list[ModelRow]
+    total: int  # models matching the filters (all pages)
+    offset: int  # position of rows[0] among them
+    next_page_token: str | None  # None on the last page
 
 
 @dataclass(frozen=True)
@@ -158,6 +176,27 @@ class _Model:
         return int(self.ctx.id)
 
 
+def _encode_token(options: dict[str, Any], key: Any) -> str:
+    """An opaque page token: the options it was made for and the last row's sort key."""
+    text = json.dumps({**options, "k": list(key)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str, options: dict[str, Any]) -> tuple[Any, int]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        key, last_id = data["k"]
+        if not isinstance(last_id, int):
+            raise ValueError
+    except (ValueError, TypeError, KeyError):
+        raise InputError(f"page token {token!r} is not valid; take it from the previous page's "
+                         "next_page_token") from None
+    if any(data.get(k) != v for k, v in options.items()):
+        raise InputError("the page token was made for other --order-by/--filter/--serving "
+                         "options; repeat them as on the first page")
+    return (key, last_id)
+
+
 def default_user() -> str:
     """$USER (or the login name), falling back to 'root' as IRIS does."""
     user = os.environ.get("USER") or ""
@@ -210,32 +249,69 @@ class Registry:
         return {c.name: c for c in self.store.by_type("context", pipeline_models.PIPELINE_CONTEXT)}
 
     def _models(self) -> list[_Model]:
-        """Every visible model: registered (not deleted) and pipelines with a model since."""
-        contexts, pipelines = self._contexts(), self._pipelines()
+        """Every visible model: registered (not deleted) and pipelines with a model since.
+
+        Two MLMD calls whatever the registry's size: the registry's contexts, and the pipeline
+        contexts that have a ``Model`` artifact (MLMD joins the attributions); plus one per deleted
+        model whose pipeline may have trained again, and one for registered models' pipelines.
+        """
+        contexts = self._contexts()
+        with_models = {c.name: c for c in self._pipelines_with_models()}
+        others = [n for n in contexts if n not in with_models]
+        pipelines = dict(with_models)
+        if others:
+            pipelines.update({c.name: c for c in self._pipelines_named(others)})
         result: dict[str, _Model] = {}
         for name, ctx in contexts.items():
             hidden = int(prop(ctx, "hidden_before", 0) or 0)
             model = _Model(name, ctx, pipelines.get(name), hidden)
             if not prop(ctx, "deleted", 0) or (
-                model.pipeline_ctx is not None and self._latest_model(model) is not None
+                name in with_models and self._latest_model(model) is not None
             ):
                 result[name] = model
-        for name, pctx in pipelines.items():
+        for name, pctx in with_models.items():
             if name not in result and name not in contexts:
-                model = _Model(name, None, pctx)
-                if self._latest_model(model) is not None:
-                    result[name] = model
+                result[name] = _Model(name, None, pctx)
         return sorted(result.values(), key=lambda m: m.id)
 
+    def _pipelines_with_models(self) -> list[Any]:
+        """Pipeline contexts with at least one ``Model`` artifact (one query)."""
+        options = metadata_store.ListOptions(filter_query=(
+            f"type = '{pipeline_models.PIPELINE_CONTEXT}' AND artifacts_a.type = 'Model'"))
+        return self._list_contexts(options)
+
+    def _pipelines_named(self, names: list[str]) -> list[Any]:
+        safe = [n for n in names if NAME_RE.match(n)]
+        if not safe:
+            return []
+        quoted = ", ".join(f"'{n}'" for n in safe)
+        options = metadata_store.ListOptions(filter_query=(
+            f"type = '{pipeline_models.PIPELINE_CONTEXT}' AND name IN ({quoted})"))
+        return self._list_contexts(options)
+
+    def _list_contexts(self, options: Any) -> list[Any]:
+        def call(m: Any) -> list[Any]:
+            try:
+                return list(m.get_contexts(list_options=options))
+            except mlmd_errors.NotFoundError:
+                return []
+
+        return self.store.read(call, "reading models")
+
+    def _context_named(self, type_name: str, name: str) -> Any:
+        def call(m: Any) -> Any:
+            try:
+                return m.get_context_by_type_and_name(type_name, name)
+            except mlmd_errors.NotFoundError:
+                return None
+
+        return self.store.read(call, "reading " + name)
+
     def _model(self, name: str) -> _Model:
+        """One model, reading only its own contexts (and its newest Model if need be)."""
         check_name(name)
-        ctx = self.store.read(
-            lambda m: m.get_context_by_type_and_name(REGISTERED_MODEL, name), "reading " + name
-        ) if self._has_type() else None
-        pctx = self.store.read(
-            lambda m: m.get_context_by_type_and_name(pipeline_models.PIPELINE_CONTEXT, name),
-            "reading " + name,
-        ) if self._has_pipeline_type() else None
+        ctx = self._context_named(REGISTERED_MODEL, name)
+        pctx = self._context_named(pipeline_models.PIPELINE_CONTEXT, name)
         hidden = int(prop(ctx, "hidden_before", 0) or 0) if ctx is not None else 0
         model = _Model(name, ctx, pctx, hidden)
         visible = (ctx is not None and not prop(ctx, "deleted", 0)) or (
@@ -264,10 +340,25 @@ class Registry:
         return model.latest
 
     def _deployments(self, serving_name: str | None = None) -> list[Any]:
-        """LIVE Deployment artifacts (optionally of one serving name), by version."""
-        found = [a for a in self.store.by_type("artifact", DEPLOYMENT)
-                 if a.state == pb.Artifact.LIVE
-                 and (serving_name is None or prop(a, "serving_name") == serving_name)]
+        """LIVE Deployment artifacts (optionally of one serving name, read alone), by version."""
+        if serving_name is None:
+            found = [a for a in self.store.by_type("artifact", DEPLOYMENT)
+                     if a.state == pb.Artifact.LIVE]
+        elif NAME_RE.match(serving_name):
+            options = metadata_store.ListOptions(filter_query=(
+                f"type = '{DEPLOYMENT}' AND state = LIVE AND "
+                f"properties.serving_name.string_value = '{serving_name}'"))
+
+            def call(m: Any) -> list[Any]:
+                try:
+                    return list(m.get_artifacts(list_options=options))
+                except mlmd_errors.NotFoundError:
+                    return []
+
+            found = self.store.read(call, "reading deployments")
+        else:  # a name the filter syntax cannot quote safely (never made by deploy)
+            found = [a for a in self.store.by_type("artifact", DEPLOYMENT)
+                     if a.state == pb.Artifact.LIVE and prop(a, "serving_name") == serving_name]
         return sorted(found, key=lambda a: (prop(a, "serving_name"), prop(a, "version")))
 
     def _imported_version(self, model: _Model) -> Any:
@@ -304,22 +395,49 @@ class Registry:
         return "root"
 
     # ------------------------------------------------------------------ the server's view
-    def serving_snapshot(self) -> list[DeployedVersion]:
+    def change_marker(self) -> tuple[Any, ...] | None:
+        """Changes when the registry's records do: the newest ``mlmodel.Action``'s id. One query.
+
+        Every registry write records exactly one Action, under the write lock, so ids grow in
+        commit order; a poller re-reads ``serving_snapshot()`` only when this moves. None while
+        there is no database yet (nothing to compare; the snapshot is empty and cheap).
+        """
+        options = metadata_store.ListOptions(
+            filter_query=f"type = '{REGISTRY_ACTION}'",
+            order_by=metadata_store.OrderByField.ID, is_asc=False, limit=1)
+
+        def call(m: Any) -> list[Any]:
+            try:
+                return list(m.get_executions(list_options=options))
+            except mlmd_errors.NotFoundError:
+                return []
+
+        newest = self.store.read(call, "reading the newest registry action")
+        if self.store.missing_database:
+            return None
+        return (self.backend.display, int(newest[0].id) if newest else 0)
+
+    def serving_snapshot(self, check_dirs: bool = True) -> list[DeployedVersion]:
         """Every deployed version and whether it should be served. Two MLMD queries, no TF.
 
         A version is served while its model is serving and it is the current version or a label
-        points at it. Versions whose directory is missing are left out.
+        points at it. Versions whose directory is missing are left out (unless ``check_dirs`` is
+        False: a caller that caches the snapshot checks the directories on each use).
         """
         contexts = {c.name: c for c in self.store.by_type("context", REGISTERED_MODEL)
                     if not prop(c, "deleted", 0)}
+        return self._snapshot_of(contexts, self._deployments(), check_dirs)
+
+    def _snapshot_of(self, contexts: dict[str, Any], deployments: list[Any],
+                     check_dirs: bool = True) -> list[DeployedVersion]:
         result = []
-        for art in self._deployments():
+        for art in deployments:
             ctx = contexts.get(prop(art, "model_name"))
             if ctx is None or prop(ctx, "serving_name") != prop(art, "serving_name"):
                 continue
             version = int(prop(art, "version"))
             path = os.path.join(self.serving_dir, prop(art, "serving_name"), str(version))
-            if not os.path.isdir(path):
+            if check_dirs and not os.path.isdir(path):
                 continue
             labels = tuple(sorted(k for k, v in self._labels(ctx).items() if v == version))
             current = version == int(prop(ctx, "current_version", 0) or 0)
@@ -332,22 +450,88 @@ class Registry:
         return result
 
     # ------------------------------------------------------------------ list / summary
-    def list_models(self) -> list[ModelRow]:
+    def list_models(self, limit: int | None = None, offset: int = 0,
+                    page_token: str | None = None, name_contains: str | None = None,
+                    serving: bool | None = None, order_by: str = "id") -> list[ModelRow]:
+        """The models' rows (all of them by default); see ``list_page`` for the options."""
+        return self.list_page(limit, offset, page_token, name_contains, serving, order_by).rows
+
+    def list_page(self, limit: int | None = DEFAULT_LIST_LIMIT, offset: int = 0,
+                  page_token: str | None = None, name_contains: str | None = None,
+                  serving: bool | None = None, order_by: str = "id") -> ModelPage:
+        """One page of models, as ``mlmodel list`` and a console show them.
+
+        * ``order_by``: ``id`` (default) and ``name`` ascending, ``created`` and ``modified``
+          newest first; ties broken by id.
+        * ``name_contains``: case-insensitive substring of the name; ``serving``: only models
+          that are (True) or are not (False) serving.
+        * ``limit`` rows (None: all) from ``offset``, or after the row a ``page_token`` names.
+          Tokens resume after the last row's sort key, so paging by id or name is complete and
+          stable while models are deployed between page reads (each model exactly once).
+
+        Cost: the contexts of the registry in two MLMD calls, and the page's newest ``Model``
+        artifacts in one; ordering by created/modified reads every model's newest Model too.
+        """
+        if order_by not in LIST_ORDERS:
+            raise InputError(f"order by {order_by!r}: choose from {', '.join(LIST_ORDERS)}")
+        if limit is not None and limit < 1:
+            raise InputError(f"limit {limit}: give a number >= 1")
+        if offset < 0:
+            raise InputError(f"offset {offset}: give a number >= 0")
+        options = {"o": order_by, "f": (name_contains or "").lower(), "s": serving}
+        cursor = _decode_token(page_token, options) if page_token else None
         models = self._models()
-        self._prefetch_latest(models)
-        return [self._row(model) for model in models]
+        if name_contains:
+            needle = name_contains.lower()
+            models = [m for m in models if needle in m.name.lower()]
+        if serving is not None:
+            models = [m for m in models if self._is_serving(m) == serving]
+        if order_by in ("created", "modified"):
+            self._prefetch_latest(models)
+        keyed = sorted((self._sort_key(m, order_by), m.id, m) for m in models)
+        keys = [(k, i) for k, i, _ in keyed]
+        start = bisect.bisect_right(keys, cursor) if cursor is not None else min(offset, len(keyed))
+        end = len(keyed) if limit is None else min(len(keyed), start + limit)
+        page = [m for _, _, m in keyed[start:end]]
+        self._prefetch_latest(page)
+        token = _encode_token(options, keys[end - 1]) if end < len(keyed) and end > start else None
+        return ModelPage([self._row(m) for m in page], len(keyed), start, token)
+
+    @staticmethod
+    def _is_serving(model: _Model) -> bool:
+        ctx = model.ctx
+        return bool(ctx is not None and not prop(ctx, "deleted", 0) and prop(ctx, "serving", 0))
+
+    def _sort_key(self, model: _Model, order_by: str) -> Any:
+        if order_by == "id":
+            return 0
+        if order_by == "name":
+            return model.name
+        row = self._row(model)
+        return -(row.created if order_by == "created" else row.modified)
 
     def _prefetch_latest(self, models: list[_Model]) -> None:
-        """Find every pipeline model's newest Model artifact with one query instead of one each.
+        """Find the models' newest Model artifacts with one query instead of one each.
 
+        A few models: the Models of those pipelines (a filter on their names); many: every Model.
         Our Trainer records ``model_name`` (= the pipeline name) on its Model artifact; models
         whose artifacts lack it (other pipelines' Trainers) keep the per-model query.
         """
         pending = {m.name: m for m in models if m.pipeline_ctx is not None and not m.latest_known}
         if len(pending) < 2:
             return
+        names = [n for n in pending if NAME_RE.match(n)]
+        if len(pending) > 500 or not names:
+            candidates = self.store.by_type("artifact", "Model")
+        else:
+            quoted = ", ".join(f"'{n}'" for n in names)
+            options = metadata_store.ListOptions(filter_query=(
+                f"type = 'Model' AND contexts_a.type = '{pipeline_models.PIPELINE_CONTEXT}' "
+                f"AND contexts_a.name IN ({quoted})"))
+            candidates = self.store.read(lambda m: m.get_artifacts(list_options=options),
+                                         "reading models")
         newest: dict[str, Any] = {}
-        for artifact in self.store.by_type("artifact", "Model"):
+        for artifact in candidates:
             name = str(prop(artifact, "model_name", "") or "")
             model = pending.get(name)
             if model is None or artifact.id <= model.hidden_before:
@@ -454,9 +638,16 @@ class Registry:
         )
 
     def versions(self, name: str) -> list[DeployedVersion]:
-        """The deployed versions of one model (served or not), as the server would see them."""
-        self._model(name)
-        return [v for v in self.serving_snapshot() if v.model_name == name]
+        """The deployed versions of one model (served or not), as the server would see them.
+
+        Reads only this model's context and deployments.
+        """
+        model = self._model(name)
+        ctx = model.ctx
+        if ctx is None or prop(ctx, "deleted", 0) or not prop(ctx, "serving_name", ""):
+            return []
+        deployments = self._deployments(str(prop(ctx, "serving_name")))
+        return [v for v in self._snapshot_of({name: ctx}, deployments) if v.model_name == name]
 
     def history(self, name: str) -> list[HistoryEntry]:
         model = self._model(name)

@@ -160,14 +160,15 @@ def candidate(store: Store, model: Any) -> Candidate:
 
 def trainer_state(store: Store, pipeline: str) -> str:
     """READY (never trained), RUNNING, DONE or ERROR from the newest Trainer execution."""
-    ctx = store.read(lambda m: m.get_context_by_type_and_name(NODE_CONTEXT, f"{pipeline}.Trainer"),
-                     "reading the Trainer node")
-    if ctx is None:
-        return "READY"
-    executions = store.read(lambda m: m.get_executions_by_context(ctx.id), "reading executions")
+    node = f"{pipeline}.Trainer".replace("'", "''")
+    options = metadata_store.ListOptions(
+        filter_query=f"contexts_a.type = '{NODE_CONTEXT}' AND contexts_a.name = '{node}'",
+        order_by=metadata_store.OrderByField.ID, is_asc=False, limit=1,
+    )  # the newest execution only, not every run's
+    executions = store.read(lambda m: m.get_executions(list_options=options), "reading executions")
     if not executions:
         return "READY"
-    last = max(executions, key=lambda e: e.id).last_known_state
+    last = executions[0].last_known_state
     if last in (pb.Execution.NEW, pb.Execution.RUNNING):
         return "RUNNING"
     if last in (pb.Execution.FAILED, pb.Execution.CANCELED):
