@@ -87,26 +87,88 @@ def acting_user(ctx: click.Context, user: str | None) -> str | None:
     return user or settings(ctx).get("user")
 
 
-def print_list(reg: Any, output: str) -> None:
-    rows = reg.list_models()
-    if output == "json":
-        render.print_json([asdict(r) | {"serving": "on" if r.serving else "off",
-                                        "create": render.list_time(r.created),
-                                        "modified": render.list_time(r.modified)} for r in rows])
+def print_list(reg: Any, output: str, paging: dict[str, Any] | None = None,
+               envelope: bool = False) -> None:
+    """The list table, or JSON: a list of rows, or with ``envelope`` an object with the page."""
+    page = reg.list_page(**(paging or {}))
+    rows = [asdict(r) | {"serving": "on" if r.serving else "off",
+                         "create": render.list_time(r.created),
+                         "modified": render.list_time(r.modified)} for r in page.rows]
+    if output == "json" and envelope:
+        render.print_json({"models": rows, "total": page.total, "offset": page.offset,
+                           "next_page_token": page.next_page_token})
         return
-    render.print_table(LIST_HEADERS, [
-        [r.id, r.user, r.name, r.type, r.category, r.algorithm, "on" if r.serving else "off",
-         render.list_time(r.created), render.list_time(r.modified)] for r in rows])
+    if output == "json":
+        render.print_json(rows)
+    else:
+        render.print_table(LIST_HEADERS, [
+            [r.id, r.user, r.name, r.type, r.category, r.algorithm, "on" if r.serving else "off",
+             render.list_time(r.created), render.list_time(r.modified)] for r in page.rows])
+    if page.next_page_token or page.offset:
+        shown = f"{page.offset + 1:,}-{page.offset + len(page.rows):,}" if page.offset else \
+            f"{len(page.rows):,}"
+        more = f"; next page: --page-token {page.next_page_token}" if page.next_page_token else ""
+        render.note(f"showing {shown} of {page.total:,}{more}")
 
 
-@command("list", "  mlmodel list\n  mlmodel LIST --output json\n")
+LIST_EPILOG = """\
+  mlmodel list                                  (the first 100 models, by id)
+  mlmodel list --limit 20 --order-by modified   (the 20 most recently changed)
+  mlmodel list --filter name~mnist --serving    (serving models whose name contains mnist)
+  mlmodel list --offset 100                     (the second page of 100)
+  mlmodel list --output json --limit 50         ({"models", "total", "offset", "next_page_token"})
+  mlmodel list --output json --page-token TOKEN (the page after TOKEN, same options)
+  mlmodel LIST --output json                    (a plain list of rows, as before)
+"""
+
+
+def parse_list_filter(values: tuple[str, ...]) -> str | None:
+    """``name~TEXT`` (substring of the name, case-insensitive); the only filter so far."""
+    needles = []
+    for value in values:
+        key, sep, text = value.partition("~")
+        if key.strip().lower() != "name" or not sep or not text.strip():
+            raise click.BadParameter(f"{value!r}: use name~TEXT, e.g. name~mnist",
+                                     param_hint="--filter")
+        needles.append(text.strip())
+    if len(set(n.lower() for n in needles)) > 1:
+        raise click.BadParameter("give one name~TEXT", param_hint="--filter")
+    return needles[0] if needles else None
+
+
+@command("list", LIST_EPILOG)
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Show at most N models (default 100); stderr says 'showing N of TOTAL'.")
+@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Skip the first N models (after filters and ordering).")
+@click.option("--page-token", default=None, metavar="TOKEN",
+              help="Resume after the page that printed this token (stable while models change).")
+@click.option("--filter", "filters", multiple=True, metavar="name~TEXT",
+              help="Only models whose name contains TEXT (case-insensitive).")
+@click.option("--serving", "serving_only", is_flag=True, help="Only models that are serving.")
+@click.option("--order-by", type=click.Choice(["id", "name", "created", "modified"],
+                                              case_sensitive=False), default="id",
+              show_default=True,
+              help="id, name (ascending); created, modified (newest first).")
 @common_options
 @click.pass_context
 @fail_on_errors
-def list_cmd(ctx: click.Context, **_: Any) -> None:
-    """List every model: id, user, name, type, category, algorithm, serving, create, modified."""
+def list_cmd(ctx: click.Context, limit: int | None, offset: int, page_token: str | None,
+             filters: tuple[str, ...], serving_only: bool, order_by: str, **_: Any) -> None:
+    """List models: id, user, name, type, category, algorithm, serving, create, modified.
+
+    One page at a time (--limit, default 100); --output json with any paging or filter option
+    prints {"models": [...], "total": N, "offset": N, "next_page_token": TOKEN or null}.
+    """
+    if page_token and offset:
+        raise click.UsageError("give --offset or --page-token, not both")
     reg, output = settings_registry(ctx)
-    print_list(reg, output)
+    paging = {"limit": limit or 100, "offset": offset, "page_token": page_token,
+              "name_contains": parse_list_filter(filters),
+              "serving": True if serving_only else None, "order_by": order_by.lower()}
+    envelope = bool(limit or offset or page_token or filters or serving_only
+                    or order_by.lower() != "id")
+    print_list(reg, output, paging, envelope)
     if reg.store.missing_database:
         render.note(f"note: no registry at {reg.backend.display} yet: run the pipeline "
                     f"(make run) here, or point --metadata / {ENV_METADATA} at one")

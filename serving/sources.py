@@ -1,6 +1,7 @@
 """Where the manager learns what to serve.
 
-* ``registry_source``: the registry's ``serving_snapshot()`` (deploy, stop, rollback, labels).
+* ``registry_source``: the registry's ``serving_snapshot()`` (deploy, stop, rollback, labels),
+  re-read only when the registry's change marker moved (an idle poll is one MLMD query).
 * ``directory_source``: TF Serving's own rule on a bare ``serving_model/`` tree (every
   ``<name>/<N>`` with integer N; the highest is the latest; dot-prefixed and non-numeric entries
   are ignored). Used when there is no registry, e.g. for the Pusher's output alone.
@@ -61,8 +62,20 @@ def registry_source(metadata: str | None = None, serving_dir: str | None = None)
     from registry.api import open_registry  # the registry owns MLMD; we only read its snapshot
 
     registry = open_registry(metadata=metadata, serving_dir=serving_dir)
+    cache: dict[str, object] = {"marker": None, "versions": []}
 
     def snapshot() -> Sequence[DeployedVersionLike]:
-        return registry.serving_snapshot()
+        """An idle poll costs one MLMD query (the newest registry action) and a stat per version.
+
+        The deployments are re-read only when a registry write has happened since the last poll
+        (every write records one ``mlmodel.Action``); the marker is read before the snapshot, so
+        a write that lands in between is seen again at the next poll.
+        """
+        marker = registry.change_marker()
+        if marker is None or marker != cache["marker"]:
+            cache["versions"] = registry.serving_snapshot(check_dirs=False)
+            cache["marker"] = marker
+        versions: list[DeployedVersionLike] = cache["versions"]  # type: ignore[assignment]
+        return [v for v in versions if os.path.isdir(v.path)]
 
     return snapshot
