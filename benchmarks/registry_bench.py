@@ -1,12 +1,18 @@
-"""How fast are the registry's read commands with 100 registered models?
+"""How do the registry's read commands grow with the number of models?
 
-Builds a throw-away MLMD database with 100 pipeline models (TFX-shaped records written by
-``benchmarks/tfx_records.py``: a run with Trainer, Evaluator and Pusher each) and 50 of them deployed twice, then times whole processes
-(`python -m registry ...`, i.e. `mlmodel`) against `python -c pass` in the same run.
+For each size (default 100 and 1,000 models; 10,000 with ``--with-10k``, whose setup takes
+several minutes), builds a throw-away SQLite MLMD database of pipeline models (TFX-shaped records
+written by ``benchmarks/tfx_records.py``: one run each with Trainer, Evaluator and Pusher, plus 10
+more runs for ten of them), half of them deployed twice, then times
 
-    .venv/bin/python benchmarks/registry_bench.py [--models 100] [--runs 5]
+* whole processes (`python -m registry ...`, i.e. `mlmodel`) against `python -c pass`;
+* in process: `list_page()` (the first page of 100), `summary()`, `versions()` (what `status`
+  reads), and the model server's idle poll (`serving.sources.registry_source`), in CPU ms.
 
-Target: each read command <= 1 s wall.
+    .venv/bin/python benchmarks/registry_bench.py [--models 100,1000] [--with-10k] [--runs 5]
+
+Targets (issue 15): `mlmodel list` first page <= 0.3 s wall, summary/status <= 0.3 s, an idle
+poll < 5 ms CPU at 1,000 models; the cost should not grow with the number of models.
 """
 
 from __future__ import annotations
@@ -18,13 +24,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+PROBE = "model_050"
 
-def build(root: Path, models: int) -> dict[str, str]:
+
+def build(root: Path, models: int, extra_runs: int = 10, extra_models: int = 10) -> dict[str, str]:
+    """The database and serving dir for ``models`` models; returns the environment to run in."""
     from benchmarks.tfx_records import add_pipeline_run, fake_model
     from contracts.settings import ENV_METADATA, ENV_SERVER_URL, ENV_SERVING_DIR
     from registry.api import open_registry
@@ -35,6 +45,9 @@ def build(root: Path, models: int) -> dict[str, str]:
     for i in range(models):
         name = f"model_{i:03d}"
         add_pipeline_run(metadata, name, model_dir, serving)
+        if i < extra_models:
+            for _ in range(extra_runs):
+                add_pipeline_run(metadata, name, model_dir, serving)
         if i % 2 == 0:
             reg.deploy(name, label="stable", user="root")
             reg.deploy(name, user="root")
@@ -55,31 +68,84 @@ def wall(argv: list[str], env: dict[str, str], runs: int) -> list[float]:
     return times
 
 
+def cpu_ms(fn: Callable[[], object], runs: int) -> float:
+    """Median CPU milliseconds of ``fn`` (process time: the machine is shared)."""
+    times = []
+    for _ in range(runs):
+        start = time.process_time()
+        fn()
+        times.append((time.process_time() - start) * 1000)
+    return statistics.median(times)
+
+
+def in_process(env: dict[str, str], runs: int) -> dict[str, float]:
+    from contracts.settings import ENV_METADATA, ENV_SERVING_DIR
+    from registry.api import open_registry
+    from serving.sources import registry_source
+
+    metadata, serving = env[ENV_METADATA], env[ENV_SERVING_DIR]
+    reg = open_registry(metadata, serving)
+    reg.list_page()  # connect
+    poll = registry_source(metadata, serving)
+    poll()  # the first poll reads the whole snapshot
+    return {
+        "list_page() first 100": cpu_ms(lambda: reg.list_page(limit=100), runs),
+        "list_page(order_by=modified)": cpu_ms(lambda: reg.list_page(order_by="modified"), runs),
+        f"summary({PROBE})": cpu_ms(lambda: reg.summary(PROBE), runs),
+        f"versions({PROBE}) (status)": cpu_ms(lambda: reg.versions(PROBE), runs),
+        "server idle poll": cpu_ms(poll, runs * 10),
+        "serving_snapshot() full read": cpu_ms(reg.serving_snapshot, runs),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=int, default=100)
+    parser.add_argument("--models", default="100,1000",
+                        help="Comma-separated registry sizes (default 100,1000).")
+    parser.add_argument("--with-10k", action="store_true",
+                        help="Add 10,000 models (setup takes several minutes: ~40 s per 1,000).")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="registry-bench-") as tmp:
-        start = time.perf_counter()
-        env = build(Path(tmp), args.models)
-        print(f"setup: {args.models} models, {args.models // 2 * 2} deployments "
-              f"in {time.perf_counter() - start:.1f}s")
-        py = sys.executable
-        cases = [
-            ("python -c pass (baseline)", [py, "-c", "pass"]),
-            ("mlmodel list", [py, "-m", "registry", "list"]),
-            ("mlmodel summary model_050", [py, "-m", "registry", "summary", "model_050"]),
-            ("serving status model_050", [py, "-m", "registry", "status", "model_050"]),
-        ]
-        rows = [(label, wall(argv, env, args.runs)) for label, argv in cases]
-    base = statistics.median(rows[0][1])
-    print(f"\n{'command':<30} {'median s':>9} {'min s':>7} {'vs baseline':>12} {'<= 1 s':>7}")
-    for label, times in rows:
-        med = statistics.median(times)
-        ok = "yes" if med <= 1.0 else "NO"
-        print(f"{label:<30} {med:>9.3f} {min(times):>7.3f} {med / base:>11.1f}x {ok:>7}")
-    print(f"\n{args.runs} runs each; {os.cpu_count()} CPUs; python {sys.version.split()[0]}")
+    sizes = [int(x) for x in args.models.split(",") if x.strip()]
+    if args.with_10k and 10000 not in sizes:
+        sizes.append(10000)
+    py = sys.executable
+    cases = [
+        ("python -c pass (baseline)", [py, "-c", "pass"]),
+        ("mlmodel list", [py, "-m", "registry", "list"]),
+        (f"mlmodel summary {PROBE}", [py, "-m", "registry", "summary", PROBE]),
+        (f"serving status {PROBE}", [py, "-m", "registry", "status", PROBE]),
+    ]
+    walls: dict[int, dict[str, list[float]]] = {}
+    cpus: dict[int, dict[str, float]] = {}
+    for size in sizes:
+        with tempfile.TemporaryDirectory(prefix="registry-bench-") as tmp:
+            start = time.perf_counter()
+            env = build(Path(tmp), size)
+            print(f"setup: {size:,} models (+{min(size, 10) * 10} extra runs), "
+                  f"{(size + 1) // 2 * 2:,} deployments in {time.perf_counter() - start:.1f}s",
+                  flush=True)
+            walls[size] = {label: wall(argv, env, args.runs) for label, argv in cases}
+            cpus[size] = in_process(env, args.runs)
+    head = "".join(f"{f'{n:,} models':>14}" for n in sizes)
+    print(f"\nwhole process, median wall s ({args.runs} runs)\n{'command':<32}{head}")
+    for label, _ in cases:
+        print(f"{label:<32}" + "".join(f"{statistics.median(walls[n][label]):>14.3f}"
+                                       for n in sizes))
+    print(f"\nin process, median CPU ms\n{'call':<32}{head}")
+    for label in cpus[sizes[0]]:
+        print(f"{label:<32}" + "".join(f"{cpus[n][label]:>14.2f}" for n in sizes))
+    if len(sizes) > 1:
+        a, b = sizes[0], sizes[1]
+        print(f"\ngrowth {b:,} vs {a:,} models (median ratio; 1.0 = flat):")
+        for label, _ in cases[1:]:
+            ratio = statistics.median(walls[b][label]) / statistics.median(walls[a][label])
+            print(f"  {label:<30} {ratio:.2f}x wall")
+        for label in cpus[a]:
+            ratio = cpus[b][label] / max(cpus[a][label], 1e-6)
+            print(f"  {label:<30} {ratio:.2f}x CPU")
+    print(f"\n{os.cpu_count()} CPUs; python {sys.version.split()[0]}; "
+          f"load average {os.getloadavg()[0]:.1f} (a shared machine: compare ratios)")
 
 
 if __name__ == "__main__":
