@@ -27,6 +27,7 @@ from serving.drain import Drain
 from serving.errors import ServingError, invalid
 from serving.manager import ModelManager
 from serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from serving.metrics import UNKNOWN as UNKNOWN_LABEL
 from serving.metrics import Metrics
 from serving.servable import Servable
 
@@ -112,6 +113,17 @@ def _note(request: web.Request, servable: Servable | None = None, name: str | No
         request[MODEL_KEY] = name
 
 
+def _metric_labels(ctx: Ctx, request: web.Request) -> tuple[str, str]:
+    """(model, version) for the metrics: a resolved servable's, a model the server has with no
+    version, or ``unknown`` for any other name a client put in a URL or header (unbounded)."""
+    if VERSION_KEY in request:  # set only from a servable the manager resolved
+        return request[MODEL_KEY], request[VERSION_KEY]
+    name = request.get(MODEL_KEY)
+    if name is None:
+        return "", ""
+    return (name, "") if name in ctx.manager.models() else (UNKNOWN_LABEL, "")
+
+
 async def _body(request: web.Request, ctx: Ctx) -> bytes:
     length = request.content_length
     if length is not None and length > ctx.config.max_body_bytes:
@@ -122,12 +134,51 @@ async def _body(request: web.Request, ctx: Ctx) -> bytes:
         raise _too_large(ctx) from exc
 
 
+MAX_JSON_DEPTH = 100
+# bytes.translate: keep only brackets, openers -> 1 and closers -> -1 (as int8)
+_BRACKETS = bytes(range(256)).translate(None, b"[]{}")
+_DEPTH_TABLE = bytes(1 if b in b"[{" else 255 if b in b"]}" else 0 for b in range(256))
+
+
+def json_depth(raw: bytes) -> int:
+    """The deepest nesting of arrays/objects in JSON text ``raw``, without parsing it.
+
+    No recursion and no per-byte Python loop (a 6 MB body takes milliseconds): escaped
+    backslashes and quotes are dropped, the text outside strings is what lies between
+    even/odd quotes, and the depth is the running maximum of +1 per opener, -1 per closer.
+    (Invalid JSON may measure oddly; the parser then rejects it anyway.)
+    """
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return 0  # cannot be deeper than the limit: skip the work (small bodies)
+    if b"\\" in raw:
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    outside = b"".join(raw.split(b'"')[::2]) if b'"' in raw else raw
+    steps = outside.translate(_DEPTH_TABLE, _BRACKETS)
+    if not steps:
+        return 0
+    return int(np.frombuffer(steps, dtype=np.int8).cumsum(dtype=np.int32).max())
+
+
+def parse_json(raw: bytes) -> Any:
+    """``codec.parse_json`` behind a nesting limit: Python's json (the fallback parser) and the
+    code walking the result recurse, so a body nested 2,000 deep was a RecursionError (500)."""
+    depth = json_depth(raw)
+    if depth > MAX_JSON_DEPTH:
+        raise invalid(f"JSON Parse error: the body is nested {depth} levels deep, more than the "
+                      f"{MAX_JSON_DEPTH} allowed; send tensors as flat or shallow arrays")
+    try:
+        return codec.parse_json(raw)
+    except RecursionError:
+        raise invalid(f"JSON Parse error: the body is nested too deeply (the limit is "
+                      f"{MAX_JSON_DEPTH} levels)") from None
+
+
 async def _json(request: web.Request, ctx: Ctx) -> Any:
     """The parsed body; big bodies are parsed in a thread so small requests keep flowing."""
     raw = await _body(request, ctx)
     if len(raw) > 256 * 1024:
-        return await asyncio.get_running_loop().run_in_executor(None, codec.parse_json, raw)
-    return codec.parse_json(raw)
+        return await asyncio.get_running_loop().run_in_executor(None, parse_json, raw)
+    return parse_json(raw)
 
 
 def _too_large(ctx: Ctx) -> ServingError:
@@ -243,9 +294,38 @@ async def v2_model_metadata(ctx: Ctx, request: web.Request, g: dict[str, str]) -
     })
 
 
+INT64_MAX = 2**63 - 1
+MAX_DIMS = 32  # numpy's limit is 32 (1.x) or 64 (2.x) dimensions
+
+
+def check_v2_shapes(body: Any) -> None:
+    """Reject a KServe v2 ``shape`` no tensor can have before numpy sees it: a dimension or a
+    product beyond int64 (numpy wrapped or raised ValueError: a 500), or too many dimensions.
+    Whether the shape matches ``data`` is ``codec.decode_infer``'s check."""
+    inputs = body.get("inputs") if isinstance(body, dict) else None
+    if not isinstance(inputs, list):
+        return
+    for i, tensor in enumerate(inputs):
+        shape = tensor.get("shape") if isinstance(tensor, dict) else None
+        if not isinstance(shape, list) or not all(type(d) is int for d in shape):
+            continue  # codec names the malformed shape
+        name = tensor.get("name", i)
+        if len(shape) > MAX_DIMS:
+            raise invalid(f"input {name}: \"shape\" has {len(shape)} dimensions; at most "
+                          f"{MAX_DIMS} are supported")
+        product = 1
+        for d in shape:
+            product *= d
+            if d > INT64_MAX or abs(product) > INT64_MAX:
+                raise invalid(f"input {name}: \"shape\" {shape} multiplies out beyond 2^63-1 "
+                              "; give the tensor's real dimensions, whose product is "
+                              "the number of values in \"data\"")
+
+
 async def v2_infer(ctx: Ctx, request: web.Request, g: dict[str, str]) -> web.Response:
     servable = _v2_servable(ctx, request, g)
     body = await _json(request, ctx)
+    check_v2_shapes(body)
     sig, inputs, names = codec.decode_infer(body, servable)
     outputs = await sig.run(inputs)
     request_id = body.get("id") if isinstance(body, dict) else None
@@ -305,10 +385,10 @@ async def sm_invocations(ctx: Ctx, request: web.Request, g: dict[str, str]) -> w
     if content_type == "text/csv":
         body: Any = {"instances": _csv_instances(raw.decode("utf-8", "replace"), servable)}
     elif content_type in ("application/jsonlines", "application/jsonl", "application/x-ndjson"):
-        body = {"instances": [codec.parse_json(line.encode()) for line in
+        body = {"instances": [parse_json(line.encode()) for line in
                               raw.decode("utf-8", "replace").splitlines() if line.strip()]}
     else:
-        body = codec.parse_json(raw)
+        body = parse_json(raw)
     if isinstance(body, dict) and attrs.get("tfs-signature"):
         body.setdefault("signature_name", attrs["tfs-signature"])
     method = attrs.get("tfs-method", "predict").lower()
@@ -321,7 +401,9 @@ async def sm_invocations(ctx: Ctx, request: web.Request, g: dict[str, str]) -> w
 
 # -- server ---------------------------------------------------------------------------------------
 async def metrics_handler(ctx: Ctx, request: web.Request, g: dict[str, str]) -> web.Response:
-    return web.Response(body=ctx.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+    # rendered in a thread: it walks every series, and health checks must not wait behind it
+    body = await asyncio.get_running_loop().run_in_executor(None, ctx.metrics.render)
+    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
 async def openapi_handler(ctx: Ctx, request: web.Request, g: dict[str, str]) -> web.Response:
@@ -388,6 +470,9 @@ def _tf_message(exc: BaseException) -> str:
 def _map_exception(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, ServingError):
         return exc.http_status, exc.message
+    if isinstance(exc, RecursionError):  # deeply nested input that got past parse_json's limit
+        return 400, (f"the request is nested too deeply to process ({exc}); send at most "
+                     f"{MAX_JSON_DEPTH} levels of arrays/objects")
     module = type(exc).__module__
     if module.startswith("tensorflow"):
         name = type(exc).__name__
@@ -443,8 +528,9 @@ def make_app(manager: ModelManager, config: ServerConfig | None = None,
                     status, message = _map_exception(exc)
                     response = error_response(status, message)
         if api not in ("health", "metrics"):
-            ctx.metrics.observe(request.get(MODEL_KEY, ""), request.get(VERSION_KEY, ""), api,
-                                response.status, time.perf_counter() - started)
+            model, version = _metric_labels(ctx, request)
+            ctx.metrics.observe(model, version, api, response.status,
+                                time.perf_counter() - started)
         return response
 
     # aiohttp enforces client_max_size on read(); we turn its error into our 413 JSON
