@@ -35,6 +35,8 @@ log = logging.getLogger("serving.app")
 
 DEFAULT_MAX_BODY_MB = 6.0
 DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_KEEPALIVE_TIMEOUT_S = 75.0
 SERVER_NAME = "mnist-tfx-serving"
 SERVER_VERSION = "0.1.0"
 
@@ -46,6 +48,12 @@ class ServerConfig:
     auth_token: str | None = None
     max_body_bytes: int = int(DEFAULT_MAX_BODY_MB * 1024 * 1024)
     timeout_s: float = DEFAULT_TIMEOUT_S
+    # connections (serving.server.GuardedRequestHandler): a request head must arrive within
+    # header_timeout_s; an idle kept-alive connection is closed after keepalive_timeout_s;
+    # over max_connections open ones (None: the fd limit minus a reserve) new ones get a 503
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    keepalive_timeout_s: float = DEFAULT_KEEPALIVE_TIMEOUT_S
+    max_connections: int | None = None
 
 
 @dataclass
@@ -470,6 +478,9 @@ def _tf_message(exc: BaseException) -> str:
 def _map_exception(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, ServingError):
         return exc.http_status, exc.message
+    if isinstance(exc, ConnectionError):  # the client went away mid-request: not our fault
+        log.debug("client disconnected: %s", exc)
+        return 400, f"the connection was lost while reading the request: {exc}"
     if isinstance(exc, RecursionError):  # deeply nested input that got past parse_json's limit
         return 400, (f"the request is nested too deeply to process ({exc}); send at most "
                      f"{MAX_JSON_DEPTH} levels of arrays/objects")

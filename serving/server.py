@@ -9,15 +9,20 @@ caller unloads the models.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
+import resource
 import signal
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from serving.app import DRAIN_KEY, ServerConfig, make_app
 from serving.batching import BatchingConfig
@@ -94,6 +99,198 @@ def configure_tf_threads(intra: int = 0, inter: int = 0) -> bool:
     return True
 
 
+# -- connections: header-read timeout, a cap, quiet accept errors -------------------------------
+FD_RESERVE = 64  # descriptors kept for model files, logs, the executor, the registry poll
+MAX_CONNECTIONS_CEILING = 10_000
+
+
+def default_max_connections() -> int:
+    """Open connections allowed: the fd limit minus a reserve (so accept() never hits EMFILE
+    because of clients alone), at most ``MAX_CONNECTIONS_CEILING``."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS_CEILING
+    return max(8, min(soft - FD_RESERVE, MAX_CONNECTIONS_CEILING))
+
+
+def _busy_response() -> bytes:
+    body = (b'{"error":"the server has too many open connections; retry in a moment, or reuse '
+            b'a keep-alive connection"}')
+    return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            b"Retry-After: 1\r\nConnection: close\r\nContent-Length: "
+            + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+BUSY_RESPONSE = _busy_response()
+
+
+class ConnectionGuard:
+    """Shared by a listener's connections: the open ones (oldest first), the cap, counters."""
+
+    def __init__(self, max_connections: int, header_timeout_s: float) -> None:
+        self.max_connections = max_connections
+        self.header_timeout_s = header_timeout_s
+        self.connections: dict[GuardedRequestHandler, None] = {}  # insertion = connect order
+        self.refused = 0
+        self.evicted = 0
+        self.header_timeouts = 0
+
+    @property
+    def open(self) -> int:
+        return len(self.connections)
+
+    def make_room(self) -> bool:
+        """At the cap, close the oldest connection with no request in progress (idle
+        keep-alive, or still sending its request head: what slow clients hold) so a new one
+        can be served, like nginx reusing keep-alive connections; False when every
+        connection is busy with a request."""
+        if self.open < self.max_connections:
+            return True
+        for handler in self.connections:
+            if handler.waiting_for_request():
+                self.evicted += 1
+                handler.evict()
+                return True
+        return False
+
+
+class GuardedRequestHandler(RequestHandler):
+    """aiohttp's connection protocol plus a header-read timeout and a connection cap.
+
+    aiohttp has no header-read timeout: its ``keepalive_timeout`` is armed when a connection
+    opens and after each response, and a client trickling a request line keeps a connection
+    (and a file descriptor) for all of it. So: a timer starts when a connection opens, and when
+    the first byte of a request arrives on an idle kept-alive connection; if no complete
+    request head has been parsed ``header_timeout_s`` later, the connection is closed. Idle
+    kept-alive connections are still aiohttp's (``keepalive_timeout``), and a slow body is the
+    app's request deadline (``ServerConfig.timeout_s``).
+
+    At ``max_connections`` open ones, the oldest connection waiting for a request is closed to
+    make room (``ConnectionGuard.make_room``); when all are busy, a new connection gets a canned
+    503 and is closed before aiohttp sees it (no parser, no task).
+
+    Reads aiohttp internals (``_waiter``: the handler loop waits for a request;
+    ``_request_count``: request heads parsed); tests/serving/test_hardening.py covers both.
+    """
+
+    def __init__(self, manager: web.Server, guard: ConnectionGuard, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._guard = guard
+        self._refused = False
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._heads_at_arm = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        guard = self._guard
+        if not guard.make_room():
+            self._refused = True
+            guard.refused += 1
+            transport.write(BUSY_RESPONSE)  # type: ignore[attr-defined]
+            transport.close()
+            return
+        guard.connections[self] = None
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._refused:
+            return
+        self._guard.connections.pop(self, None)
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def waiting_for_request(self) -> bool:
+        """No request in progress: idle, or its head still arriving."""
+        return self._head_timer is not None or getattr(self, "_waiter", None) is not None
+
+    def evict(self) -> None:
+        self._guard.connections.pop(self, None)
+        self._cancel_head_timer()
+        self.force_close()
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_timer is None and data and getattr(self, "_waiter", None) is not None:
+            self._arm_head_timer()  # first bytes of a request on an idle connection
+        super().data_received(data)
+        if self._head_timer is not None and self._request_count != self._heads_at_arm:
+            self._cancel_head_timer()  # a whole request head arrived in time
+
+    def _arm_head_timer(self) -> None:
+        if self._guard.header_timeout_s <= 0:
+            return
+        self._heads_at_arm = self._request_count
+        self._head_timer = self._loop.call_later(self._guard.header_timeout_s,
+                                                 self._head_timeout)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if self._request_count == self._heads_at_arm and self.transport is not None:
+            self._guard.header_timeouts += 1
+            self.force_close()
+
+
+class GuardedTCPSite(web.TCPSite):
+    """``web.TCPSite`` whose connections are ``GuardedRequestHandler``s."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, guard: ConnectionGuard,
+                 handler_kwargs: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(runner, host, port, **kwargs)
+        self.guard = guard
+        self._handler_kwargs = handler_kwargs
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site; TCPSite.start would bind too
+        loop = asyncio.get_running_loop()
+        server = self._runner.server
+        assert server is not None
+
+        def protocol() -> GuardedRequestHandler:
+            return GuardedRequestHandler(server, self.guard, loop=loop, **self._handler_kwargs)
+
+        self._server = await loop.create_server(
+            protocol, self._host, self._port, backlog=self._backlog,
+            reuse_address=self._reuse_address, reuse_port=self._reuse_port)
+        self._bound_port = self._server.sockets[0].getsockname()[1]
+
+
+ACCEPT_LOG_INTERVAL_S = 10.0
+_RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+class AcceptErrorLog:
+    """The loop's exception handler: accept() failures for lack of file descriptors are logged
+    once per ``interval_s`` with a count (asyncio logged each one with a traceback: 94,194
+    lines in 50 s under a 256-fd limit); everything else goes to the default handler."""
+
+    def __init__(self, interval_s: float = ACCEPT_LOG_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self.suppressed = 0
+        self.total = 0
+        self._last = float("-inf")
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if not (isinstance(exc, OSError) and exc.errno in _RESOURCE_ERRNOS
+                and "accept" in str(context.get("message", ""))):
+            loop.default_exception_handler(context)
+            return
+        self.total += 1
+        now = time.monotonic()
+        if now - self._last < self.interval_s:
+            self.suppressed += 1
+            return
+        log.error("cannot accept connections: %s (%d more in the last %g s); raise the file "
+                  "descriptor limit (ulimit -n) or lower the connection cap",
+                  exc.strerror or exc, self.suppressed, self.interval_s)
+        self._last = now
+        self.suppressed = 0
+
+
 async def serve(runtime: Runtime, config: ServerConfig, grace_s: float = 30.0,
                 stop: asyncio.Event | None = None,
                 started: threading.Event | None = None, bound: list[int] | None = None) -> None:
@@ -113,16 +310,20 @@ async def serve(runtime: Runtime, config: ServerConfig, grace_s: float = 30.0,
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
     app = make_app(runtime.manager, config, runtime.metrics)
+    previous_handler = loop.get_exception_handler()
+    loop.set_exception_handler(AcceptErrorLog())
     # The drain below waits for handlers; aiohttp's own wait is then only a backstop.
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=min(grace_s, 1.0),
-                           handle_signals=False)
+    handler_kwargs: dict[str, Any] = {"access_log": None,
+                                      "keepalive_timeout": config.keepalive_timeout_s}
+    runner = web.AppRunner(app, shutdown_timeout=min(grace_s, 1.0), handle_signals=False,
+                           **handler_kwargs)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+    guard = ConnectionGuard(config.max_connections or default_max_connections(),
+                            config.header_timeout_s)
+    site = GuardedTCPSite(runner, config.host, config.port, guard, handler_kwargs,
+                          reuse_address=True)
     await site.start()
-    server = getattr(site, "_server", None)
-    port = config.port
-    if server is not None and server.sockets:
-        port = server.sockets[0].getsockname()[1]
+    port = site.port
     if bound is not None:
         bound.append(port)
     log.info("serving on http://%s:%d", config.host, port)
@@ -138,6 +339,7 @@ async def serve(runtime: Runtime, config: ServerConfig, grace_s: float = 30.0,
             log.warning("closing %d request(s) still running", drain.active)
     finally:
         await runner.cleanup()  # closes the (now idle) connections
+        loop.set_exception_handler(previous_handler)
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import re
+import socket
 import threading
+import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -14,10 +18,11 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serving.app import MAX_JSON_DEPTH, json_depth
+from serving.app import MAX_JSON_DEPTH, ServerConfig, json_depth
 from serving.metrics import Metrics
+from serving.server import AcceptErrorLog, BackgroundServer
 
-from .conftest import Server
+from .conftest import Server, start_server
 
 
 def image_list(value: float = 0.0) -> list:
@@ -206,3 +211,155 @@ def test_malformed_bodies_never_get_5xx(server: Server, route: str, body: bytes,
     assert r.status_code < 500, (route, body[:200], r.text)
     if r.status_code >= 400:
         assert set(r.json()) == {"error"}
+
+
+# -- 4. slow clients, connection cap, accept errors -------------------------------------------------
+def connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    return sock
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """True when the server closed the connection (recv sees EOF or a reset) within the
+    socket's timeout; False when it stayed open."""
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
+
+
+def http_get(sock: socket.socket, path: str = "/v2/health/live") -> bytes:
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"Content-Length: (\d+)", head, re.I).group(1))
+    while len(rest) < length:
+        rest += sock.recv(65536)
+    return head
+
+
+@pytest.fixture
+def guarded(source) -> Iterator[Server]:
+    source.deploy("root_mnist", 1)
+    srv = start_server(source, ServerConfig(port=0, header_timeout_s=0.5, max_connections=40))
+    yield srv
+    srv.http.stop()
+    srv.runtime.close()
+
+
+def test_slow_header_clients_are_closed_and_others_served(guarded: Server) -> None:
+    u = guarded.url
+    slow = []
+    for i in range(30):
+        sock = connect(u)
+        if i % 3 == 0:
+            sock.sendall(b"GET /v2/hea")  # a partial request line, then nothing
+        elif i % 3 == 1:
+            sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # partial head
+        slow.append(sock)  # (i % 3 == 2: connects and sends nothing)
+    kept = connect(u)  # a kept-alive connection that then trickles its next request
+    assert http_get(kept).startswith(b"HTTP/1.1 200")
+    kept.sendall(b"GET /v2/health/li")
+    slow.append(kept)
+    # normal requests are answered meanwhile
+    for _ in range(5):
+        assert requests.get(f"{u}/v2/health/live", timeout=5).status_code == 200
+    for sock in slow:
+        sock.settimeout(10)  # 20x the 0.5 s header timeout: generous, not a timing assertion
+    assert all(closed_by_server(sock) for sock in slow)
+    for sock in slow:
+        sock.close()
+    assert requests.post(f"{u}/v1/models/root_mnist:predict",
+                         json={"instances": [image_list()]}, timeout=10).status_code == 200
+
+
+def test_idle_keepalive_connection_is_not_cut_by_the_header_timeout(guarded: Server) -> None:
+    sock = connect(guarded.url)
+    try:
+        assert http_get(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(1.5)  # 3x the header timeout, idle (no bytes): keep-alive rules, not headers
+        assert http_get(sock).startswith(b"HTTP/1.1 200")
+    finally:
+        sock.close()
+
+
+def test_connection_cap_evicts_waiting_connections_then_refuses(guarded: Server) -> None:
+    u = guarded.url
+    guarded.http.stop()  # restart with a long header timeout and a cap of 5
+    guarded.http = BackgroundServer(guarded.runtime, ServerConfig(
+        port=0, header_timeout_s=60, max_connections=5)).start()
+    u = guarded.http.url
+    idle = [connect(u) for _ in range(5)]
+    for sock in idle:  # answered: each is counted and now idle
+        assert http_get(sock).startswith(b"HTTP/1.1 200")
+    # at the cap, a new connection is served: the oldest idle one is closed for it
+    assert requests.get(f"{u}/v2/health/live", timeout=5).status_code == 200
+    idle[0].settimeout(10)
+    assert closed_by_server(idle[0])
+    for sock in idle:
+        sock.close()
+
+
+def test_connection_cap_refuses_when_all_are_busy(source) -> None:
+    source.deploy("root_mnist", 1)
+    srv = start_server(source, ServerConfig(port=0, max_connections=2, timeout_s=30))
+    u = srv.url
+    busy = []
+    try:
+        for _ in range(2):  # each is in the middle of uploading a body: busy, never evicted
+            sock = connect(u)
+            sock.sendall(b"POST /v1/models/root_mnist:predict HTTP/1.1\r\nHost: x\r\n"
+                         b"Expect: 100-continue\r\nContent-Length: 100000\r\n\r\n")
+            assert sock.recv(100).startswith(b"HTTP/1.1 100")  # its handler is running
+            sock.sendall(b'{"instances": ')
+            busy.append(sock)
+        refused = requests.get(f"{u}/v2/health/live", timeout=5)
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"] == "1" and "connections" in refused.json()["error"]
+        busy.pop().close()  # one finishes: room again (once the server saw the close)
+        for _ in range(1000):
+            try:
+                if requests.get(f"{u}/v2/health/live", timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+        else:
+            raise AssertionError("no room after a busy connection closed")
+    finally:
+        for sock in busy:
+            sock.close()
+        srv.http.stop()
+        srv.runtime.close()
+
+
+def test_accept_errors_are_logged_once_per_interval() -> None:
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("serving.server").addHandler(handler)
+    defaults: list[dict] = []
+
+    class Loop:
+        def default_exception_handler(self, context: dict) -> None:
+            defaults.append(context)
+
+    try:
+        log_errors = AcceptErrorLog(interval_s=3600)
+        emfile = OSError(errno.EMFILE, "Too many open files")
+        for _ in range(10_000):
+            log_errors(Loop(), {"message": "socket.accept() out of system resource",
+                                "exception": emfile})
+        log_errors(Loop(), {"message": "something else", "exception": ValueError("x")})
+    finally:
+        logging.getLogger("serving.server").removeHandler(handler)
+    assert len(records) == 1 and "Too many open files" in records[0].getMessage()
+    assert log_errors.total == 10_000 and log_errors.suppressed == 9_999
+    assert len(defaults) == 1
