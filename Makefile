@@ -28,7 +28,8 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 bench: $(STAMP)
-	$(PY) benchmarks/pipeline_bench.py
+	$(PY) benchmarks/pipeline_bench.py --before
+	$(PY) benchmarks/small_data_bench.py --repeats 3
 	$(PY) benchmarks/registry_bench.py
 	$(PY) benchmarks/serving_bench.py
 
