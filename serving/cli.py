@@ -22,6 +22,37 @@ if TYPE_CHECKING:
     from serving.predict_client import Report
 
 DEFAULT_URL = settings.DEFAULT_SERVER_URL
+AUTH_TOKEN_ENV = "SERVING_AUTH_TOKEN"
+# serving.app's defaults, written here so that --help does not import the server
+# (tests/serving/test_cli.py checks they agree).
+HEADER_TIMEOUT_HELP = "10 s"
+KEEPALIVE_TIMEOUT_HELP = "75 s"
+
+
+def resolve_auth_token(flag: str | None, token_file: str | None,
+                       environ: Any) -> str | None:
+    """The server's token from --auth-token, --auth-token-file or $SERVING_AUTH_TOKEN.
+
+    An empty token is an error, not "no auth": ``SERVING_AUTH_TOKEN=`` used to turn
+    authentication off silently.
+    """
+    if flag is not None and token_file is not None:
+        raise click.UsageError("give --auth-token or --auth-token-file, not both")
+    if token_file is not None:
+        with open(token_file, encoding="utf-8") as handle:
+            token = handle.readline().strip()
+        if not token:
+            raise click.UsageError(f"--auth-token-file {token_file}: the file is empty; write "
+                                   "the token on its first line")
+        return token
+    if flag is None and AUTH_TOKEN_ENV in environ:
+        flag, source = environ[AUTH_TOKEN_ENV], f"${AUTH_TOKEN_ENV}"
+    else:
+        source = "--auth-token"
+    if flag is not None and not flag.strip():
+        raise click.UsageError(f"{source} is empty, which would turn authentication off; set a "
+                               f"token, or unset {AUTH_TOKEN_ENV} to serve without one")
+    return flag.strip() if flag is not None else None
 
 
 class _Group(click.Group):
@@ -90,8 +121,11 @@ def main() -> None:
               show_default=True,
               help="What to serve: the registry's deployments, or every <name>/<N> in the "
                    "serving directory (TF Serving's rule); auto = registry when it is installed.")
-@click.option("--auth-token", default=None, envvar="SERVING_AUTH_TOKEN",
-              help="Require 'Authorization: Bearer TOKEN' on every route except health.")
+@click.option("--auth-token", default=None,
+              help=f"Require 'Authorization: Bearer TOKEN' on every route except health (env "
+                   f"{AUTH_TOKEN_ENV}; prefer --auth-token-file, which ps does not show).")
+@click.option("--auth-token-file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Read the token from this file (its first line, stripped).")
 @click.option("--max-body-mb", default=6.0, show_default=True, type=click.FloatRange(0.001),
               help="Largest request body; bigger ones get 413.")
 @click.option("--timeout-s", default=60.0, show_default=True, type=click.FloatRange(0.001),
@@ -110,14 +144,26 @@ def main() -> None:
               help="TensorFlow intra-op threads (0 = TensorFlow's default).")
 @click.option("--inter-op-threads", default=0, show_default=True, type=click.IntRange(0),
               help="TensorFlow inter-op threads (0 = TensorFlow's default).")
+@click.option("--header-timeout-s", default=None, type=click.FloatRange(0),
+              help=f"A client must send a whole request head within this many seconds "
+                   f"(default {HEADER_TIMEOUT_HELP}; 0 = no limit).")
+@click.option("--keepalive-timeout-s", default=None, type=click.FloatRange(0),
+              help=f"Close idle kept-alive connections after this long (default "
+                   f"{KEEPALIVE_TIMEOUT_HELP}).")
+@click.option("--max-connections", default=None, type=click.IntRange(1),
+              help="Open connections allowed; above it the oldest idle one is closed, or new "
+                   "ones get 503 (default: the open-file limit minus a reserve).")
 @click.option("--log-level", default="INFO", show_default=True)
 def start(port: int, host: str, metadata: str | None, serving_dir: str | None, source: str,
-          auth_token: str | None, max_body_mb: float, timeout_s: float, batch_max: int,
-          batch_window_ms: float, poll_s: float, grace_s: float, intra_op_threads: int,
-          inter_op_threads: int, log_level: str) -> None:
+          auth_token: str | None, auth_token_file: str | None, max_body_mb: float,
+          timeout_s: float, batch_max: int, batch_window_ms: float, poll_s: float,
+          grace_s: float, intra_op_threads: int, inter_op_threads: int,
+          header_timeout_s: float | None, keepalive_timeout_s: float | None,
+          max_connections: int | None, log_level: str) -> None:
     """Serve every deployed model until SIGTERM."""
     import asyncio
     import logging
+    import os
 
     from serving.app import ServerConfig
     from serving.batching import BatchingConfig
@@ -142,7 +188,12 @@ def start(port: int, host: str, metadata: str | None, serving_dir: str | None, s
     configure_gc()
     runtime = build_runtime(snapshot, BatchingConfig(batch_max, batch_window_ms / 1000.0),
                             poll_interval=poll_s)
-    config = ServerConfig(host, port, auth_token, int(max_body_mb * 1024 * 1024), timeout_s)
+    token = resolve_auth_token(auth_token, auth_token_file, os.environ)
+    connections: dict[str, Any] = {
+        "header_timeout_s": header_timeout_s, "keepalive_timeout_s": keepalive_timeout_s,
+        "max_connections": max_connections}
+    config = ServerConfig(host, port, token, int(max_body_mb * 1024 * 1024), timeout_s,
+                          **{k: v for k, v in connections.items() if v is not None})
     runtime.manager.start()
     try:
         asyncio.run(serve(runtime, config, grace_s=grace_s))
