@@ -11,6 +11,7 @@ from typing import Literal, TextIO
 
 from contracts.runtime import configure_tensorflow
 from contracts.training import describe_training
+from pipeline.components.readers import DataError
 from pipeline.config import PipelineConfig
 from pipeline.datasets import ResolvedData, resolve_data
 from pipeline.progress import ProgressReporter, captured_output, reporting
@@ -98,6 +99,9 @@ def run_pipeline(
         }
     if error is not None:
         failed = progress.current or "the pipeline"
+        bad_data = _data_error(error)
+        if bad_data is not None:  # bad input found while reading: the same kind as a layout error
+            raise DataError(f"{bad_data}\n  full log: {log_path}") from error
         raise PipelineFailed(f"{failed} failed: {_one_line(error)}\n  full log: {log_path}") from error
     if summary is None:
         raise PipelineFailed(f"the run left no record in ML Metadata ({config.metadata_path})")
@@ -110,6 +114,13 @@ def run_pipeline(
     out.write(format_summary(config, summary, elapsed, log_path))
     out.flush()
     return summary
+
+
+def _data_error(error: BaseException) -> str | None:
+    """The message of a DataError inside ``error`` (Beam and TFX may have wrapped it), or None."""
+    from pipeline.components.image_example_gen_executor import find_data_error
+
+    return find_data_error(error)
 
 
 def _one_line(error: BaseException) -> str:
