@@ -11,7 +11,6 @@ from __future__ import annotations
 SERVING_DEFAULT = "serving_default"
 SERVING_EXAMPLES = "serving_examples"
 SERVING_IMAGES = "serving_images"
-SIGNATURES = (SERVING_DEFAULT, SERVING_EXAMPLES, SERVING_IMAGES)
 
 INPUT_IMAGES = "images"
 INPUT_EXAMPLES = "examples"

@@ -290,13 +290,7 @@ class Registry:
         return self._list_contexts(options)
 
     def _list_contexts(self, options: Any) -> list[Any]:
-        def call(m: Any) -> list[Any]:
-            try:
-                return list(m.get_contexts(list_options=options))
-            except mlmd_errors.NotFoundError:
-                return []
-
-        return self.store.read(call, "reading models")
+        return self.store.listed("context", options, "reading models")
 
     def _context_named(self, type_name: str, name: str) -> Any:
         def call(m: Any) -> Any:
@@ -348,14 +342,7 @@ class Registry:
             options = metadata_store.ListOptions(filter_query=(
                 f"type = '{DEPLOYMENT}' AND state = LIVE AND "
                 f"properties.serving_name.string_value = '{serving_name}'"))
-
-            def call(m: Any) -> list[Any]:
-                try:
-                    return list(m.get_artifacts(list_options=options))
-                except mlmd_errors.NotFoundError:
-                    return []
-
-            found = self.store.read(call, "reading deployments")
+            found = self.store.listed("artifact", options, "reading deployments")
         else:  # a name the filter syntax cannot quote safely (never made by deploy)
             found = [a for a in self.store.by_type("artifact", DEPLOYMENT)
                      if a.state == pb.Artifact.LIVE and prop(a, "serving_name") == serving_name]
@@ -405,14 +392,7 @@ class Registry:
         options = metadata_store.ListOptions(
             filter_query=f"type = '{REGISTRY_ACTION}'",
             order_by=metadata_store.OrderByField.ID, is_asc=False, limit=1)
-
-        def call(m: Any) -> list[Any]:
-            try:
-                return list(m.get_executions(list_options=options))
-            except mlmd_errors.NotFoundError:
-                return []
-
-        newest = self.store.read(call, "reading the newest registry action")
+        newest = self.store.listed("execution", options, "reading the newest registry action")
         if self.store.missing_database:
             return None
         return (self.backend.display, int(newest[0].id) if newest else 0)

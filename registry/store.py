@@ -264,6 +264,21 @@ class Store:
         return retry_busy(call, f"reading {type_name}")
 
 
+    def listed(self, kind: str, options: Any, what: str) -> list[Any]:
+        """Contexts/artifacts/executions matching MLMD ``ListOptions``; [] if a type the filter
+        names is not registered yet."""
+        getter = {"context": "get_contexts", "artifact": "get_artifacts",
+                  "execution": "get_executions"}[kind]
+
+        def call(m: metadata_store.MetadataStore) -> list[Any]:
+            try:
+                return list(getattr(m, getter)(list_options=options))
+            except mlmd_errors.NotFoundError:
+                return []
+
+        return self.read(call, what)
+
+
 def prop(node: Any, key: str, default: Any = None) -> Any:
     """A property or custom property value of an MLMD node, whichever is set."""
     for container in (node.properties, node.custom_properties):

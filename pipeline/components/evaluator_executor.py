@@ -17,6 +17,8 @@ from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_component_specs
 
+from contracts import mlmd
+
 METRICS_FILE = "metrics.json"
 
 
@@ -71,7 +73,8 @@ class EvaluatorExecutor(evaluator_executor.Executor):
         summary = summarise_metrics(evaluation.uri)
         baseline = input_dict.get(standard_component_specs.BASELINE_MODEL_KEY) or []
         summary["baseline_model_uri"] = baseline[0].uri if baseline else ""
-        evaluation.set_string_custom_property("metrics", json.dumps(summary))
-        evaluation.set_string_custom_property("baseline_model_uri", summary["baseline_model_uri"])
+        evaluation.set_string_custom_property(mlmd.METRICS, json.dumps(summary))
+        evaluation.set_string_custom_property(mlmd.BASELINE_MODEL_URI,
+                                              summary["baseline_model_uri"])
         with fileio.open(os.path.join(evaluation.uri, METRICS_FILE), "w") as handle:
             handle.write(json.dumps(summary, indent=2))

@@ -16,6 +16,7 @@ from tfx.components.trainer import executor as trainer_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_component_specs
 
+from contracts import mlmd
 from contracts.training import TRAINING_SUMMARY_FILE
 
 
@@ -26,12 +27,13 @@ def publish_training_summary(model: types.Artifact) -> dict[str, Any]:
         return {}
     with fileio.open(path) as handle:
         summary: dict[str, Any] = json.loads(handle.read())
-    for key in ("hparams", "class_names", "history", "budget"):
+    for key in mlmd.MODEL_JSON_PROPERTIES:
         model.set_string_custom_property(key, json.dumps(summary.get(key)))
-    for key in ("train_examples", "eval_examples"):
+    for key in mlmd.MODEL_INT_PROPERTIES:
         model.set_int_custom_property(key, int(summary.get(key, -1)))
-    model.set_float_custom_property("train_seconds", float(summary.get("train_seconds", 0.0)))
-    for key in ("model_name", "tensorboard_dir", "warm_start_from"):
+    for key in mlmd.MODEL_FLOAT_PROPERTIES:
+        model.set_float_custom_property(key, float(summary.get(key, 0.0)))
+    for key in mlmd.MODEL_STRING_PROPERTIES:
         model.set_string_custom_property(key, str(summary.get(key, "")))
     return summary
 
