@@ -360,7 +360,11 @@ def _csv_instances(text: str, servable: Servable) -> list[Any]:
     info = next(iter(servable.signature(None).inputs.values()))
     shape = info.shape[1:] if info.shape is not None else ()
     instances: list[Any] = []
-    for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:  # e.g. a NUL byte: a malformed body, not a server error
+        raise invalid(f"text/csv: {exc}; send comma-separated numbers") from exc
+    for lineno, row in enumerate(rows, start=1):
         if not row:
             continue
         try:

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from serving.app import MAX_JSON_DEPTH, ServerConfig, json_depth
@@ -201,9 +201,12 @@ ROUTES = ["/v1/models/root_mnist:predict", "/v1/models/root_mnist:classify",
           "/invocations"]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+# derandomize: the same 150 cases on every CI run; cases found by exploring are pinned below.
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck),
+          derandomize=True)
 @given(route=st.sampled_from(ROUTES), body=BODIES,
        content_type=st.sampled_from(["application/json", "text/csv", "application/jsonlines"]))
+@example(route="/invocations", body=b"\x00", content_type="text/csv")  # csv.Error was a 500
 def test_malformed_bodies_never_get_5xx(server: Server, route: str, body: bytes,
                                         content_type: str) -> None:
     r = requests.post(server.url + route, data=body, timeout=30,
