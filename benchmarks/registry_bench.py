@@ -10,6 +10,7 @@ more runs for ten of them), half of them deployed twice, then times
   reads), and the model server's idle poll (`serving.sources.registry_source`), in CPU ms.
 
     .venv/bin/python benchmarks/registry_bench.py [--models 100,1000] [--with-10k] [--runs 5]
+        [--backends sqlite,mysql]
 
 Targets (issue 15): `mlmodel list` first page <= 0.3 s wall, summary/status <= 0.3 s, an idle
 poll < 5 ms CPU at 1,000 models; the cost should not grow with the number of models.
@@ -18,6 +19,7 @@ poll < 5 ms CPU at 1,000 models; the cost should not grow with the number of mod
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -33,21 +35,23 @@ sys.path.insert(0, str(REPO))
 PROBE = "model_050"
 
 
-def build(root: Path, models: int, extra_runs: int = 10, extra_models: int = 10) -> dict[str, str]:
+def build(root: Path, models: int, metadata: str, extra_runs: int = 10,
+          extra_models: int = 10) -> dict[str, str]:
     """The database and serving dir for ``models`` models; returns the environment to run in."""
-    from benchmarks.tfx_records import add_pipeline_run, fake_model
+    from benchmarks.tfx_records import add_pipeline_run, connect, fake_model
     from contracts.settings import ENV_METADATA, ENV_SERVER_URL, ENV_SERVING_DIR
     from registry.api import open_registry
 
-    metadata, serving = str(root / "metadata.sqlite"), str(root / "serving_model")
+    serving = str(root / "serving_model")
     model_dir = fake_model(root)
     reg = open_registry(metadata, serving)
+    store = connect(metadata)
     for i in range(models):
         name = f"model_{i:03d}"
-        add_pipeline_run(metadata, name, model_dir, serving)
+        add_pipeline_run(metadata, name, model_dir, serving, store=store)
         if i < extra_models:
             for _ in range(extra_runs):
-                add_pipeline_run(metadata, name, model_dir, serving)
+                add_pipeline_run(metadata, name, model_dir, serving, store=store)
         if i % 2 == 0:
             reg.deploy(name, label="stable", user="root")
             reg.deploy(name, user="root")
@@ -98,17 +102,64 @@ def in_process(env: dict[str, str], runs: int) -> dict[str, float]:
     }
 
 
+def measure(size: int, backend: str, cases: list[tuple[str, list[str]]], runs: int,
+            mysql_port: int | None) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Build a registry of ``size`` models on ``backend`` and time the commands on it."""
+    with tempfile.TemporaryDirectory(prefix="registry-bench-") as tmp:
+        if backend == "mysql":
+            metadata = f"mysql://root@127.0.0.1:{mysql_port}/bench_{size}"
+        else:
+            metadata = str(Path(tmp) / "metadata.sqlite")
+        start = time.perf_counter()
+        env = build(Path(tmp), size, metadata)
+        print(f"setup ({backend}): {size:,} models (+{min(size, 10) * 10} extra runs), "
+              f"{(size + 1) // 2 * 2:,} deployments in {time.perf_counter() - start:.1f}s",
+              flush=True)
+        wall(cases[1][1], env, 1)  # the first list writes the list index (like any first read)
+        return ({label: wall(argv, env, runs) for label, argv in cases},
+                in_process(env, runs))
+
+
+def print_tables(walls: dict[str, dict[str, list[float]]], cpus: dict[str, dict[str, float]],
+                 cases: list[tuple[str, list[str]]], runs: int) -> None:
+    columns = list(walls)
+    head = "".join(f"{c:>16}" for c in columns)
+    print(f"\nwhole process, median wall s ({runs} runs)\n{'command':<32}{head}")
+    for label, _ in cases:
+        print(f"{label:<32}" + "".join(f"{statistics.median(walls[c][label]):>16.3f}"
+                                       for c in columns))
+    print(f"\nin process, median CPU ms\n{'call':<32}{head}")
+    for label in cpus[columns[0]]:
+        print(f"{label:<32}" + "".join(f"{cpus[c][label]:>16.2f}" for c in columns))
+    for backend in ("sqlite", "mysql"):
+        mine = [c for c in columns if c.endswith(backend)]
+        if len(mine) < 2:
+            continue
+        a, b = mine[0], mine[-1]
+        print(f"\ngrowth {b} vs {a} (median ratio; 1.0 = flat):")
+        for label, _ in cases[1:]:
+            ratio = statistics.median(walls[b][label]) / statistics.median(walls[a][label])
+            print(f"  {label:<30} {ratio:.2f}x wall")
+        for label in cpus[a]:
+            ratio = cpus[b][label] / max(cpus[a][label], 1e-6)
+            print(f"  {label:<30} {ratio:.2f}x CPU")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="100,1000",
                         help="Comma-separated registry sizes (default 100,1000).")
     parser.add_argument("--with-10k", action="store_true",
                         help="Add 10,000 models (setup takes several minutes: ~40 s per 1,000).")
+    parser.add_argument("--backends", default="sqlite",
+                        help="Comma-separated: sqlite, mysql (a private MariaDB server is started; "
+                             "needs apt-get install -y mariadb-server).")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     sizes = [int(x) for x in args.models.split(",") if x.strip()]
     if args.with_10k and 10000 not in sizes:
         sizes.append(10000)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     py = sys.executable
     cases = [
         ("python -c pass (baseline)", [py, "-c", "pass"]),
@@ -116,34 +167,23 @@ def main() -> None:
         (f"mlmodel summary {PROBE}", [py, "-m", "registry", "summary", PROBE]),
         (f"serving status {PROBE}", [py, "-m", "registry", "status", PROBE]),
     ]
-    walls: dict[int, dict[str, list[float]]] = {}
-    cpus: dict[int, dict[str, float]] = {}
-    for size in sizes:
-        with tempfile.TemporaryDirectory(prefix="registry-bench-") as tmp:
-            start = time.perf_counter()
-            env = build(Path(tmp), size)
-            print(f"setup: {size:,} models (+{min(size, 10) * 10} extra runs), "
-                  f"{(size + 1) // 2 * 2:,} deployments in {time.perf_counter() - start:.1f}s",
-                  flush=True)
-            walls[size] = {label: wall(argv, env, args.runs) for label, argv in cases}
-            cpus[size] = in_process(env, args.runs)
-    head = "".join(f"{f'{n:,} models':>14}" for n in sizes)
-    print(f"\nwhole process, median wall s ({args.runs} runs)\n{'command':<32}{head}")
-    for label, _ in cases:
-        print(f"{label:<32}" + "".join(f"{statistics.median(walls[n][label]):>14.3f}"
-                                       for n in sizes))
-    print(f"\nin process, median CPU ms\n{'call':<32}{head}")
-    for label in cpus[sizes[0]]:
-        print(f"{label:<32}" + "".join(f"{cpus[n][label]:>14.2f}" for n in sizes))
-    if len(sizes) > 1:
-        a, b = sizes[0], sizes[1]
-        print(f"\ngrowth {b:,} vs {a:,} models (median ratio; 1.0 = flat):")
-        for label, _ in cases[1:]:
-            ratio = statistics.median(walls[b][label]) / statistics.median(walls[a][label])
-            print(f"  {label:<30} {ratio:.2f}x wall")
-        for label in cpus[a]:
-            ratio = cpus[b][label] / max(cpus[a][label], 1e-6)
-            print(f"  {label:<30} {ratio:.2f}x CPU")
+    walls: dict[str, dict[str, list[float]]] = {}
+    cpus: dict[str, dict[str, float]] = {}
+    with contextlib.ExitStack() as stack:
+        port = None
+        if "mysql" in backends:
+            from benchmarks.mariadb_server import available, running_mariadb
+
+            why_not = available()
+            if why_not:
+                raise SystemExit(f"--backends mysql: {why_not}")
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="registry-bench-db-"))
+            port, _ = stack.enter_context(running_mariadb(Path(tmp)))
+        for backend in backends:
+            for size in sizes:
+                column = f"{size:,} {backend}"
+                walls[column], cpus[column] = measure(size, backend, cases, args.runs, port)
+    print_tables(walls, cpus, cases, args.runs)
     print(f"\n{os.cpu_count()} CPUs; python {sys.version.split()[0]}; "
           f"load average {os.getloadavg()[0]:.1f} (a shared machine: compare ratios)")
 

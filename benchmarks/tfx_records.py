@@ -42,12 +42,14 @@ def _path(key: str) -> pb.Event.Path:
 
 def add_pipeline_run(metadata: str, name: str, model_dir: str, pushed_root: str,
                      blessed: bool = True, accuracy: float = 0.9,
-                     trainer_state: int = pb.Execution.COMPLETE) -> dict[str, int]:
+                     trainer_state: int = pb.Execution.COMPLETE,
+                     store: metadata_store.MetadataStore | None = None) -> dict[str, int]:
     """Write one pipeline run as TFX 1.16 records it: contexts, executions, artifacts, events.
 
-    The Pusher "pushes" ``model_dir`` to ``<pushed_root>/<name>/<N>`` when blessed.
+    The Pusher "pushes" ``model_dir`` to ``<pushed_root>/<name>/<N>`` when blessed. ``store``:
+    an open connection to ``metadata`` to reuse (many runs in a row), else one is opened.
     """
-    m = connect(metadata)
+    m = store or connect(metadata)
     ctype = {n: m.put_context_type(pb.ContextType(name=n))
              for n in (keys.PIPELINE_CONTEXT, keys.PIPELINE_RUN_CONTEXT, keys.NODE_CONTEXT)}
     atype = {n: m.put_artifact_type(pb.ArtifactType(name=n))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import dataclasses
 import getpass
 import json
 import os
@@ -33,7 +34,7 @@ from contracts import mlmd as keys
 from contracts import settings
 from contracts.examples import IMAGE_KEY, LABEL_KEY
 from contracts.signatures import DICTIONARY_RELPATH, SAVED_MODEL_FILE
-from registry import files, pipeline_models
+from registry import files, list_index, pipeline_models
 from registry.errors import ConflictError, InputError, NotFoundError
 from registry.store import (
     DEPLOYMENT,
@@ -449,8 +450,9 @@ class Registry:
           Tokens resume after the last row's sort key, so paging by id or name is complete and
           stable while models are deployed between page reads (each model exactly once).
 
-        Cost: the contexts of the registry in two MLMD calls, and the page's newest ``Model``
-        artifacts in one; ordering by created/modified reads every model's newest Model too.
+        Cost: three one-row MLMD queries when nothing changed since the last read (the rows
+        come from the list index, see ``registry.list_index``), plus the changed models' own
+        records otherwise; the whole registry only on a first read or after many changes.
         """
         if order_by not in LIST_ORDERS:
             raise InputError(f"order by {order_by!r}: choose from {', '.join(LIST_ORDERS)}")
@@ -460,35 +462,63 @@ class Registry:
             raise InputError(f"offset {offset}: give a number >= 0")
         options = {"o": order_by, "f": (name_contains or "").lower(), "s": serving}
         cursor = _decode_token(page_token, options) if page_token else None
-        models = self._models()
+        rows = self._all_rows()
         if name_contains:
             needle = name_contains.lower()
-            models = [m for m in models if needle in m.name.lower()]
+            rows = [r for r in rows if needle in r.name.lower()]
         if serving is not None:
-            models = [m for m in models if self._is_serving(m) == serving]
-        if order_by in ("created", "modified"):
-            self._prefetch_latest(models)
-        keyed = sorted((self._sort_key(m, order_by), m.id, m) for m in models)
+            rows = [r for r in rows if r.serving == serving]
+        keyed = sorted((self._sort_key(r, order_by), r.id, r) for r in rows)
         keys = [(k, i) for k, i, _ in keyed]
         start = bisect.bisect_right(keys, cursor) if cursor is not None else min(offset, len(keyed))
         end = len(keyed) if limit is None else min(len(keyed), start + limit)
-        page = [m for _, _, m in keyed[start:end]]
-        self._prefetch_latest(page)
         token = _encode_token(options, keys[end - 1]) if end < len(keyed) and end > start else None
-        return ModelPage([self._row(m) for m in page], len(keyed), start, token)
+        return ModelPage([r for _, _, r in keyed[start:end]], len(keyed), start, token)
 
     @staticmethod
-    def _is_serving(model: _Model) -> bool:
-        ctx = model.ctx
-        return bool(ctx is not None and not prop(ctx, "deleted", 0) and prop(ctx, "serving", 0))
-
-    def _sort_key(self, model: _Model, order_by: str) -> Any:
+    def _sort_key(row: ModelRow, order_by: str) -> Any:
         if order_by == "id":
             return 0
         if order_by == "name":
-            return model.name
-        row = self._row(model)
+            return row.name
         return -(row.created if order_by == "created" else row.modified)
+
+    def _all_rows(self) -> list[ModelRow]:
+        """Every visible model's row, from the list index when it is current (see list_index).
+
+        Current index: three one-row queries. Changed since: the touched models' own records.
+        Otherwise (first read, a recreated database, many changes): every model, in a few
+        queries, and the index is written for the next read.
+        """
+        markers = list_index.read_markers(self.store)  # before the rows: see list_index
+        if self.store.missing_database:
+            return []
+        path = list_index.index_path(self.backend)
+        cached = list_index.load(path, self.backend)
+        if cached is not None and cached.markers == markers:
+            return [ModelRow(**r) for r in cached.rows]
+        rows = None
+        if cached is not None:
+            names = list_index.touched_names(self.store, cached.markers, markers)
+            if names is not None:
+                rows = self._patched_rows(cached.rows, names)
+        if rows is None:
+            models = self._models()
+            self._prefetch_latest(models)
+            rows = [dataclasses.asdict(self._row(m)) for m in models]
+        list_index.save(path, list_index.ListIndex(list_index.identity(self.backend), markers, rows))
+        return [ModelRow(**r) for r in rows]
+
+    def _patched_rows(self, rows: list[dict[str, Any]], names: set[str]) -> list[dict[str, Any]] | None:
+        fresh: dict[str, dict[str, Any] | None] = {}
+        for name in names:
+            if not NAME_RE.match(name):
+                return None  # a name only the full read handles (never made by the registry)
+            try:
+                fresh[name] = dataclasses.asdict(self._row(self._model(name)))
+            except NotFoundError:
+                fresh[name] = None
+        return list_index.patched(rows, fresh)
 
     def _prefetch_latest(self, models: list[_Model]) -> None:
         """Find the models' newest Model artifacts with one query instead of one each.

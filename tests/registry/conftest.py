@@ -6,11 +6,8 @@ The records are written by ``benchmarks/tfx_records.py``, which the registry ben
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -73,54 +70,16 @@ class MariaDB:
         return f"mysql://root@127.0.0.1:{self.port}/{database}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
     """A private MariaDB server on loopback for the session (skips if mariadbd is missing)."""
-    server = shutil.which("mariadbd")
-    install = shutil.which("mariadb-install-db")
-    if not server or not install:
-        pytest.skip("mariadbd / mariadb-install-db not on PATH (apt-get install -y mariadb-server)")
-    pytest.importorskip("pymysql", reason="PyMySQL is needed for the MySQL registry lock")
-    import pymysql
+    from benchmarks.mariadb_server import available, running_mariadb
 
-    root = tmp_path_factory.mktemp("mariadb")
-    datadir = str(root / "data")
-    subprocess.run([install, "--user=root", f"--datadir={datadir}",
-                    "--auth-root-authentication-method=normal", "--skip-test-db"],
-                   check=True, capture_output=True, timeout=120)
-    port = _free_port()
-    log = open(root / "server.log", "wb")  # noqa: SIM115 (closed at teardown)
-    proc = subprocess.Popen(
-        [server, "--no-defaults", "--user=root", f"--datadir={datadir}",
-         f"--socket={root / 'sock'}", f"--port={port}", "--bind-address=127.0.0.1",
-         f"--pid-file={root / 'pid'}", "--skip-log-bin"],
-        stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            pymysql.connect(host="127.0.0.1", port=port, user="root", connect_timeout=1).close()
-            break
-        except pymysql.MySQLError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                log.close()
-                raise RuntimeError(f"MariaDB did not start; see {root / 'server.log'}") from None
-            time.sleep(0.1)  # polling for the server to accept connections
-    try:
+    why_not = available()
+    if why_not:
+        pytest.skip(why_not)
+    with running_mariadb(tmp_path_factory.mktemp("mariadb")) as (port, datadir):
         yield MariaDB(port, datadir)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture
