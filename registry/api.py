@@ -198,6 +198,27 @@ def _decode_token(token: str, options: dict[str, Any]) -> tuple[Any, int]:
     return (key, last_id)
 
 
+def serving_order(entries: list[HistoryEntry]) -> list[int]:
+    """The versions that served, oldest first, as a plain ``rollback`` walks back through them.
+
+    A deploy or a move of the current version pushes it; a rollback to a version already in the
+    order drops what came after it (a rolled-back version is not returned to by the next plain
+    rollback); a delete starts over. The last item is the current version.
+    """
+    order: list[int] = []
+    for entry in entries:
+        version = entry.current_version
+        if entry.action == "delete":
+            order = []
+        elif not version or (order and order[-1] == version):
+            continue
+        elif entry.action == "rollback" and version in order:
+            del order[len(order) - order[::-1].index(version):]
+        else:
+            order.append(version)
+    return order
+
+
 def default_user() -> str:
     """$USER (or the login name), falling back to 'root' as IRIS does."""
     user = os.environ.get("USER") or ""
@@ -660,7 +681,10 @@ class Registry:
         return [v for v in self._snapshot_of({name: ctx}, deployments) if v.model_name == name]
 
     def history(self, name: str) -> list[HistoryEntry]:
-        model = self._model(name)
+        """The model's registry actions, oldest first (see ``serving_order`` for what served)."""
+        return self._history_of(self._model(name))
+
+    def _history_of(self, model: _Model) -> list[HistoryEntry]:
         if model.ctx is None:
             return []
         executions = self.store.read(lambda m: m.get_executions_by_context(model.ctx.id),
@@ -827,10 +851,14 @@ class Registry:
                 raise ConflictError(f"model {name!r} was never deployed; nothing to roll back to")
             current = int(prop(model.ctx, "current_version", 0) or 0)
             if version is None:
-                earlier = [v for v in versions if v < current]
+                order = [v for v in serving_order(self._history_of(model)) if v in versions]
+                earlier = order[:-1] if order and order[-1] == current else order
+                if not earlier:  # no serving history (older registries): the version number
+                    earlier = [v for v in versions if v < current]
                 if not earlier:
                     raise ConflictError(
-                        f"model {name!r} has no version before {current}; deployed: {versions}")
+                        f"model {name!r} has no version served before {current}; "
+                        f"deployed: {versions}")
                 version = earlier[-1]
             if version not in versions:
                 raise NotFoundError(f"model {name!r} has no version {version}; deployed: {versions}")

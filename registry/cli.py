@@ -346,6 +346,12 @@ def history_cmd(ctx: click.Context, name: str, **_: Any) -> None:
         [[render.list_time(e.at), e.action, e.version or "-", e.label or "-",
           e.current_version or "-", "on" if e.serving else "off", e.user, e.detail]
          for e in entries])
+    from registry.api import serving_order
+
+    order = serving_order(entries)
+    if order:
+        back = f"; `mlmodel rollback {name}` returns to {order[-2]}" if len(order) > 1 else ""
+        render.note(f"served, oldest first: {', '.join(map(str, order))} (current){back}")
 
 
 @command("report", "  mlmodel report mnist\n  mlmodel report mnist --out /tmp/mnist.html\n")

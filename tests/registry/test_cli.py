@@ -106,6 +106,38 @@ def test_stop_rollback_label_history(capsys, env: Env) -> None:
     assert code == 0 and "rollback" in out
 
 
+def test_plain_rollback_follows_what_served_not_version_numbers(capsys, env: Env) -> None:
+    for _ in range(3):
+        assert mlmodel(capsys, env, "deploy", "mnist")[0] == 0
+    assert as_json(capsys, env, "rollback", "mnist")[0]["current_version"] == 2  # 3 was bad
+    assert mlmodel(capsys, env, "deploy", "mnist")[0] == 0  # v4 serves
+    # Before: the next plain rollback went to 3, the version just rolled back from.
+    assert as_json(capsys, env, "rollback", "mnist")[0]["current_version"] == 2
+    assert as_json(capsys, env, "rollback", "mnist")[0]["current_version"] == 1
+    code, _, err = mlmodel(capsys, env, "rollback", "mnist")
+    assert code != 0 and "no version served before 1" in err
+    code, out, err = mlmodel(capsys, env, "history", "mnist")
+    assert code == 0 and "served, oldest first: 1 (current)" in err
+    assert as_json(capsys, env, "rollback", "mnist", "--version", "4")[0]["current_version"] == 4
+    code, out, err = mlmodel(capsys, env, "history", "mnist")
+    assert "served, oldest first: 1, 4 (current); `mlmodel rollback mnist` returns to 1" in err
+
+
+def test_serving_order_rules() -> None:
+    from registry.api import HistoryEntry, serving_order
+
+    def entries(*steps: tuple[str, int]) -> list[HistoryEntry]:
+        return [HistoryEntry(i, 0.0, action, 0, "", "root", current, True, "")
+                for i, (action, current) in enumerate(steps)]
+
+    assert serving_order(entries(("deploy", 1), ("deploy", 2), ("label", 2), ("stop", 2),
+                                 ("deploy", 3))) == [1, 2, 3]
+    assert serving_order(entries(("deploy", 1), ("deploy", 2), ("rollback", 1),
+                                 ("deploy", 3))) == [1, 3]
+    assert serving_order(entries(("deploy", 1), ("delete", 0), ("deploy", 1))) == [1]
+    assert serving_order(entries(("import", 0), ("deploy", 1), ("rollback", 5))) == [1, 5]
+
+
 def test_delete_refuses_while_serving_then_force(capsys, env: Env) -> None:
     env.add_run("other")
     assert mlmodel(capsys, env, "deploy", "mnist")[0] == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -117,7 +118,7 @@ def _fresh_rows(env: Env) -> list[tuple[Any, ...]]:
 
     reg = env.registry()
     path = list_index.index_path(reg.backend)
-    saved = open(path, encoding="utf-8").read() if os.path.exists(path) else None
+    saved = Path(path).read_text(encoding="utf-8") if os.path.exists(path) else None
     if saved is not None:
         os.unlink(path)
     try:
@@ -170,7 +171,7 @@ def test_list_index_survives_a_corrupt_file_and_a_recreated_database(large: Env)
     with open(path, "w", encoding="utf-8") as fh:
         fh.write('{"format": 1, "backend": "x", "markers": [[1')  # half-written by someone else
     assert _rows(large.registry()) == rows
-    json.loads(open(path, encoding="utf-8").read())  # rewritten whole
+    json.loads(Path(path).read_text(encoding="utf-8"))  # rewritten whole
     # The database is deleted and made again: the old index must not be taken for it.
     os.unlink(large.metadata)
     large.add_run("only_one")
