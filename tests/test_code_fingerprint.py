@@ -19,6 +19,30 @@ def test_fingerprint_follows_file_contents(tmp_path: Path) -> None:
     assert code_fingerprint(TRANSFORM_FILES, tmp_path) != transform
 
 
+def test_fingerprint_follows_the_contracts_the_code_imports(tmp_path: Path) -> None:
+    modules, contracts = tmp_path / "modules", tmp_path / "contracts"
+    modules.mkdir()
+    contracts.mkdir()
+    (modules / "features.py").write_text("from contracts.examples import IMAGE_KEY\n")
+    (modules / "preprocessing.py").write_text("from modules import features\n")
+    (modules / "__init__.py").write_text("")
+    (modules / "trainer.py").write_text("from contracts import signatures\n")
+    (contracts / "__init__.py").write_text("")
+    (contracts / "examples.py").write_text("IMAGE_KEY = 'image'\n")
+    (contracts / "signatures.py").write_text("from contracts.versions import next_version\n")
+    (contracts / "versions.py").write_text("def next_version(): ...\n")
+    (contracts / "settings.py").write_text("URL = 'x'\n")  # imported by nothing here
+    whole, transform = code_fingerprint(root=modules), code_fingerprint(TRANSFORM_FILES, modules)
+    (contracts / "settings.py").write_text("URL = 'y'\n")
+    assert (code_fingerprint(root=modules), code_fingerprint(TRANSFORM_FILES, modules)) == (
+        whole, transform)
+    (contracts / "versions.py").write_text("def next_version(): return 1\n")  # through signatures
+    assert code_fingerprint(root=modules) != whole
+    assert code_fingerprint(TRANSFORM_FILES, modules) == transform
+    (contracts / "examples.py").write_text("IMAGE_KEY = 'pixels'\n")
+    assert code_fingerprint(TRANSFORM_FILES, modules) != transform
+
+
 def test_graph_carries_the_fingerprints(tmp_path: Path) -> None:
     from pipeline.config import PipelineConfig
     from pipeline.datasets import ResolvedData
