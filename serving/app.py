@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
@@ -23,6 +23,7 @@ import numpy as np
 from aiohttp import web
 
 from serving import codec
+from serving.admission import BodyBudget, Busy
 from serving.drain import Drain
 from serving.errors import ServingError, invalid
 from serving.manager import ModelManager
@@ -34,6 +35,7 @@ from serving.servable import Servable
 log = logging.getLogger("serving.app")
 
 DEFAULT_MAX_BODY_MB = 6.0
+INFLIGHT_BODIES = 8  # default --max-inflight-mb: this many full-size bodies at once
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_KEEPALIVE_TIMEOUT_S = 75.0
@@ -54,6 +56,15 @@ class ServerConfig:
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
     keepalive_timeout_s: float = DEFAULT_KEEPALIVE_TIMEOUT_S
     max_connections: int | None = None
+    # request bodies held at once (serving.admission): None = INFLIGHT_BODIES x max_body_bytes,
+    # 0 = no cap; a request that does not fit while others hold the rest gets 503 + Retry-After
+    max_inflight_bytes: int | None = None
+
+    @property
+    def inflight_limit(self) -> int | None:
+        if self.max_inflight_bytes is None:
+            return INFLIGHT_BODIES * self.max_body_bytes
+        return self.max_inflight_bytes or None
 
 
 @dataclass
@@ -62,6 +73,7 @@ class Ctx:
     metrics: Metrics
     config: ServerConfig
     drain: Drain
+    budget: BodyBudget = field(default_factory=lambda: BodyBudget(None))
 
 
 Handler = Callable[[Ctx, web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
@@ -110,6 +122,7 @@ def _selector(groups: dict[str, str]) -> tuple[str, int | None, str | None]:
 
 MODEL_KEY = web.RequestKey("model", str)
 DRAIN_KEY = web.AppKey("drain", Drain)
+BUDGET_KEY = web.RequestKey("body_budget", int)  # bytes this request took from ctx.budget
 VERSION_KEY = web.RequestKey("version", str)
 
 
@@ -136,6 +149,10 @@ async def _body(request: web.Request, ctx: Ctx) -> bytes:
     length = request.content_length
     if length is not None and length > ctx.config.max_body_bytes:
         raise _too_large(ctx)
+    if BUDGET_KEY not in request:  # before reading: refused bodies cost nothing
+        size = length if length is not None else ctx.config.max_body_bytes
+        ctx.budget.take(size)
+        request[BUDGET_KEY] = size
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
@@ -504,7 +521,7 @@ def make_app(manager: ModelManager, config: ServerConfig | None = None,
              metrics: Metrics | None = None) -> web.Application:
     """The aiohttp application; starting and stopping the manager is the caller's job."""
     config = config or ServerConfig()
-    ctx = Ctx(manager, metrics or Metrics(), config, Drain())
+    ctx = Ctx(manager, metrics or Metrics(), config, Drain(), BodyBudget(config.inflight_limit))
     ctx.metrics.in_flight.set_function(lambda: ctx.drain.active)
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -513,6 +530,7 @@ def make_app(manager: ModelManager, config: ServerConfig | None = None,
             response = await handle(request)
         finally:
             ctx.drain.leave()
+            ctx.budget.give(request.get(BUDGET_KEY, 0))
         if ctx.drain.draining:
             response.force_close()  # no keep-alive while shutting down
         return response
@@ -542,6 +560,8 @@ def make_app(manager: ModelManager, config: ServerConfig | None = None,
                 except Exception as exc:  # noqa: BLE001 - every error becomes {"error": ...}
                     status, message = _map_exception(exc)
                     response = error_response(status, message)
+                    if isinstance(exc, Busy):
+                        response.headers["Retry-After"] = str(exc.retry_after_s)
         if api not in ("health", "metrics"):
             model, version = _metric_labels(ctx, request)
             ctx.metrics.observe(model, version, api, response.status,

@@ -128,6 +128,10 @@ def main() -> None:
               help="Read the token from this file (its first line, stripped).")
 @click.option("--max-body-mb", default=6.0, show_default=True, type=click.FloatRange(0.001),
               help="Largest request body; bigger ones get 413.")
+@click.option("--max-inflight-mb", default=None, type=click.FloatRange(0),
+              help="Request bodies held at once, all requests together; one that does not fit "
+                   "gets 503 with Retry-After before it is read (default 8 x --max-body-mb; "
+                   "0 = no limit). A request costs about 10x its body in memory.")
 @click.option("--timeout-s", default=60.0, show_default=True, type=click.FloatRange(0.001),
               help="Per-request deadline; slower requests get 504.")
 @click.option("--batch-max", default=64, show_default=True, type=click.IntRange(1),
@@ -156,7 +160,7 @@ def main() -> None:
 @click.option("--log-level", default="INFO", show_default=True)
 def start(port: int, host: str, metadata: str | None, serving_dir: str | None, source: str,
           auth_token: str | None, auth_token_file: str | None, max_body_mb: float,
-          timeout_s: float, batch_max: int, batch_window_ms: float, poll_s: float,
+          max_inflight_mb: float | None, timeout_s: float, batch_max: int, batch_window_ms: float, poll_s: float,
           grace_s: float, intra_op_threads: int, inter_op_threads: int,
           header_timeout_s: float | None, keepalive_timeout_s: float | None,
           max_connections: int | None, log_level: str) -> None:
@@ -191,7 +195,8 @@ def start(port: int, host: str, metadata: str | None, serving_dir: str | None, s
     token = resolve_auth_token(auth_token, auth_token_file, os.environ)
     connections: dict[str, Any] = {
         "header_timeout_s": header_timeout_s, "keepalive_timeout_s": keepalive_timeout_s,
-        "max_connections": max_connections}
+        "max_connections": max_connections,
+        "max_inflight_bytes": None if max_inflight_mb is None else int(max_inflight_mb * 1024 * 1024)}
     config = ServerConfig(host, port, token, int(max_body_mb * 1024 * 1024), timeout_s,
                           **{k: v for k, v in connections.items() if v is not None})
     runtime.manager.start()

@@ -1,0 +1,133 @@
+"""Memory per request of the model server: peak and retained RSS against the body size.
+
+    python benchmarks/serving_memory_bench.py [--repeats 3] [--extra "--max-inflight-mb 64"]
+
+A real ``serving start`` process serves a freshly built model (the pipeline's CNN, untrained:
+memory does not depend on the weights). For each scenario the server's peak RSS is reset
+(``/proc/PID/clear_refs``), the requests are sent, and then read:
+
+* **peak**: ``VmHWM`` minus the RSS before the scenario, and that over the bytes of the bodies
+  in flight together (target: <= 20x);
+* **retained**: RSS 2 s after the scenario minus the RSS before it (target: within 200 MB).
+
+Scenarios (issue 10's probe): one ``serving_images`` request of 10,000 base64 PNGs, and 8
+parallel ``serving_default`` requests of about 5 MB of JSON floats each. Medians of
+``--repeats``; each repeat runs against a fresh server so that one does not inherit another's
+arena.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.serving_bench import build_model, start_server  # noqa: E402
+from serving.server import free_port  # noqa: E402
+
+MB = 1024 * 1024
+
+
+def status_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def png_body(count: int) -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    instances = []
+    for _ in range(count):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(buf, "PNG")
+        instances.append({"b64": base64.b64encode(buf.getvalue()).decode()})
+    return json.dumps({"signature_name": "serving_images", "instances": instances}).encode()
+
+
+def float_body(target_bytes: int) -> bytes:
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    one = json.dumps(np.round(rng.random((28, 28, 1)), 6).tolist())
+    count = max(1, target_bytes // len(one))
+    return ('{"instances": [' + ",".join([one] * count) + "]}").encode()
+
+
+def scenario(url: str, pid: int, bodies: list[bytes]) -> dict[str, float]:
+    import requests
+
+    time.sleep(1.0)
+    before = status_kb(pid, "VmRSS")
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    started = time.perf_counter()
+
+    def post(body: bytes) -> int:
+        return requests.post(f"{url}/v1/models/bench:predict", data=body, timeout=600).status_code
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        codes = list(pool.map(post, bodies))
+    seconds = time.perf_counter() - started
+    peak = status_kb(pid, "VmHWM")
+    time.sleep(2.0)
+    after = status_kb(pid, "VmRSS")
+    body_mb = sum(len(b) for b in bodies) / MB
+    return {"body MB": body_mb, "peak MB": (peak - before) / 1024,
+            "peak / body": (peak - before) / 1024 / body_mb,
+            "retained MB": (after - before) / 1024, "seconds": seconds,
+            "ok": float(all(c == 200 for c in codes)),
+            "codes": float(sum(c == 200 for c in codes))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pngs", type=int, default=10_000)
+    parser.add_argument("--extra", default="", help="Extra `serving start` flags.")
+    args = parser.parse_args()
+    pngs, floats = png_body(args.pngs), float_body(5 * MB)
+    results: dict[str, list[dict[str, float]]] = {"pngs": [], "floats": []}
+    with tempfile.TemporaryDirectory(prefix="serving-memory-") as tmp:
+        build_model(Path(tmp) / "serving" / "bench" / "1")
+        for _ in range(args.repeats):
+            port = free_port()
+            proc = start_server(Path(tmp) / "serving", port, 0, shlex.split(args.extra))
+            url = f"http://127.0.0.1:{port}"
+            try:
+                scenario(url, proc.pid, [float_body(10_000)])  # warm up both signatures
+                scenario(url, proc.pid, [png_body(10)])
+                results["pngs"].append(scenario(url, proc.pid, [pngs]))
+                results["floats"].append(scenario(url, proc.pid, [floats] * 8))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=60)
+    print(f"\nserving memory, median of {args.repeats} fresh servers "
+          f"(flags: {args.extra or 'defaults'})")
+    print(f"{'scenario':<34}{'body MB':>9}{'peak MB':>9}{'peak/body':>10}{'retained':>10}"
+          f"{'s':>7}{'200s':>6}")
+    names = {"pngs": f"1 x {args.pngs:,} PNGs (serving_images)",
+             "floats": f"8 x {len(floats) / MB:.1f} MB float JSON"}
+    for key, rows in results.items():
+        med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+        print(f"{names[key]:<34}{med['body MB']:>9.1f}{med['peak MB']:>9.0f}"
+              f"{med['peak / body']:>9.1f}x{med['retained MB']:>9.0f}M{med['seconds']:>7.2f}"
+              f"{med['codes']:>6.0f}")
+    print("targets: peak <= 20x the bodies in flight; retained within 200 MB")
+
+
+if __name__ == "__main__":
+    main()
