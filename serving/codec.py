@@ -20,7 +20,13 @@ try:  # optional: about 1.6x faster parsing; the json fallback also takes NaN/In
 except ImportError:  # pragma: no cover
     _orjson = None
 
-from contracts.signatures import INPUT_IMAGE_BYTES, OUTPUT_PROBABILITIES, SERVING_DEFAULT
+from contracts.signatures import (
+    INPUT_IMAGE_BYTES,
+    INPUT_IMAGES,
+    OUTPUT_PROBABILITIES,
+    SERVING_DEFAULT,
+    SERVING_IMAGES,
+)
 from serving.batching import Arrays
 from serving.errors import invalid
 from serving.servable import Servable, Signature, TensorInfo
@@ -103,6 +109,18 @@ def _regular_numbers(value: Any, ndim: int) -> np.ndarray | None:
     return flat.reshape(shape)
 
 
+def _check_grey_range(array: np.ndarray, where: str) -> None:
+    """Our ``images`` input is grey values in [0, 1] (the contract the model was trained on).
+    Values outside it were answered with confident nonsense (a 0-255 image, or 1e30); they are
+    a client's mistake, so they are refused and the error says how to fix it."""
+    low, high = float(array.min()), float(array.max())
+    if low < 0.0 or high > 1.0:
+        hint = (" (these look like 0-255 pixels: divide by 255, or send the PNG bytes to the "
+                f"{SERVING_IMAGES} signature)" if high <= 255.0 and low >= 0.0 else "")
+        raise invalid(f"{where}: input {INPUT_IMAGES} must hold grey values in [0, 1]; got "
+                      f"values from {low:g} to {high:g}{hint}")
+
+
 def to_array(value: Any, info: TensorInfo, where: str) -> np.ndarray:
     """``value`` (a JSON tensor whose dim 0 is the batch) as the array ``info`` wants."""
     if info.is_string:
@@ -120,6 +138,9 @@ def to_array(value: Any, info: TensorInfo, where: str) -> np.ndarray:
             fast = _regular_numbers(value, len(info.shape))
         try:
             inferred = fast if fast is not None else np.asarray(value)
+            if inferred.dtype.kind == "b":
+                raise invalid(f"{where}: input {info.name} is {info.dtype}; got true/false where "
+                              "numbers belong (send 0 and 1)")
             if inferred.dtype.kind in "OUSV":
                 raise invalid(f"{where}: input {info.name} is {info.dtype}; got strings or objects "
                               "where numbers belong (binary {\"b64\": ...} values are for "
@@ -149,6 +170,8 @@ def to_array(value: Any, info: TensorInfo, where: str) -> np.ndarray:
                 f"{where}: input {info.name} has shape {_shape_text(array.shape)} but the "
                 f"signature wants {_shape_text(want)} (dim 0 is the batch)"
             )
+    if info.name == INPUT_IMAGES and info.is_float:
+        _check_grey_range(array, where)
     return array
 
 

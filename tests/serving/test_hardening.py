@@ -366,3 +366,26 @@ def test_accept_errors_are_logged_once_per_interval() -> None:
     assert len(records) == 1 and "Too many open files" in records[0].getMessage()
     assert log_errors.total == 10_000 and log_errors.suppressed == 9_999
     assert len(defaults) == 1
+
+
+# -- 7. the images contract: grey values in [0, 1] ----------------------------------------------
+@pytest.mark.parametrize("value, words", [
+    (True, "true/false"), (1e30, "from 0 to 1e+30"), (255.0, "divide by 255"),
+    (-0.5, "from -0.5 to 0"),
+])
+def test_pixels_outside_the_contract_are_refused(server: Server, value: object,
+                                                 words: str) -> None:
+    instance = image_list()
+    instance[3][4] = [value]
+    if value is True:
+        instance = [[[True] for _ in range(28)] for _ in range(28)]
+    for route, body in ((f"{server.url}/v1/models/root_mnist:predict", {"instances": [instance]}),
+                        (f"{server.url}/v2/models/root_mnist/infer", {"inputs": [{
+                            "name": "images", "shape": [1, 28, 28, 1], "datatype": "FP32",
+                            "data": instance}]})):
+        r = requests.post(route, json=body, timeout=10)
+        assert r.status_code == 400, r.text
+        assert words in r.json()["error"], r.json()
+    ok = requests.post(f"{server.url}/v1/models/root_mnist:predict",
+                       json={"instances": [image_list(1.0), image_list(0.0)]}, timeout=10)
+    assert ok.status_code == 200  # the bounds themselves are fine
