@@ -3,7 +3,8 @@
 * ``serving_default``: ``images`` float32 [None, 28, 28, 1] in [0, 1] -> ``probabilities``
   float32 [None, num_classes].
 * ``serving_examples``: ``examples`` serialized tf.Examples (raw layout) -> ``probabilities``.
-* ``serving_images``: ``image_bytes`` PNG/JPEG/GIF/BMP bytes -> ``probabilities``.
+* ``serving_images``: ``image_bytes`` PNG/JPEG/GIF/BMP bytes -> ``probabilities`` (the model
+  server also accepts WebP, which it transcodes to PNG first: serving/image_formats.py).
 """
 
 from __future__ import annotations

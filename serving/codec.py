@@ -27,14 +27,12 @@ from contracts.signatures import (
     SERVING_DEFAULT,
     SERVING_IMAGES,
 )
+from serving import image_formats
 from serving.batching import Arrays
 from serving.errors import invalid
 from serving.servable import Servable, Signature, TensorInfo
 
 MAX_ROWS = 10_000
-_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
-
-
 def parse_json(body: bytes) -> Any:
     """TF Serving accepts NaN and Infinity literals; so does Python's json."""
     if not body.strip():
@@ -154,10 +152,16 @@ def to_array(value: Any, info: TensorInfo, where: str) -> np.ndarray:
                           "(images are grey values in [0, 1])")
     if info.name == INPUT_IMAGE_BYTES:
         for i, item in enumerate(array.flat):
-            if not item.startswith(_IMAGE_MAGIC):
+            try:
+                usable = image_formats.decodable(item)
+            except ValueError as exc:
+                raise invalid(f"{where}: example {i} of {INPUT_IMAGE_BYTES} is {exc}") from None
+            if usable is None:
                 raise invalid(f"{where}: example {i} of {INPUT_IMAGE_BYTES} is not a PNG, JPEG, "
-                              "GIF or BMP image; send the file's bytes base64-encoded as "
+                              "GIF, BMP or WebP image; send the file's bytes base64-encoded as "
                               "{\"b64\": ...}")
+            if usable is not item:
+                array.flat[i] = usable
     if array.ndim == 0 or array.shape[0] == 0:
         raise invalid(f"{where}: input {info.name} is empty; send at least one example")
     if array.shape[0] > MAX_ROWS:

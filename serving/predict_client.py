@@ -22,7 +22,7 @@ import requests
 from contracts.examples import DIGIT_CLASS_NAMES, IMAGE_KEY, IMAGE_PIXELS
 from contracts.signatures import SERVING_DEFAULT, SERVING_IMAGES
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp")
 
 
 @dataclass

@@ -26,7 +26,7 @@ from contracts import examples as features
 SIDE = features.IMAGE_HEIGHT
 PIXELS = features.IMAGE_PIXELS
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif"})
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"})
 # Entries that are never data: dot files (.DS_Store, .ipynb_checkpoints, ...) and OS litter.
 IGNORED_NAMES = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini"})
 TRAIN_SPLIT_NAMES = ("train", "training")
