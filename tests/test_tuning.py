@@ -80,3 +80,24 @@ def test_tuner_runs_and_trainer_uses_best_hyperparameters(
     assert shown["lineage"]["model_artifact_id"] == model.id
     for key in TUNED_KEYS:
         assert _same(shown["parameter"][key], tuned[key]), key
+
+
+def test_a_trial_stops_early_when_its_objective_stalls() -> None:
+    import numpy as np
+
+    from contracts.runtime import configure_tensorflow
+
+    configure_tensorflow()
+    import tensorflow as tf
+
+    from modules.tuning import OBJECTIVE, trial_early_stopping
+
+    stop = trial_early_stopping(40)
+    assert (stop.patience, stop.start_from_epoch, stop.monitor) == (10, 20, OBJECTIVE)
+    model = tf.keras.Sequential([tf.keras.layers.Dense(2, input_shape=(3,))])
+    model.compile(optimizer=tf.keras.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy",
+                  metrics=["sparse_categorical_accuracy"])  # lr 0: the objective never moves
+    x, y = np.ones((8, 3), np.float32), np.zeros(8, np.int64)
+    history = model.fit(x, y, validation_data=(x, y), epochs=40, verbose=0,
+                        callbacks=[trial_early_stopping(40)]).history
+    assert len(history[OBJECTIVE]) == 31  # epoch 20 watched, then 10 without improvement
