@@ -37,7 +37,9 @@ from contracts.signatures import DICTIONARY_RELPATH, SAVED_MODEL_FILE
 from registry import files, list_index, pipeline_models
 from registry.errors import ConflictError, InputError, NotFoundError
 from registry.store import (
+    DATASET,
     DEPLOYMENT,
+    EVALUATION,
     MODEL_VERSION,
     REGISTERED_MODEL,
     REGISTRY_ACTION,
@@ -131,6 +133,7 @@ class ModelSummary:
     versions: list[int]
     lineage: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)  # the Trainer's budget and outcome
+    cross_validation: list[dict[str, Any]] = field(default_factory=list)  # `mlmodel eval`s
 
 
 @dataclass(frozen=True)
@@ -666,6 +669,7 @@ class Registry:
             serving=row.serving, serving_name=serving_name, state=state, source=model.source,
             current_version=int(prop(ctx, "current_version", 0) or 0) if ctx is not None else 0,
             labels=labels, versions=versions, lineage=lineage, training=training,
+            cross_validation=self._evaluations(model),
         )
 
     def versions(self, name: str) -> list[DeployedVersion]:
@@ -989,3 +993,95 @@ class Registry:
         source, _ = self._deploy_source(model)
         size, digest = archives.write_tar(source, path)
         return ExportResult(os.path.abspath(path), size, digest)
+
+    # ------------------------------------------------------------------ offline eval / predict
+    def model_files(self, name: str, version: int | None = None,
+                    label: str | None = None) -> tuple[str, int | None, Any]:
+        """(directory, deployed version or None, the artifact it is) of the model version that
+        ``mlmodel eval``/``predict`` load: ``version`` or ``label`` among the deployed versions,
+        else the current deployed version, else the files a deploy would copy (the newest
+        pushed model, or the imported one)."""
+        model = self._model(name)
+        deployed = self.versions(name)
+        if label is not None:
+            chosen = [v for v in deployed if label in v.labels]
+            if not chosen:
+                known = sorted({lab for v in deployed for lab in v.labels})
+                raise NotFoundError(f"model {name!r} has no label {label!r}; labels: "
+                                    f"{', '.join(known) or 'none'} (`mlmodel label` sets one)")
+        elif version is not None:
+            chosen = [v for v in deployed if v.version == version]
+            if not chosen:
+                raise NotFoundError(f"model {name!r} has no deployed version {version}; deployed: "
+                                    f"{[v.version for v in deployed] or 'none'}")
+        else:
+            chosen = [v for v in deployed if v.current]
+        if chosen:
+            picked = chosen[0]
+            if not os.path.isdir(picked.path):
+                raise ConflictError(f"version {picked.version} of {name!r} has no files at "
+                                    f"{picked.path}; `mlmodel doctor` explains")
+            artifact = next((a for a in self._deployments(picked.serving_name)
+                             if int(prop(a, "version")) == picked.version), None)
+            return picked.path, picked.version, artifact
+        path, inputs = self._deploy_source(model)
+        return path, None, inputs[0]
+
+    def record_evaluation(self, name: str, version: int | None, model_artifact: Any,
+                          data: str, layout: str, result: dict[str, Any],
+                          user: str | None = None) -> int:
+        """Store an ``mlmodel eval`` result: an Evaluation artifact made from the model version's
+        artifact and a Dataset artifact for the data, by an ``eval`` Action in the history."""
+        user = user or default_user()
+        with self.store.lock.hold():
+            self.store.ensure_types()
+            model = self._locked_model(name)
+            now = time.time()
+            dataset = pb.Artifact(type_id=self.store.type_id("artifact", DATASET),
+                                  uri=os.path.abspath(os.path.expanduser(data))
+                                  if "://" not in data else data, state=pb.Artifact.LIVE)
+            set_prop(dataset, "layout", layout)
+            set_prop(dataset, "examples", int(result["examples"]))
+            evaluation = pb.Artifact(type_id=self.store.type_id("artifact", EVALUATION),
+                                     uri=dataset.uri, state=pb.Artifact.LIVE)
+            for key, value in {
+                "model_name": name, "version": int(version or 0), "data": data,
+                "examples": int(result["examples"]), "rate": float(result["rate"]),
+                "repeat": int(result["repeat"]), "accuracy": float(result["accuracy"]),
+                "loss": float(result["loss"]), "result": json.dumps(result),
+                "user": user, "created_at": now,
+            }.items():
+                set_prop(evaluation, key, value)
+            ctx = self._fresh_context(model, user, model.source)
+            inputs = [a for a in (model_artifact, dataset) if a is not None]
+            self._record(ctx, "eval", user, int(version or 0),
+                         detail=f"accuracy {result['accuracy']:.4f} on {result['examples']} "
+                                f"examples of {data}", inputs=inputs, outputs=[evaluation])
+            found = self._evaluations(self._model(name), limit=1)
+            return int(found[0]["evaluation_artifact_id"]) if found else 0
+
+    def evaluations(self, name: str, limit: int = 5) -> list[dict[str, Any]]:
+        """The newest ``mlmodel eval`` results of ``name``, newest first."""
+        return self._evaluations(self._model(name), limit)
+
+    def _evaluations(self, model: _Model, limit: int = 5) -> list[dict[str, Any]]:
+        if model.ctx is None:
+            return []
+        options = metadata_store.ListOptions(
+            filter_query=f"type = '{EVALUATION}' AND contexts_a.id = {int(model.ctx.id)}",
+            order_by=metadata_store.OrderByField.ID, is_asc=False, limit=limit)
+        found = self.store.listed("artifact", options, "reading evaluations")
+        rows = []
+        for artifact in found:
+            rows.append({
+                "evaluation_artifact_id": int(artifact.id), "data": prop(artifact, "data", ""),
+                "version": int(prop(artifact, "version", 0) or 0) or None,
+                "examples": int(prop(artifact, "examples", 0) or 0),
+                "rate": float(prop(artifact, "rate", 0.0) or 0.0),
+                "repeat": int(prop(artifact, "repeat", 0) or 0),
+                "accuracy": float(prop(artifact, "accuracy", 0.0) or 0.0),
+                "loss": float(prop(artifact, "loss", 0.0) or 0.0),
+                "user": prop(artifact, "user", ""),
+                "at": float(prop(artifact, "created_at", 0.0) or 0.0),
+            })
+        return rows

@@ -69,7 +69,7 @@ Examples:
 @click.option("--user", default=None, help="Who acts (default $USER, else root).")
 def cli(**_: Any) -> None:
     """Manage models: list, summary, delete, import, export, deploy, stop, rollback, label,
-    history, report. Pipeline models (named after the pipeline's --model-name) appear by themselves."""
+    history, report, eval, predict, doctor. Pipeline models (named after the pipeline's --model-name) appear by themselves."""
 
 
 def command(name: str, epilog: str) -> Any:
@@ -186,12 +186,16 @@ def summary_cmd(ctx: click.Context, name: str, fields: str | None, **_: Any) -> 
     reg, output = settings_registry(ctx)
     s = reg.summary(name)
     values: dict[str, Any] = {
-        **asdict(s), "cross_validation": {}, "grid_info": {},
+        **asdict(s), "grid_info": {},
         "cdate": render.compact_time(s.cdate), "mdate": render.compact_time(s.mdate),
         "serving": "on" if s.serving else "off",
     }
     if output != "json":
         values["training"] = describe_training(s.training)
+        values["cross_validation"] = "; ".join(
+            f"{render.compact_time(e['at'])} v{e['version'] or '-'} {e['data']}: accuracy "
+            f"{e['accuracy']:.4f}, loss {e['loss']:.4f} ({e['examples']} examples, "
+            f"{e['repeat']} x {e['rate']:g})" for e in s.cross_validation) or "-"
     wanted = SUMMARY_FIELDS
     if fields:
         wanted = [f.strip() for f in fields.split(",") if f.strip()]
@@ -413,6 +417,7 @@ def _doctor_action(finding: Any, repair: bool, removed: set[str]) -> str:
 
 
 cli.add_command(status_command, "status")  # also here: `mlmodel status NAME`
+from registry import offline_cli  # noqa: E402,F401  (registers eval and predict on `cli`)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,6 +30,8 @@ REGISTERED_MODEL = "mlmodel.RegisteredModel"  # context: one per model name
 MODEL_VERSION = "mlmodel.ModelVersion"  # artifact: an imported model (a candidate)
 DEPLOYMENT = "mlmodel.Deployment"  # artifact: serving_model/<serving_name>/<N>
 REGISTRY_ACTION = "mlmodel.Action"  # execution: deploy/stop/rollback/label/import/delete
+EVALUATION = "mlmodel.Evaluation"  # artifact: an `mlmodel eval` result (offline, new data)
+DATASET = "mlmodel.Dataset"  # artifact: the data an `mlmodel eval` read
 
 STRING, INT, DOUBLE = pb.STRING, pb.INT, pb.DOUBLE
 
@@ -47,6 +49,12 @@ DEPLOYMENT_PROPERTIES = {
     "serving_name": STRING, "model_name": STRING, "version": INT, "user": STRING,
     "deployed_at": DOUBLE, "source_uri": STRING, "source_artifact_id": INT,
 }
+EVALUATION_PROPERTIES = {
+    "model_name": STRING, "version": INT, "data": STRING, "examples": INT, "rate": DOUBLE,
+    "repeat": INT, "accuracy": DOUBLE, "loss": DOUBLE, "result": STRING, "user": STRING,
+    "created_at": DOUBLE,
+}
+DATASET_PROPERTIES = {"layout": STRING, "examples": INT}
 ACTION_PROPERTIES = {
     "action": STRING, "model_name": STRING, "version": INT, "label": STRING, "user": STRING,
     "at": DOUBLE, "current_version": INT, "serving": INT, "detail": STRING,
@@ -231,7 +239,8 @@ class Store:
             ctx_type.properties[key] = value
         retry_busy(lambda: m.put_context_type(ctx_type, can_add_fields=True), "registering types")
         for name, props in ((MODEL_VERSION, MODEL_VERSION_PROPERTIES),
-                            (DEPLOYMENT, DEPLOYMENT_PROPERTIES)):
+                            (DEPLOYMENT, DEPLOYMENT_PROPERTIES),
+                            (EVALUATION, EVALUATION_PROPERTIES), (DATASET, DATASET_PROPERTIES)):
             art_type = pb.ArtifactType(name=name)
             for key, value in props.items():
                 art_type.properties[key] = value
