@@ -63,6 +63,8 @@ def _argv(command: str, run: TinyRun, home: Path, port: int) -> list[str]:
             word = run.model_name
         elif word == "data/digits/3":  # the embedded digits `make run` exports; here the tiny set
             word = str(Path(run.data_path) / "testing" / "3")
+        elif word == "data/digits":
+            word = run.data_path
         args.append(word)
     if words[1:3] == ["start"] or args[:1] == ["start"]:
         args += ["--port", str(port)]
@@ -111,6 +113,8 @@ def test_the_readme_journey_works_as_written(tiny_pipeline_run: TinyRun, user_di
     assert "interpreted" in predicted and predicted.count(".png") >= 1
     assert "stable" in by_verb["serving status"] and "AVAILABLE" in by_verb["serving status"]
     assert (user_dir / "report.html").stat().st_size > 10_000
+    assert "accuracy" in by_verb["mlmodel eval"] and "losses" in by_verb["mlmodel eval"]
+    assert "interpreted" in by_verb["mlmodel predict"] and "three" in by_verb["mlmodel predict"]
     assert (user_dir / "serving_model" / f"root_{name}" / "1" / "saved_model.pb").is_file()
 
 
