@@ -59,6 +59,7 @@ class ServerConfig:
     # request bodies held at once (serving.admission): None = INFLIGHT_BODIES x max_body_bytes,
     # 0 = no cap; a request that does not fit while others hold the rest gets 503 + Retry-After
     max_inflight_bytes: int | None = None
+    grpc_port: int = 0  # TF Serving's gRPC API beside REST (serving.grpc_server); 0 = off
 
     @property
     def inflight_limit(self) -> int | None:
@@ -122,7 +123,8 @@ def _selector(groups: dict[str, str]) -> tuple[str, int | None, str | None]:
 
 MODEL_KEY = web.RequestKey("model", str)
 DRAIN_KEY = web.AppKey("drain", Drain)
-BUDGET_KEY = web.RequestKey("body_budget", int)  # bytes this request took from ctx.budget
+BUDGET_KEY = web.RequestKey("body_budget", int)
+CTX_KEY = web.AppKey("ctx", Ctx)  # the state other front ends (gRPC) share with REST  # bytes this request took from ctx.budget
 VERSION_KEY = web.RequestKey("version", str)
 
 
@@ -572,5 +574,6 @@ def make_app(manager: ModelManager, config: ServerConfig | None = None,
     app = web.Application(client_max_size=config.max_body_bytes)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     app[DRAIN_KEY] = ctx.drain
+    app[CTX_KEY] = ctx
     return app
 

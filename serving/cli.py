@@ -128,6 +128,9 @@ def main() -> None:
               help="Read the token from this file (its first line, stripped).")
 @click.option("--max-body-mb", default=6.0, show_default=True, type=click.FloatRange(0.001),
               help="Largest request body; bigger ones get 413.")
+@click.option("--grpc-port", default=8500, show_default=True, type=click.IntRange(0, 65535),
+              help="TF Serving's gRPC API (PredictionService, ModelService, health) on this "
+                   "port beside REST; 0 turns it off.")
 @click.option("--max-inflight-mb", default=None, type=click.FloatRange(0),
               help="Request bodies held at once, all requests together; one that does not fit "
                    "gets 503 with Retry-After before it is read (default 8 x --max-body-mb; "
@@ -160,7 +163,7 @@ def main() -> None:
 @click.option("--log-level", default="INFO", show_default=True)
 def start(port: int, host: str, metadata: str | None, serving_dir: str | None, source: str,
           auth_token: str | None, auth_token_file: str | None, max_body_mb: float,
-          max_inflight_mb: float | None, timeout_s: float, batch_max: int, batch_window_ms: float, poll_s: float,
+          grpc_port: int, max_inflight_mb: float | None, timeout_s: float, batch_max: int, batch_window_ms: float, poll_s: float,
           grace_s: float, intra_op_threads: int, inter_op_threads: int,
           header_timeout_s: float | None, keepalive_timeout_s: float | None,
           max_connections: int | None, log_level: str) -> None:
@@ -196,9 +199,14 @@ def start(port: int, host: str, metadata: str | None, serving_dir: str | None, s
     connections: dict[str, Any] = {
         "header_timeout_s": header_timeout_s, "keepalive_timeout_s": keepalive_timeout_s,
         "max_connections": max_connections,
-        "max_inflight_bytes": None if max_inflight_mb is None else int(max_inflight_mb * 1024 * 1024)}
+        "max_inflight_bytes": None if max_inflight_mb is None else int(max_inflight_mb * 1024 * 1024),
+        "grpc_port": grpc_port}
     config = ServerConfig(host, port, token, int(max_body_mb * 1024 * 1024), timeout_s,
                           **{k: v for k, v in connections.items() if v is not None})
+    if grpc_port:
+        # Before the manager's loader thread imports TensorFlow: two threads importing
+        # tensorflow.core.* at once deadlock on Python's module locks.
+        import serving.grpc_server  # noqa: F401
     runtime.manager.start()
     try:
         asyncio.run(serve(runtime, config, grace_s=grace_s))
@@ -224,9 +232,12 @@ def start(port: int, host: str, metadata: str | None, serving_dir: str | None, s
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
 @click.option("--limit", default=None, type=click.IntRange(1),
               help="Predict at most this many images.")
+@click.option("--grpc", "grpc_target", default=None, is_flag=False, flag_value="127.0.0.1:8500",
+              metavar="[HOST:PORT]",
+              help="Use TF Serving's gRPC API instead of REST (default 127.0.0.1:8500).")
 def predict(name: str, inputs: tuple[str, ...], version: int | None, label: str | None, url: str,
             auth_token: str | None, output: str, metadata: str | None, batch_size: int,
-            limit: int | None) -> None:
+            limit: int | None, grpc_target: str | None) -> None:
     """Predict PNG/JPEG files, folders of them (the true label is the folder's name when it is
     a class index or one of the model's class names) and IDX files through the running server,
     with the model's own class names. NAME is the serving name (root_mnist) or the registry's
@@ -244,6 +255,12 @@ def predict(name: str, inputs: tuple[str, ...], version: int | None, label: str 
         raise click.UsageError("give --version or --label, not both")
 
     def run(model: str) -> Report:
+        if grpc_target:
+            from serving.grpc_client import predict_inputs_grpc
+
+            return predict_inputs_grpc(grpc_target, model, list(inputs), version=version,
+                                       label=label, token=auth_token, batch_size=batch_size,
+                                       limit=limit)
         return predict_inputs(url, model, list(inputs), version=version, label=label,
                               token=auth_token, batch_size=batch_size, limit=limit)
 
@@ -251,7 +268,7 @@ def predict(name: str, inputs: tuple[str, ...], version: int | None, label: str 
         report = run(name)
     except ServerError as exc:
         served_as = None
-        if exc.status == 404 and not is_served(url, name, auth_token):  # not a missing version
+        if exc.status == 404 and (grpc_target or not is_served(url, name, auth_token)):
             served_as = registry_serving_name(name, metadata)
         if served_as is None:
             raise

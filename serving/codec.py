@@ -147,9 +147,16 @@ def to_array(value: Any, info: TensorInfo, where: str) -> np.ndarray:
         except (ValueError, TypeError, OverflowError) as exc:
             raise invalid(f"{where}: input {info.name} must be a regular array of "
                           f"{info.dtype} values: {exc}") from exc
-        if info.is_float and not np.isfinite(array).all():
-            raise invalid(f"{where}: input {info.name} holds NaN or Infinity; send finite values "
-                          "(images are grey values in [0, 1])")
+    return check_array(array, info, where)
+
+
+def check_array(array: np.ndarray, info: TensorInfo, where: str) -> np.ndarray:
+    """The checks every protocol applies once a tensor is an array (REST's JSON, gRPC's
+    TensorProto): finite floats, decodable image bytes, a batch within limits, the signature's
+    shape, grey values in [0, 1] for our ``images``. Returns the array (image bytes transcoded)."""
+    if info.is_float and not np.isfinite(array).all():
+        raise invalid(f"{where}: input {info.name} holds NaN or Infinity; send finite values "
+                      "(images are grey values in [0, 1])")
     if info.name == INPUT_IMAGE_BYTES:
         for i, item in enumerate(array.flat):
             try:

@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from serving.app import DRAIN_KEY, ServerConfig, make_app
+from serving.app import CTX_KEY, DRAIN_KEY, ServerConfig, make_app
 from serving.batching import BatchingConfig
 from serving.manager import ModelManager, Source
 from serving.metrics import Metrics
@@ -349,6 +349,13 @@ async def serve(runtime: Runtime, config: ServerConfig, grace_s: float = 30.0,
     if bound is not None:
         bound.append(port)
     log.info("serving on http://%s:%d", config.host, port)
+    grpc_server = None
+    if config.grpc_port:
+        from serving.grpc_server import GrpcServer
+
+        grpc_server = GrpcServer(app[CTX_KEY], config.host, config.grpc_port)
+        await grpc_server.start()
+        log.info("serving gRPC on %s:%d", config.host, grpc_server.port)
     if started is not None:
         started.set()
     try:
@@ -356,10 +363,14 @@ async def serve(runtime: Runtime, config: ServerConfig, grace_s: float = 30.0,
         drain = app[DRAIN_KEY]
         log.info("shutting down: finishing %d request(s) in flight (up to %g s; Ctrl-C again "
                  "to stop now)", drain.active, grace_s)
+        if grpc_server is not None:
+            await grpc_server.begin_drain()
         await site.stop()  # no new connections; open ones keep streaming their bodies
         if not await drain.wait_idle(grace_s, abort=force):
             log.warning("closing %d request(s) still running", drain.active)
     finally:
+        if grpc_server is not None:
+            await grpc_server.stop(0.5)  # calls in flight were drained above
         await runner.cleanup()  # closes the (now idle) connections
         loop.set_exception_handler(previous_handler)
         if handle_signals:
