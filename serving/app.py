@@ -60,6 +60,7 @@ class ServerConfig:
     # 0 = no cap; a request that does not fit while others hold the rest gets 503 + Retry-After
     max_inflight_bytes: int | None = None
     grpc_port: int = 0  # TF Serving's gRPC API beside REST (serving.grpc_server); 0 = off
+    grpc_required: bool = True  # False: a gRPC port in use is a warning (the CLI's default port)
 
     @property
     def inflight_limit(self) -> int | None:

@@ -200,7 +200,10 @@ def start(port: int, host: str, metadata: str | None, serving_dir: str | None, s
         "header_timeout_s": header_timeout_s, "keepalive_timeout_s": keepalive_timeout_s,
         "max_connections": max_connections,
         "max_inflight_bytes": None if max_inflight_mb is None else int(max_inflight_mb * 1024 * 1024),
-        "grpc_port": grpc_port}
+        "grpc_port": grpc_port,
+        # the default port taken (a second server, say) only warns; an explicit one must bind
+        "grpc_required": click.get_current_context().get_parameter_source("grpc_port")
+        != click.core.ParameterSource.DEFAULT}
     config = ServerConfig(host, port, token, int(max_body_mb * 1024 * 1024), timeout_s,
                           **{k: v for k, v in connections.items() if v is not None})
     if grpc_port:

@@ -113,8 +113,9 @@ def predict_inputs_grpc(url: str, name: str, paths: list[str], version: int | No
                     raise _error(exc, target) from None
                 report.version = str(response.model_spec.version.value)
                 out = response.outputs[OUTPUT_PROBABILITIES]
-                vectors = np.frombuffer(out.tensor_content, np.float32).reshape(
-                    [d.size for d in out.tensor_shape.dim])
+                flat = (np.frombuffer(out.tensor_content, np.float32) if out.tensor_content
+                        else np.asarray(out.float_val, np.float32))
+                vectors = flat.reshape([d.size for d in out.tensor_shape.dim])
                 for item, vector in zip(group, vectors, strict=True):
                     if not names:
                         names = default_class_names(len(vector))

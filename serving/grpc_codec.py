@@ -93,8 +93,9 @@ def to_array(proto: tensor_pb2.TensorProto, info: TensorInfo, where: str) -> np.
 
 
 def to_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
-    """An output array as a TensorProto (numbers in ``tensor_content``, strings in
-    ``string_val``), as TF Serving answers."""
+    """An output array as a TensorProto with the values in the typed repeated field
+    (``float_val``, ``int64_val``, ``string_val``...), as TF Serving answers (its
+    ``Tensor::AsProtoField``): clients that read ``.float_val`` directly work unchanged."""
     shape = tensor_shape_pb2.TensorShapeProto(
         dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in array.shape])
     if array.dtype == object or array.dtype.kind in "SU":
@@ -104,5 +105,6 @@ def to_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     dtype = TO_PROTO.get(array.dtype)
     if dtype is None:
         array, dtype = array.astype(np.float32), types_pb2.DT_FLOAT
-    return tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape,
-                                  tensor_content=np.ascontiguousarray(array).tobytes())
+    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape)
+    getattr(proto, NUMERIC[dtype][1]).extend(array.ravel().tolist())
+    return proto

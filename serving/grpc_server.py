@@ -357,7 +357,10 @@ class GrpcServer:
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        self.port = self.server.add_insecure_port(bind)
+        try:
+            self.port = self.server.add_insecure_port(bind)
+        except RuntimeError:  # grpcio >= 1.6x raises where older ones returned 0
+            self.port = 0
         if not self.port:
             raise OSError(f"cannot listen for gRPC on {bind}; is the port in use? "
                           "(--grpc-port 0 turns gRPC off)")

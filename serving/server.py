@@ -353,9 +353,16 @@ async def serve(runtime: Runtime, config: ServerConfig, grace_s: float = 30.0,
     if config.grpc_port:
         from serving.grpc_server import GrpcServer
 
-        grpc_server = GrpcServer(app[CTX_KEY], config.host, config.grpc_port)
-        await grpc_server.start()
-        log.info("serving gRPC on %s:%d", config.host, grpc_server.port)
+        try:
+            grpc_server = GrpcServer(app[CTX_KEY], config.host, config.grpc_port)
+        except OSError as exc:
+            if config.grpc_required:
+                await runner.cleanup()
+                raise
+            log.warning("%s; serving REST only", exc)
+        if grpc_server is not None:
+            await grpc_server.start()
+            log.info("serving gRPC on %s:%d", config.host, grpc_server.port)
     if started is not None:
         started.set()
     try:

@@ -345,3 +345,73 @@ def test_auth_message_size_and_drain(tmp_path: Path, registry_dirs: tuple[str, s
         assert running.proc.wait(timeout=60) == 0
     finally:
         _stop(running)
+
+
+def test_a_taken_grpc_port_fails_when_asked_for_and_warns_by_default(
+        server: Running, tmp_path: Path) -> None:
+    import socket
+
+    busy = server.target.split(":")[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "serving", "start", "--source", "registry", "--metadata",
+         server.metadata, "--serving-dir", server.serving_dir, "--port", str(free_port()),
+         "--grpc-port", busy], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"))
+    assert done.returncode != 0 and "cannot listen for gRPC" in done.stderr, done.stderr[-2000:]
+    holder = socket.socket()
+    try:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            holder.bind(("127.0.0.1", 8500))
+            holder.listen()
+        except OSError:
+            pass  # something else holds the default port already: the same situation
+        env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+        rest = free_port()
+        log = tmp_path / "default.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "serving", "start", "--source", "registry",
+                 "--metadata", server.metadata, "--serving-dir", server.serving_dir, "--port",
+                 str(rest)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if requests.get(f"http://127.0.0.1:{rest}/v2/health/ready",
+                                    timeout=1).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)  # polling for the server to come up
+            assert "serving REST only" in log.read_text()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    finally:
+        holder.close()
+
+
+def test_the_readme_grpc_client_as_written(server: Running, tmp_path: Path) -> None:
+    """The README's gRPC snippet, verbatim apart from the address and the file's folder."""
+    import re
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    snippet = re.search(r"```python\n(import grpc\n.*?)```", text, re.S).group(1)
+    assert len([line for line in snippet.splitlines() if line.strip()]) <= 12
+    image = next((datagen.write_png_folder(tmp_path / "digits", n_per_class=1) / "3").glob("*.png"))
+    (tmp_path / "digit.png").write_bytes(image.read_bytes())
+    done = subprocess.run([sys.executable, "-c", snippet.replace("localhost:8500", server.target)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    digit, probability = done.stdout.split()
+    assert 0 <= int(digit) <= 9 and 0 < float(probability) <= 1
+
+
+def test_outputs_use_the_typed_fields_as_tf_serving_does(server: Running) -> None:
+    response = server.stub().Predict(predict_request(batch=2), timeout=30)
+    probabilities = response.outputs["probabilities"]
+    assert not probabilities.tensor_content and len(probabilities.float_val) == 20
+    assert [d.size for d in probabilities.tensor_shape.dim] == [2, 10]
