@@ -265,6 +265,7 @@ class Registry:
         self.backend = backend
         self.serving_dir = serving_dir
         self.store = Store(backend)
+        self._marker_memo: tuple[Any, tuple[Any, ...]] | None = None  # see change_marker
 
     # ------------------------------------------------------------------ reading helpers
     def _contexts(self) -> dict[str, Any]:
@@ -408,19 +409,27 @@ class Registry:
 
     # ------------------------------------------------------------------ the server's view
     def change_marker(self) -> tuple[Any, ...] | None:
-        """Changes when the registry's records do: the newest ``mlmodel.Action``'s id. One query.
+        """Changes when the registry's records do: the newest ``mlmodel.Action``'s id. One
+        one-row query while nothing was written.
 
         Every registry write records exactly one Action, under the write lock, so ids grow in
         commit order; a poller re-reads ``serving_snapshot()`` only when this moves. None while
         there is no database yet (nothing to compare; the snapshot is empty and cheap).
         """
+        # The newest execution of any type first: one row, no type filter (MLMD's type filters
+        # scan: 30 ms at 10,000 models). Only when it moved is the newest Action looked up.
+        any_newest = list_index.newest(self.store, "execution")
+        if self.store.missing_database:
+            return None
+        if self._marker_memo is not None and self._marker_memo[0] == any_newest:
+            return self._marker_memo[1]
         options = metadata_store.ListOptions(
             filter_query=f"type = '{REGISTRY_ACTION}'",
             order_by=metadata_store.OrderByField.ID, is_asc=False, limit=1)
         newest = self.store.listed("execution", options, "reading the newest registry action")
-        if self.store.missing_database:
-            return None
-        return (self.backend.display, int(newest[0].id) if newest else 0)
+        marker = (self.backend.display, int(newest[0].id) if newest else 0)
+        self._marker_memo = (any_newest, marker)
+        return marker
 
     def serving_snapshot(self, check_dirs: bool = True) -> list[DeployedVersion]:
         """Every deployed version and whether it should be served. Two MLMD queries, no TF.
@@ -486,28 +495,29 @@ class Registry:
             raise InputError(f"offset {offset}: give a number >= 0")
         options = {"o": order_by, "f": (name_contains or "").lower(), "s": serving}
         cursor = _decode_token(page_token, options) if page_token else None
-        rows = self._all_rows()
+        rows = self._all_rows()  # plain dicts: only the page's become ModelRows
         if name_contains:
             needle = name_contains.lower()
-            rows = [r for r in rows if needle in r.name.lower()]
+            rows = [r for r in rows if needle in r["name"].lower()]
         if serving is not None:
-            rows = [r for r in rows if r.serving == serving]
-        keyed = sorted((self._sort_key(r, order_by), r.id, r) for r in rows)
-        keys = [(k, i) for k, i, _ in keyed]
-        start = bisect.bisect_right(keys, cursor) if cursor is not None else min(offset, len(keyed))
-        end = len(keyed) if limit is None else min(len(keyed), start + limit)
-        token = _encode_token(options, keys[end - 1]) if end < len(keyed) and end > start else None
-        return ModelPage([r for _, _, r in keyed[start:end]], len(keyed), start, token)
+            rows = [r for r in rows if bool(r["serving"]) == serving]
+        keys = sorted((self._sort_key(r, order_by), r["id"]) for r in rows)
+        by_id = {r["id"]: r for r in rows}
+        start = bisect.bisect_right(keys, cursor) if cursor is not None else min(offset, len(keys))
+        end = len(keys) if limit is None else min(len(keys), start + limit)
+        token = _encode_token(options, keys[end - 1]) if end < len(keys) and end > start else None
+        return ModelPage([ModelRow(**by_id[i]) for _, i in keys[start:end]], len(keys), start,
+                         token)
 
     @staticmethod
-    def _sort_key(row: ModelRow, order_by: str) -> Any:
+    def _sort_key(row: dict[str, Any], order_by: str) -> Any:
         if order_by == "id":
             return 0
         if order_by == "name":
-            return row.name
-        return -(row.created if order_by == "created" else row.modified)
+            return row["name"]
+        return -(row["created"] if order_by == "created" else row["modified"])
 
-    def _all_rows(self) -> list[ModelRow]:
+    def _all_rows(self) -> list[dict[str, Any]]:
         """Every visible model's row, from the list index when it is current (see list_index).
 
         Current index: three one-row queries. Changed since: the touched models' own records.
@@ -520,7 +530,7 @@ class Registry:
         path = list_index.index_path(self.backend)
         cached = list_index.load(path, self.backend)
         if cached is not None and cached.markers == markers:
-            return [ModelRow(**r) for r in cached.rows]
+            return cached.rows
         rows = None
         if cached is not None:
             names = list_index.touched_names(self.store, cached.markers, markers)
@@ -531,7 +541,7 @@ class Registry:
             self._prefetch_latest(models)
             rows = [dataclasses.asdict(self._row(m)) for m in models]
         list_index.save(path, list_index.ListIndex(list_index.identity(self.backend), markers, rows))
-        return [ModelRow(**r) for r in rows]
+        return rows
 
     def _patched_rows(self, rows: list[dict[str, Any]], names: set[str]) -> list[dict[str, Any]] | None:
         fresh: dict[str, dict[str, Any] | None] = {}
