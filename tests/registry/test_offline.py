@@ -216,3 +216,20 @@ def test_bad_arguments_do_not_import_tensorflow_or_beam(env: Env, labelled: Path
                            str(labelled / "nowhere")], cwd=REPO, capture_output=True, text=True,
                           env=env.environ(), timeout=120)
     assert done.stdout.split() == ["2", "False", "False"], done.stdout + done.stderr
+
+
+def test_predict_takes_beam_arguments_and_never_imports_tfx(env: Env, labelled: Path) -> None:
+    probe = ("import sys\nfrom registry.cli import main\ntry:\n    main(sys.argv[1:])\n"
+             "except SystemExit as e:\n    code = e.code\n"
+             "print('RESULT', code, 'tfx' in sys.modules, 'apache_beam' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe, "--metadata", env.metadata,
+                           "--serving-dir", env.serving_dir, "predict", "digits",
+                           str(labelled / "testing"), "--output", "json", "--",
+                           "--runner=DirectRunner", "--direct_num_workers=1"],
+                          cwd=REPO, capture_output=True, text=True, env=env.environ(),
+                          timeout=300)
+    result_line = [x for x in done.stdout.splitlines() if x.startswith("RESULT")]
+    assert result_line == ["RESULT 0 False True"], done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads(done.stdout.split("\nRESULT")[0])
+    assert len(report["predictions"]) == 10
+    assert "--runner=DirectRunner --direct_num_workers=1" in done.stderr
