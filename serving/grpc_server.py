@@ -30,7 +30,7 @@ import numpy as np
 from google.protobuf import json_format, wrappers_pb2
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from tensorflow.core.protobuf import error_codes_pb2, meta_graph_pb2
+from tensorflow.core.protobuf import error_codes_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -333,10 +333,6 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             return response
 
         return await self.calls.run("grpc_status", request, context, body)
-
-
-# The SignatureDefMap type must be importable for Any.Unpack on the client side; keep the import.
-_ = meta_graph_pb2
 
 
 class GrpcServer:
