@@ -124,8 +124,8 @@ def _selector(groups: dict[str, str]) -> tuple[str, int | None, str | None]:
 
 MODEL_KEY = web.RequestKey("model", str)
 DRAIN_KEY = web.AppKey("drain", Drain)
-BUDGET_KEY = web.RequestKey("body_budget", int)
-CTX_KEY = web.AppKey("ctx", Ctx)  # the state other front ends (gRPC) share with REST  # bytes this request took from ctx.budget
+BUDGET_KEY = web.RequestKey("body_budget", int)  # bytes this request took from ctx.budget
+CTX_KEY = web.AppKey("ctx", Ctx)  # the state other front ends (gRPC) share with REST
 VERSION_KEY = web.RequestKey("version", str)
 
 
