@@ -299,6 +299,8 @@ def main() -> None:
                         help="TF intra-op threads of the tuned baseline (and of the server with "
                              "--server-threads)")
     parser.add_argument("--inter", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="serving start --workers N (processes sharing the port)")
     parser.add_argument("--server-threads", action="store_true",
                         help="start the server with --intra-op-threads/--inter-op-threads too")
     args = parser.parse_args()
@@ -326,7 +328,7 @@ def main() -> None:
                      "server": Baseline(version_dir, intra, inter)}
         proc = start_server(serving_dir, port, args.batch_window_ms,
                             (threads if args.server_threads else [])
-                            + ["--grpc-port", str(grpc_port)])
+                            + ["--grpc-port", str(grpc_port), "--workers", str(args.workers)])
         grpc_body = grpc_request()
         try:
             url = f"http://127.0.0.1:{port}/v1/models/mnist/versions/1:predict"
@@ -394,6 +396,7 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, batch window {args.batch_window_ms:g} ms, "
           f"{args.client} client, server threads "
           f"{f'intra {intra}, inter {inter}' if args.server_threads else 'TF default'}, "
+          f"{args.workers} worker process(es), "
           f"{failures} failed requests")
     print(f"{'measure':60} {'median':>10} {'target':>8} {'vs loop':>8}")
     for name, value, target, ratio in rows:

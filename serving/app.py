@@ -61,6 +61,7 @@ class ServerConfig:
     max_inflight_bytes: int | None = None
     grpc_port: int = 0  # TF Serving's gRPC API beside REST (serving.grpc_server); 0 = off
     grpc_required: bool = True  # False: a gRPC port in use is a warning (the CLI's default port)
+    reuse_port: bool = False  # SO_REUSEPORT: one of several worker processes (serving.workers)
 
     @property
     def inflight_limit(self) -> int | None:

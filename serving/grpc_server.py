@@ -338,12 +338,12 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 class GrpcServer:
     """The gRPC server of one ``serve()``: started beside REST, drained with it."""
 
-    def __init__(self, ctx: Any, host: str, port: int) -> None:
+    def __init__(self, ctx: Any, host: str, port: int, reuse_port: bool = False) -> None:
         limit = ctx.config.max_body_bytes
         self.server = aio.server(options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", max(limit, 64 * 1024 * 1024)),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", int(reuse_port)),
         ])
         calls = _Calls(ctx)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(

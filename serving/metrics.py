@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import threading
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -23,6 +30,9 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 class Metrics:
     def __init__(self, max_label_sets: int = DEFAULT_MAX_LABEL_SETS) -> None:
         self.registry = CollectorRegistry()
+        # process_* (resident memory, CPU, open fds, start time): what an operator watches for
+        # memory per request, and what tells one `--workers` process from another
+        ProcessCollector(registry=self.registry)
         self.max_label_sets = max_label_sets
         self._label_sets: set[tuple[str, str]] = set()
         self._lock = threading.Lock()

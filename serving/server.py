@@ -343,7 +343,7 @@ async def serve(runtime: Runtime, config: ServerConfig, grace_s: float = 30.0,
     guard = ConnectionGuard(config.max_connections or default_max_connections(),
                             config.header_timeout_s)
     site = GuardedTCPSite(runner, config.host, config.port, guard, handler_kwargs,
-                          reuse_address=True)
+                          reuse_address=True, reuse_port=config.reuse_port or None)
     await site.start()
     port = site.port
     if bound is not None:
@@ -354,7 +354,8 @@ async def serve(runtime: Runtime, config: ServerConfig, grace_s: float = 30.0,
         from serving.grpc_server import GrpcServer
 
         try:
-            grpc_server = GrpcServer(app[CTX_KEY], config.host, config.grpc_port)
+            grpc_server = GrpcServer(app[CTX_KEY], config.host, config.grpc_port,
+                                     reuse_port=config.reuse_port)
         except OSError as exc:
             if config.grpc_required:
                 await runner.cleanup()

@@ -1,0 +1,72 @@
+"""``serving start --workers 2``: two server processes share one port (SO_REUSEPORT), both serve,
+and SIGTERM to the supervisor drains and stops both."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from serving.server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+def test_two_workers_share_the_port_and_stop_together(tmp_path: Path, saved_model: Path) -> None:
+    shutil.copytree(saved_model, tmp_path / "serving" / "mnist" / "1")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving", "start", "--source", "directory", "--serving-dir",
+         str(tmp_path / "serving"), "--port", str(port), "--grpc-port", "0", "--workers", "2"],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)  # polling for the workers to come up
+        assert len(_children(proc.pid)) == 2
+        body = {"instances": [[[[0.5]] * 28] * 28]}
+        for _ in range(40):  # a new connection each time: the kernel spreads them
+            r = requests.post(f"{url}/v1/models/mnist:predict", json=body, timeout=10,
+                              headers={"Connection": "close"})
+            assert r.status_code == 200
+        counts: set[float] = set()
+        for _ in range(40):  # each worker counts only what it served
+            text = requests.get(f"{url}/metrics", timeout=5, headers={"Connection": "close"}).text
+            counts.add(sum(float(x.split()[-1]) for x in text.splitlines()
+                           if x.startswith("serving_requests_total{") and 'api="tfs_predict"' in x))
+        assert len(counts) == 2 and sum(counts) == 40, counts  # both served, 40 in all
+        workers = _children(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert all(not Path(f"/proc/{pid}").exists() or
+                   "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2] for pid in workers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_workers_need_an_explicit_port() -> None:
+    done = subprocess.run([sys.executable, "-m", "serving", "start", "--port", "0", "--workers",
+                           "2"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 2 and "explicit --port" in done.stderr
