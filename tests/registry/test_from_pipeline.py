@@ -18,9 +18,15 @@ def tiny(request: pytest.FixtureRequest):  # noqa: ANN201
 
 
 def test_real_pipeline_model_in_registry(tiny, tmp_path) -> None:
+    import shutil
+
     from registry.api import open_registry
 
-    reg = open_registry(tiny.metadata_path, str(tmp_path / "serving"))
+    # A copy: deploying into the session's run would leave records whose files live in this
+    # test's tmp dir, and other tests (the README journey's `mlmodel doctor`) read that run.
+    metadata = str(tmp_path / "metadata.sqlite")
+    shutil.copy(tiny.metadata_path, metadata)
+    reg = open_registry(metadata, str(tmp_path / "serving"))
     names = [row.name for row in reg.list_models()]
     assert tiny.model_name in names
     summary = reg.summary(tiny.model_name)
