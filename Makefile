@@ -9,9 +9,21 @@ export PYTHONWARNINGS ?= ignore::FutureWarning
 
 .PHONY: run test lint bench setup clean
 
+# No Python 3.10 here (most machines have 3.11-3.13; TFX 1.16 needs 3.10): a uv-managed one.
+UV := $(shell command -v uv 2>/dev/null || ls $$HOME/.local/bin/uv 2>/dev/null)
+
 $(STAMP): pyproject.toml constraints.txt
-	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found: install it (e.g. 'pyenv install 3.10') and retry" >&2; exit 2; }
-	@test -x $(PY) || $(PYTHON310) -m venv $(VENV)
+	@test -x $(PY) || { \
+	  py="$(PYTHON310)"; \
+	  if [ -z "$$py" ]; then \
+	    echo "Python 3.10 not found; trying a uv-managed one (uv from PyPI, then 'uv python install 3.10')" >&2; \
+	    uv="$(UV)"; \
+	    if [ -z "$$uv" ] && python3 -m pip install -q --user uv >&2; then uv="$$HOME/.local/bin/uv"; fi; \
+	    if [ -n "$$uv" ] && "$$uv" python install 3.10 >&2; then py=$$("$$uv" python find 3.10); fi; \
+	  fi; \
+	  test -n "$$py" || { echo "Python 3.10 not found and uv could not provide one: install it (e.g. 'pyenv install 3.10' or 'uv python install 3.10') and retry" >&2; exit 2; }; \
+	  "$$py" -m venv $(VENV); \
+	}
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
