@@ -43,19 +43,24 @@ def _path(key: str) -> pb.Event.Path:
 def add_pipeline_run(metadata: str, name: str, model_dir: str, pushed_root: str,
                      blessed: bool = True, accuracy: float = 0.9,
                      trainer_state: int = pb.Execution.COMPLETE,
-                     store: metadata_store.MetadataStore | None = None) -> dict[str, int]:
+                     store: metadata_store.MetadataStore | None = None,
+                     upstream: bool = False) -> dict[str, int]:
     """Write one pipeline run as TFX 1.16 records it: contexts, executions, artifacts, events.
 
     The Pusher "pushes" ``model_dir`` to ``<pushed_root>/<name>/<N>`` when blessed. ``store``:
     an open connection to ``metadata`` to reuse (many runs in a row), else one is opened.
+    ``upstream``: also ExampleGen, StatisticsGen, SchemaGen, ExampleValidator and Transform, whose
+    outputs the Trainer reads (the whole graph's records, as the web console shows them).
     """
     m = store or connect(metadata)
     ctype = {n: m.put_context_type(pb.ContextType(name=n))
              for n in (keys.PIPELINE_CONTEXT, keys.PIPELINE_RUN_CONTEXT, keys.NODE_CONTEXT)}
     atype = {n: m.put_artifact_type(pb.ArtifactType(name=n))
-             for n in ("Model", "ModelBlessing", "ModelEvaluation", "PushedModel")}
+             for n in ("Model", "ModelBlessing", "ModelEvaluation", "PushedModel", "Examples",
+                       "ExampleStatistics", "Schema", "ExampleAnomalies", "TransformGraph")}
     etype = {n: m.put_execution_type(pb.ExecutionType(name=f"tfx.components.{n.lower()}.component.{n}"))
-             for n in ("Trainer", "Evaluator", "Pusher")}
+             for n in ("Trainer", "Evaluator", "Pusher", "ExampleGen", "StatisticsGen",
+                       "SchemaGen", "ExampleValidator", "Transform")}
 
     def context(kind: str, cname: str) -> pb.Context:
         found = m.get_context_by_type_and_name(kind, cname)
@@ -89,7 +94,28 @@ def add_pipeline_run(metadata: str, name: str, model_dir: str, pushed_root: str,
     model.custom_properties[keys.TRAIN_EXAMPLES].int_value = 160
     model.custom_properties[keys.EVAL_EXAMPLES].int_value = 40
     model.custom_properties[keys.TRAIN_SECONDS].double_value = 12.5
-    trainer_id, _ = execute("Trainer", trainer_state, [], [(model, "model")])
+    trainer_inputs: list[tuple[pb.Artifact, str]] = []
+    if upstream:
+        def made(type_name: str, uri: str) -> pb.Artifact:
+            return pb.Artifact(type_id=atype[type_name], uri=f"/records/{name}/{run_id}/{uri}",
+                               state=pb.Artifact.LIVE)
+
+        examples = made("Examples", "examples")
+        execute("ExampleGen", pb.Execution.COMPLETE, [], [(examples, "examples")])
+        statistics = made("ExampleStatistics", "statistics")
+        execute("StatisticsGen", pb.Execution.COMPLETE, [(examples, "examples")],
+                [(statistics, "statistics")])
+        schema = made("Schema", "schema")
+        execute("SchemaGen", pb.Execution.COMPLETE, [(statistics, "statistics")],
+                [(schema, "schema")])
+        execute("ExampleValidator", pb.Execution.COMPLETE,
+                [(statistics, "statistics"), (schema, "schema")],
+                [(made("ExampleAnomalies", "anomalies"), "anomalies")])
+        graph = made("TransformGraph", "transform_graph")
+        execute("Transform", pb.Execution.COMPLETE, [(examples, "examples"), (schema, "schema")],
+                [(graph, "transform_graph")])
+        trainer_inputs = [(examples, "examples"), (graph, "transform_graph"), (schema, "schema")]
+    trainer_id, _ = execute("Trainer", trainer_state, trainer_inputs, [(model, "model")])
     ids = {"trainer_execution": trainer_id, "model": model.id}
     if trainer_state != pb.Execution.COMPLETE:
         return ids
@@ -98,6 +124,8 @@ def add_pipeline_run(metadata: str, name: str, model_dir: str, pushed_root: str,
         "overall": {keys.ACCURACY_METRIC: accuracy, "example_count": 40},
         "per_label": {str(i): {keys.ACCURACY_METRIC: accuracy}
                       for i in range(len(DIGIT_CLASS_NAMES))}})
+    evaluation.custom_properties[keys.MODEL_NAME].string_value = name
+    evaluation.custom_properties[keys.EVALUATED_MODEL_ID].int_value = int(model.id)
     blessing = pb.Artifact(type_id=atype["ModelBlessing"], uri="/blessing", state=pb.Artifact.LIVE)
     blessing.custom_properties[keys.BLESSED].int_value = int(blessed)
     execute("Evaluator", pb.Execution.COMPLETE, [(model, "model")],

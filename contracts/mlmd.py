@@ -16,6 +16,7 @@ MODEL_JSON_PROPERTIES = ("hparams", "class_names", "history", "budget")  # JSON 
 MODEL_INT_PROPERTIES = ("train_examples", "eval_examples")
 MODEL_FLOAT_PROPERTIES = ("train_seconds",)
 MODEL_STRING_PROPERTIES = ("model_name", "tensorboard_dir", "warm_start_from")
+MODEL_NAME = "model_name"                  # also on ModelEvaluation: the evaluated model's name
 HPARAMS = "hparams"
 CLASS_NAMES = "class_names"
 HISTORY = "history"
@@ -28,6 +29,7 @@ TENSORBOARD_DIR = "tensorboard_dir"
 # ModelEvaluation artifact (our Evaluator executor).
 METRICS = "metrics"                        # JSON: {"overall": {...}, "per_label": {"0": {...}}}
 BASELINE_MODEL_URI = "baseline_model_uri"
+EVALUATED_MODEL_ID = "evaluated_model_id"  # the Model artifact's id (one query finds them all)
 
 # ModelBlessing (TFX) and PushedModel (TFX, plus our integer version).
 BLESSED = "blessed"

@@ -69,7 +69,7 @@ Examples:
 @click.option("--user", default=None, help="Who acts (default $USER, else root).")
 def cli(**_: Any) -> None:
     """Manage models: list, summary, delete, import, export, deploy, stop, rollback, label,
-    history, report, eval, predict, doctor. Pipeline models (named after the pipeline's --model-name) appear by themselves."""
+    history, report, eval, predict, doctor, ui. Pipeline models (named after the pipeline's --model-name) appear by themselves."""
 
 
 def command(name: str, epilog: str) -> Any:
@@ -418,6 +418,7 @@ def _doctor_action(finding: Any, repair: bool, removed: set[str]) -> str:
 
 cli.add_command(status_command, "status")  # also here: `mlmodel status NAME`
 from registry import offline_cli  # noqa: E402,F401  (registers eval and predict on `cli`)
+from registry.ui import cli as ui_cli  # noqa: E402,F401  (registers `mlmodel ui` on `cli`)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -76,5 +76,10 @@ class EvaluatorExecutor(evaluator_executor.Executor):
         evaluation.set_string_custom_property(mlmd.METRICS, json.dumps(summary))
         evaluation.set_string_custom_property(mlmd.BASELINE_MODEL_URI,
                                               summary["baseline_model_uri"])
+        models = input_dict.get(standard_component_specs.MODEL_KEY) or []
+        if models:  # who was evaluated, so one query finds every model's newest evaluation
+            evaluation.set_string_custom_property(
+                mlmd.MODEL_NAME, models[0].get_string_custom_property(mlmd.MODEL_NAME))
+            evaluation.set_int_custom_property(mlmd.EVALUATED_MODEL_ID, int(models[0].id or 0))
         with fileio.open(os.path.join(evaluation.uri, METRICS_FILE), "w") as handle:
             handle.write(json.dumps(summary, indent=2))
