@@ -55,10 +55,13 @@ def add_pipeline_run(metadata: str, name: str, model_dir: str, pushed_root: str,
     m = store or connect(metadata)
     ctype = {n: m.put_context_type(pb.ContextType(name=n))
              for n in (keys.PIPELINE_CONTEXT, keys.PIPELINE_RUN_CONTEXT, keys.NODE_CONTEXT)}
-    atype = {n: m.put_artifact_type(pb.ArtifactType(name=n))
+    # Types TFX already registered (with its properties) are reused as they are.
+    atype = {n: m.put_artifact_type(pb.ArtifactType(name=n), can_add_fields=True,
+                                    can_omit_fields=True)
              for n in ("Model", "ModelBlessing", "ModelEvaluation", "PushedModel", "Examples",
                        "ExampleStatistics", "Schema", "ExampleAnomalies", "TransformGraph")}
-    etype = {n: m.put_execution_type(pb.ExecutionType(name=f"tfx.components.{n.lower()}.component.{n}"))
+    etype = {n: m.put_execution_type(pb.ExecutionType(name=f"tfx.components.{n.lower()}.component.{n}"),
+                                     can_add_fields=True, can_omit_fields=True)
              for n in ("Trainer", "Evaluator", "Pusher", "ExampleGen", "StatisticsGen",
                        "SchemaGen", "ExampleValidator", "Transform")}
 

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
@@ -110,14 +111,22 @@ class Memo:
     accuracy: dict[str, tuple[float, str, int]] = field(default_factory=dict)
 
 
+def _or_none_found(fn: Any) -> Any:
+    """An MLMD lookup that raises NotFoundError for "nothing attributed" returns [] instead."""
+    def call(m: Any) -> Any:
+        try:
+            return fn(m)
+        except mlmd_errors.NotFoundError:
+            return []
+
+    return call
+
+
 def _value(value: Any) -> str:
     kind = value.WhichOneof("value")
     if kind is None:
         return ""
-    raw = getattr(value, kind)
-    if kind == "proto_value" or kind == "struct_value":
-        return str(raw)
-    return str(raw)
+    return str(getattr(value, kind))
 
 
 class Console:
@@ -303,7 +312,7 @@ class Console:
     def _pipeline_of(self, executions: list[Any]) -> str:
         if not executions:
             return ""
-        contexts = self._read(lambda m: m.get_contexts_by_execution(executions[0].id),
+        contexts = self._read(_or_none_found(lambda m: m.get_contexts_by_execution(executions[0].id)),
                               "reading the run's pipeline")
         ctypes = self._type_names("context")
         return next((c.name for c in contexts if ctypes.get(c.type_id) == keys.PIPELINE_CONTEXT),
@@ -344,7 +353,7 @@ class Console:
         component_of: dict[int, str] = {}
         pipeline = ""
         for execution in executions:
-            contexts = self._read(lambda m, e=execution: m.get_contexts_by_execution(e.id),
+            contexts = self._read(_or_none_found(lambda m, e=execution: m.get_contexts_by_execution(e.id)),
                                   "reading components")
             for ctx in contexts:
                 kind = ctypes.get(ctx.type_id)
@@ -415,7 +424,7 @@ class Console:
 
         producer = next((described(e) for e in events if e.type == pb.Event.OUTPUT), None)
         consumers = [described(e) for e in events if e.type == pb.Event.INPUT]
-        contexts = self._read(lambda m: m.get_contexts_by_artifact(artifact.id),
+        contexts = self._read(_or_none_found(lambda m: m.get_contexts_by_artifact(artifact.id)),
                               "reading contexts")
         runs = [c.name for c in contexts if ctypes.get(c.type_id) == keys.PIPELINE_RUN_CONTEXT]
         properties = sorted([(k, _value(v)) for k, v in artifact.properties.items()]
@@ -577,7 +586,7 @@ class Console:
 
     def execution_run(self, execution_id: int) -> int | None:
         """The pipeline run an execution belongs to (for links from lineage nodes)."""
-        contexts = self._read(lambda m: m.get_contexts_by_execution(execution_id),
+        contexts = self._read(_or_none_found(lambda m: m.get_contexts_by_execution(execution_id)),
                               "reading the execution")
         ctypes = self._type_names("context")
         return next((int(c.id) for c in contexts

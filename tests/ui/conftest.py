@@ -1,0 +1,143 @@
+"""The web console against a real tiny pipeline run: a `mlmodel ui` process, a `serving start`
+process, and (for the browser tests) headless Chromium through selenium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from serving.server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "ui-test-token"
+XSS_NAME = "<script>alert(1)</script>"
+XSS_PROPERTY = '<img src=x onerror="alert(2)">'
+
+
+@dataclass
+class Console:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    metadata: str
+    serving_dir: str
+    model: str
+    server_url: str
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@dataclass
+class ModelServer:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", USER="root")
+
+
+def wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)  # polling for the process to come up
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def add_hostile_pipeline(metadata: str, root: Path) -> None:
+    """Another pipeline in the same MLMD, named and described with markup (names the registry
+    itself refuses, but MLMD holds whatever a pipeline writes)."""
+    from benchmarks.tfx_records import add_pipeline_run, connect, fake_model
+
+    ids = add_pipeline_run(metadata, XSS_NAME, fake_model(root / "hostile"),
+                           str(root / "hostile_pushed"), blessed=False)
+    store = connect(metadata)
+    [model] = store.get_artifacts_by_id([ids["model"]])
+    model.custom_properties["note"].string_value = XSS_PROPERTY
+    store.put_artifacts([model])
+
+
+@pytest.fixture(scope="module")
+def console_registry(tiny_pipeline_run, tmp_path_factory: pytest.TempPathFactory
+                     ) -> tuple[str, str, str]:
+    """A copy of the session's tiny run (never the run itself), deployed once, plus a hostile
+    pipeline; returns (metadata, serving dir, model name)."""
+    from registry.api import open_registry
+
+    root = tmp_path_factory.mktemp("console")
+    metadata, serving = str(root / "metadata.sqlite"), str(root / "serving_model")
+    shutil.copy(tiny_pipeline_run.metadata_path, metadata)
+    add_hostile_pipeline(metadata, root)
+    reg = open_registry(metadata, serving)
+    if not reg.summary(tiny_pipeline_run.model_name).lineage.get("pushed_destination"):
+        pytest.skip("the tiny run's model was not blessed, so there is nothing to deploy")
+    reg.deploy(tiny_pipeline_run.model_name, label="stable", user="root")
+    return metadata, serving, tiny_pipeline_run.model_name
+
+
+@pytest.fixture(scope="module")
+def model_server(console_registry: tuple[str, str, str],
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
+    metadata, serving, _ = console_registry
+    port = free_port()
+    log = tmp_path_factory.mktemp("model_server") / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "serving", "start", "--source", "registry", "--metadata",
+             metadata, "--serving-dir", serving, "--port", str(port), "--grpc-port", "0",
+             "--poll-s", "0.1"], cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(f"{url}/v2/health/ready", proc, log)
+    yield ModelServer(url, proc, log)
+    stop(proc)
+
+
+def start_console(metadata: str, serving: str, model: str, pipeline_root: str, server_url: str,
+                  log: Path, *extra: str) -> Console:
+    port = free_port()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "registry", "ui", "--port", str(port), "--auth-token", TOKEN,
+             "--metadata", metadata, "--serving-dir", serving, "--pipeline-root", pipeline_root,
+             "--server-url", server_url, *extra],
+            cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(f"{url}/healthz", proc, log)
+    return Console(url, proc, log, metadata, serving, model, server_url)
+
+
+@pytest.fixture(scope="module")
+def console(console_registry: tuple[str, str, str], model_server: ModelServer, tiny_pipeline_run,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    metadata, serving, model = console_registry
+    log = tmp_path_factory.mktemp("console_log") / "ui.log"
+    running = start_console(metadata, serving, model, tiny_pipeline_run.pipeline_root,
+                            model_server.url, log)
+    yield running
+    stop(running.proc)
