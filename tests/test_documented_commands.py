@@ -35,7 +35,15 @@ JOURNEY = "tests/test_journey.py::test_the_readme_journey_works_as_written"
 COVERED: list[tuple[str, str]] = [
     (r"^make (run|test)$", "tests/test_documented_commands.py::test_ci_runs_the_readme_commands"),
     (r"^\.venv/bin/mlmodel (list|summary mnist|deploy mnist label=stable|report mnist --out "
-     r"report\.html|eval mnist data/digits|predict mnist data/digits/3|doctor)$", JOURNEY),
+     r"report\.html|eval mnist data/digits|predict mnist data/digits/3|doctor|ui &)$", JOURNEY),
+    (r"^\.venv/bin/mlmodel ui$",
+     "tests/ui/test_console_http.py::test_the_printed_url_holds_a_fresh_token"),
+    (r"^\.venv/bin/mlmodel ui --help$",
+     "tests/ui/test_console_http.py::test_help_names_every_option_with_examples"),
+    (r"^\.venv/bin/mlmodel ui --port 8090 --server-url http://127\.0\.0\.1:8501$",
+     "tests/ui/test_console_http.py::test_every_page_renders_from_the_registry_and_mlmd"),
+    (r"^MLMODEL_UI_TOKEN=.* \.venv/bin/mlmodel ui --host 0\.0\.0\.0$",
+     "tests/ui/test_console_http.py::test_off_loopback_every_page_needs_the_token"),
     (r"^\.venv/bin/serving (start &|predict mnist data/digits/3|status mnist)$", JOURNEY),
     # The runners on each layout: the same entry point and layout, end to end, on tiny data
     # (the literal flags are parsed by test_documented_flags_exist below).

@@ -56,7 +56,7 @@ def user_dir(tiny_pipeline_run: TinyRun, tmp_path_factory: pytest.TempPathFactor
     return home
 
 
-def _argv(command: str, run: TinyRun, home: Path, port: int) -> list[str]:
+def _argv(command: str, run: TinyRun, home: Path, port: int, ui_port: int = 0) -> list[str]:
     words = shlex.split(command.rstrip("&").strip())
     tool = Path(words[0]).name
     assert tool in ENTRY_POINTS, f"the journey uses {tool!r}; teach tests/test_journey.py to run it"
@@ -71,6 +71,8 @@ def _argv(command: str, run: TinyRun, home: Path, port: int) -> list[str]:
         args.append(word)
     if words[1:3] == ["start"] or args[:1] == ["start"]:
         args += ["--port", str(port)]
+    if args[:1] == ["ui"]:  # the web console: its own port, the run's pipeline root
+        args += ["--port", str(ui_port), "--pipeline-root", run.pipeline_root]
     return [sys.executable, *ENTRY_POINTS[tool], *args]
 
 
@@ -88,17 +90,24 @@ def test_the_readme_journey_works_as_written(tiny_pipeline_run: TinyRun, user_di
                                              environment: dict[str, str]) -> None:
     commands = journey()
     assert commands[0] == "make run", commands  # step 1: run by .ci/run itself
-    port = int(environment["JOURNEY_PORT"])
+    port, ui_port = int(environment["JOURNEY_PORT"]), free_port()
     background: list[subprocess.Popen[bytes]] = []
     outputs: dict[str, str] = {}
     try:
         for command in commands[1:]:
-            argv = _argv(command, tiny_pipeline_run, user_dir, port)
+            argv = _argv(command, tiny_pipeline_run, user_dir, port, ui_port)
             if command.endswith("&"):
-                log = open(user_dir / "server.log", "wb")  # noqa: SIM115 (closed below)
+                console = "ui" in argv
+                log = open(user_dir / ("ui.log" if console else "server.log"),  # noqa: SIM115
+                           "wb")  # (closed with the process, below)
                 background.append(subprocess.Popen(argv, cwd=user_dir, env=environment,
                                                    stdout=log, stderr=subprocess.STDOUT))
-                _wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", background[-1])
+                _wait_ready(f"http://127.0.0.1:{ui_port}/healthz" if console else
+                            f"http://127.0.0.1:{port}/v2/health/ready", background[-1])
+                if console:  # what a user sees first: the models table with the model serving
+                    page = requests.get(f"http://127.0.0.1:{ui_port}/models", timeout=30).text
+                    outputs[command] = page
+                    assert f">{tiny_pipeline_run.model_name}</a>" in page and ">serving<" in page
                 continue
             done = subprocess.run(argv, cwd=user_dir, env=environment, capture_output=True,
                                   text=True, timeout=300)

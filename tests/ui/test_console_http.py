@@ -200,3 +200,67 @@ def _versions(console: Console) -> list[int]:
 
     return sorted(v.version for v in open_registry(console.metadata,
                                                    console.serving_dir).versions(console.model))
+
+
+def _launch(console: Console, tmp_path: Path, *args: str,
+            env_extra: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str, Path]:
+    from serving.server import free_port
+    from tests.ui.conftest import wait_until_up
+
+    port = free_port()
+    log = tmp_path / f"ui-{port}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "registry", "ui", "--port", str(port), "--metadata",
+             console.metadata, "--serving-dir", console.serving_dir, *args],
+            cwd=ROOT, env={**_env(), **(env_extra or {})}, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(f"{url}/healthz", proc, log)
+    return proc, url, log
+
+
+def test_the_printed_url_holds_a_fresh_token(console: Console, tmp_path: Path) -> None:
+    """`mlmodel ui` without a token makes one, prints the URL to open, and that URL allows
+    changes from then on (a cookie); the page without it stays read-only."""
+    from tests.ui.conftest import stop
+
+    proc, url, log = _launch(console, tmp_path)
+    try:
+        printed = re.search(r"(http://127\.0\.0\.1:\d+/\?token=(\S+))", log.read_text())
+        assert printed, log.read_text()
+        assert len(printed.group(2)) >= 24 and printed.group(2) != TOKEN
+        reader = requests.Session()
+        assert "read-only" in reader.get(f"{url}/models", timeout=30).text
+        holder = requests.Session()
+        assert "changes allowed" in holder.get(printed.group(1), timeout=30).text
+        done = holder.post(f"{url}/models/{console.model}/actions/label",
+                           data={"csrf": csrf_of(holder, f"{url}/models"), "label": "fresh",
+                                 "version": "1"}, timeout=30, allow_redirects=False)
+        assert done.status_code == 303, done.text[:300]
+    finally:
+        stop(proc)
+
+
+def test_off_loopback_every_page_needs_the_token(console: Console, tmp_path: Path) -> None:
+    from tests.ui.conftest import stop
+
+    proc, url, _ = _launch(console, tmp_path, "--host", "0.0.0.0",
+                           env_extra={"MLMODEL_UI_TOKEN": "off-loopback-secret"})
+    try:
+        assert requests.get(f"{url}/models", timeout=30).status_code == 401
+        assert requests.get(f"{url}/runs", timeout=30).status_code == 401
+        bearer = {"Authorization": "Bearer off-loopback-secret"}
+        assert requests.get(f"{url}/models", headers=bearer, timeout=30).status_code == 200
+        assert requests.get(f"{url}/models", headers={"Authorization": "Bearer nope"},
+                            timeout=30).status_code == 401
+        assert requests.get(f"{url}/static/console.css", timeout=30).status_code == 200
+    finally:
+        stop(proc)
+
+
+def test_help_names_every_option_with_examples() -> None:
+    shown = subprocess.run([sys.executable, "-m", "registry", "ui", "--help"], cwd=ROOT,
+                           env=_env(), capture_output=True, text=True, timeout=60, check=True).stdout
+    for option in ("--host", "--port", "--auth-token", "--pipeline-root", "--server-url",
+                   "--server-token", "MLMODEL_UI_TOKEN", "Examples:"):
+        assert option in shown, option
