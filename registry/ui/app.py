@@ -250,8 +250,10 @@ class ConsoleApp:
         made = await asyncio.get_running_loop().run_in_executor(
             self.drawing, self.figures.get, ("model", name, int(model_id)), make)
         data = made.get(kind)
-        if data is None:
-            raise NotFoundError(f"model {name!r} has no data for the {kind} figure")
+        if data is None:  # an image that says why, not a broken one
+            return web.Response(body=figures.nothing_to_draw(kind).encode(),
+                                content_type="image/svg+xml",
+                                headers={"Cache-Control": "private, max-age=3600"})
         return web.Response(body=data, content_type="image/png",
                             headers={"Cache-Control": "private, max-age=3600"})
 

@@ -51,6 +51,25 @@ class FigureCache:
             return made
 
 
+NOTHING_TO_DRAW = {
+    "curves": "No training curves: neither TensorBoard logs nor a recorded history were found.",
+    "per_class": "No per-class accuracy: the eval split could not be scored.",
+    "confusion": "No confusion matrix: the eval split could not be scored.",
+    "misclassified": "No misclassified eval images: the model got every eval example right.",
+    "class_counts": "No class counts: the run has no label statistics.",
+}
+
+
+def nothing_to_draw(kind: str) -> str:
+    """A small SVG saying why a figure is empty (the page shows it in the figure's place)."""
+    from html import escape
+
+    text = escape(NOTHING_TO_DRAW.get(kind, "Nothing to draw."))
+    return ('<svg xmlns="http://www.w3.org/2000/svg" width="460" height="60" viewBox="0 0 460 60">'
+            '<rect width="460" height="60" fill="#f6f8fa"/><text x="12" y="35" font-size="13" '
+            f'font-family="sans-serif" fill="#656d76">{text}</text></svg>')
+
+
 def _decoded(data: str | None) -> bytes | None:
     return base64.b64decode(data) if data else None
 

@@ -192,6 +192,27 @@ def test_draw_a_digit_and_get_a_prediction_from_a_real_server(browser: Any,
     shot(browser, "predict")
 
 
+def test_a_dropped_image_file_through_serving_default(browser: Any, console: Console,
+                                                     tmp_path: Path) -> None:
+    """The file input (what a drop does), and the other signature: 28 x 28 greys."""
+    import numpy as np
+    from PIL import Image
+    from selenium.webdriver.support.ui import Select
+
+    digit = np.zeros((28, 28), dtype=np.uint8)
+    digit[4:24, 12:16] = 255
+    path = tmp_path / "one.jpg"
+    Image.fromarray(digit).save(path, format="JPEG")
+    browser.get(f"{console.url}/predict?model={console.model}")
+    wait_for(browser, "#pad")
+    Select(browser.find_element("id", "signature")).select_by_value("serving_default")
+    browser.find_element("id", "file").send_keys(str(path))
+    prediction = wait_for(browser, "#prediction", 120)
+    assert prediction.text and "serving_default" in browser.find_element("id", "status").text
+    assert len(browser.find_elements("css selector", "#bars .bar")) == 10
+    clean_console(browser)
+
+
 def test_no_server_is_said_plainly(browser: Any, console: Console, tiny_pipeline_run,
                                    tmp_path: Path) -> None:
     from tests.ui.conftest import start_console, stop
