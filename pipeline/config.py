@@ -58,6 +58,24 @@ def no_flag(why: str, default: Any = dataclasses.MISSING, *,
                              metadata={NO_FLAG: why})
 
 
+class DataLocation(click.ParamType):
+    """``--data``: an existing local path, or a URI (``s3://``, ``gs://``...) checked when read."""
+
+    name = "path|uri"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
+        text = str(value)
+        head, sep, _ = text.partition("://")
+        if sep and head.isalnum() and head.lower() != "file":
+            return text
+        local = text[len("file://"):] if text.startswith("file://") else text
+        if not os.path.exists(os.path.expanduser(local)):
+            self.fail(f"{text!r} does not exist (a local path, or a URI such as "
+                      "s3://bucket/mnist_png)", param, ctx)
+        return text
+
+
 def comma_list(value: str | None) -> tuple[str, ...] | None:
     """``'a, b,c'`` -> ``('a', 'b', 'c')``; empty or None -> None."""
     return tuple(name.strip() for name in value.split(",")) if value else None
@@ -71,10 +89,15 @@ class PipelineConfig:
         "mnist",
         help="Model name: the TFX pipeline name, the serving_model/ folder and the registry name.")
     data: str | None = flag(  # a folder or file of your own; None -> dataset
-        None, type=click.Path(exists=True, file_okay=True, dir_okay=True),
+        None, type=DataLocation(), metavar="PATH|URI",
         help="Your own data: an image folder (<root>/<label>/*.png or "
              "<root>/<split>/<label>/*.png), MNIST IDX files, tf.Example TFRecords or IRIS "
-             "img2tsv/splitter TSVs. Overrides --dataset.")
+             "img2tsv/splitter TSVs; a local path, or s3://, gs://... (any scheme Beam's "
+             "FileSystems reads). Overrides --dataset.")
+    s3_endpoint_url: str | None = flag(
+        None, metavar="URL", envvar="AWS_ENDPOINT_URL",
+        help="An S3-compatible store's endpoint for s3:// data (env AWS_ENDPOINT_URL; "
+             "credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE).")
     dataset: str | None = flag(  # the choices are pipeline.datasets.DATASETS (a test checks)
         None, type=click.Choice(["digits", "fashion-mnist"]),
         help="Embedded data when --data is not given: 'digits' (scikit-learn's handwritten "

@@ -11,6 +11,7 @@ from typing import Literal, TextIO
 
 from contracts.runtime import configure_tensorflow
 from contracts.training import describe_training
+from pipeline.components import storage
 from pipeline.components.readers import DataError
 from pipeline.config import PipelineConfig
 from pipeline.datasets import ResolvedData, resolve_data
@@ -37,6 +38,14 @@ def quiet_warnings() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="tensorflow_transform")
 
 
+def beam_options(config: PipelineConfig, beam_args: list[str] | None) -> list[str]:
+    """The Beam arguments of a run: the runner's (or in-memory), plus ``--s3-endpoint-url``."""
+    beam = list(beam_args) if beam_args else list(IN_MEMORY_BEAM)
+    if config.s3_endpoint_url and not any(a.startswith("--s3_endpoint_url") for a in beam):
+        beam.append(f"--s3_endpoint_url={config.s3_endpoint_url}")
+    return beam
+
+
 def prepare_data(config: PipelineConfig) -> ResolvedData:
     """Resolve (and for the embedded default, materialise) the input; checks its layout early."""
     from pipeline.components.image_example_gen import detect_layout
@@ -56,8 +65,9 @@ def run_pipeline(
     out = out or sys.stdout
     configure_tensorflow()  # before the imports below load TensorFlow
     quiet_warnings()
+    beam = beam_options(config, beam_args)
+    storage.configure(beam)  # remote --data is looked at before Beam runs
     data = prepare_data(config)
-    beam = list(beam_args) if beam_args else IN_MEMORY_BEAM
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     log_path = os.path.abspath(os.path.join(config.log_dir, f"{config.model_name}-{stamp}.log"))
     out.write(f"Pipeline {config.pipeline_name!r} on {data.description}\n"

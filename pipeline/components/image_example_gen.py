@@ -16,10 +16,10 @@ See docs/data.md for the layouts and for what happens to bad data.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from contracts import examples
+from pipeline.components import storage
 from pipeline.components.layouts import LAYOUT_KINDS, InputLayout, detect_layout
 from pipeline.components.readers import DataError
 
@@ -37,7 +37,7 @@ def layout_config(
 ) -> dict[str, Any]:
     """What the executor needs beyond the split patterns (travels in ``custom_config``)."""
     return {
-        "path": str(Path(path).expanduser().resolve()),  # re-validated when the executor starts
+        "path": storage.normalize(path),  # re-validated when the executor starts
         "kind": layout.kind,
         "class_names": list(class_names),
         "eval_percent": eval_percent,
@@ -67,7 +67,11 @@ def make_example_gen(
     from tfx.dsl.components.base import executor_spec
     from tfx.proto import example_gen_pb2
 
+    from pipeline.components.example_gen_driver import StorageDriver
     from pipeline.components.image_example_gen_executor import Executor
+
+    class StorageExampleGen(FileBasedExampleGen):  # TFX's, with a driver that lists s3:// too
+        DRIVER_CLASS = StorageDriver
 
     config = struct_pb2.Struct()
     config.update(layout_config(path, layout, names, eval_percent))
@@ -76,7 +80,7 @@ def make_example_gen(
     input_config = example_gen_pb2.Input(
         splits=[example_gen_pb2.Input.Split(name=name, pattern=layout.splits[name]) for name in ("train", "eval")]
     )
-    return FileBasedExampleGen(
+    return StorageExampleGen(
         input_base=layout.root,
         input_config=input_config,
         custom_config=example_gen_pb2.CustomConfig(custom_config=packed),

@@ -10,7 +10,6 @@ side of a hash split, and we validate the whole input layout before the Beam gra
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import apache_beam as beam
@@ -20,6 +19,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
+from pipeline.components import storage
 from pipeline.components.layouts import detect_layout, layout_of
 from pipeline.components.readers import DataError
 
@@ -55,7 +55,7 @@ def ReadSplit(  # noqa: N802 - Beam transform naming
     layout = layout_of(config["kind"])
     eval_percent, class_names = config["eval_percent"], list(config["class_names"])
     side = split if hash_split else None
-    where = os.path.join(root, pattern)
+    where = storage.join(root, pattern)
     items = layout.list_items(root, pattern, class_names, side, eval_percent)
     _check_not_empty(len(items), split, where)
     examples = (pipeline

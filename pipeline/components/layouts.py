@@ -16,19 +16,16 @@ here and its reader in ``readers.py``. No TFX or TensorFlow is imported here.
 
 from __future__ import annotations
 
-import glob
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from contracts import examples
 from contracts.dictionary import parse_dictionary
-from pipeline.components import readers
-from pipeline.components.readers import DataError
+from pipeline.components import readers, storage
+from pipeline.components.errors import DataError
 
 DICTIONARY_FILE = "dict.tsv"
 IDX_BATCH = 4096  # examples serialized per numpy batch (IDX)
@@ -62,7 +59,7 @@ class InputLayout:
 class Probe:
     """A folder as detection sees it: its visible files and folders, and the known class names."""
 
-    root: Path
+    root: str  # local absolute path or URI (see storage.py)
     files: list[str]
     dirs: list[str]
     dictionary: tuple[str, ...] | None
@@ -98,7 +95,7 @@ def names_for_indices(count: int) -> tuple[str, ...]:
     return tuple(str(i) for i in range(count))
 
 
-def names_from_folders(folders: Sequence[str], where: Path) -> tuple[str, ...]:
+def names_from_folders(folders: Sequence[str], where: str) -> tuple[str, ...]:
     """The classes that label folders name: indices 0..max, or folder names in sorted order."""
     unique = sorted(set(folders))
     numeric = [f for f in unique if f.isdigit()]
@@ -127,7 +124,7 @@ def names_from_folders(folders: Sequence[str], where: Path) -> tuple[str, ...]:
     return names
 
 
-def _label_folders(base: Path) -> list[str]:
+def _label_folders(base: str) -> list[str]:
     return [e.name for e in readers.list_dir(base) if e.is_dir()]
 
 
@@ -142,7 +139,7 @@ def _split_folders(dirs: list[str]) -> tuple[str | None, str | None]:
     return train, evals
 
 
-def _hash_counts(keys: list[str], eval_percent: int, where: Path) -> dict[str, int]:
+def _hash_counts(keys: list[str], eval_percent: int, where: str) -> dict[str, int]:
     evals = sum(1 for k in keys if readers.in_split(k, "eval", eval_percent))
     counts = {"train": len(keys) - evals, "eval": evals}
     empty = [k for k, v in counts.items() if v == 0]
@@ -165,7 +162,7 @@ def _detect_images(probe: Probe) -> InputLayout | None:
             f"{root}: holds split folders ({', '.join(split_dirs)}) and other folders "
             f"({', '.join(stray)}); use either <split>/<label>/ or <label>/ folders, not both"
         )
-    label_parents = [root / d for d in split_dirs] if split_dirs else [root]
+    label_parents = [storage.join(root, d) for d in split_dirs] if split_dirs else [root]
     implied = None if probe.class_names else names_from_folders(
         [f for p in label_parents for f in _label_folders(p)], root)
     names = probe.class_names or implied or ()
@@ -182,16 +179,17 @@ def _detect_images(probe: Probe) -> InputLayout | None:
         assert only is not None
         files = readers.list_image_files(root, only, names)
         if not files:
-            raise _empty(root / only, "the label folders hold no images")
+            raise _empty(storage.join(root, only), "the label folders hold no images")
         pattern = f"{only}/*/*"
-        counts = _hash_counts([rel for rel, _ in files], probe.eval_percent, root / only)
+        counts = _hash_counts([rel for rel, _ in files], probe.eval_percent,
+                              storage.join(root, only))
         return InputLayout("image_folder_split", str(root), {"train": pattern, "eval": pattern},
                            probe.dictionary, len(files), counts, implied)
     counts = {}
     for split, folder in (("train", train), ("eval", evals)):
         files = readers.list_image_files(root, folder, names)
         if not files:
-            raise _empty(root / folder, f"the {split} split folder holds no images")
+            raise _empty(storage.join(root, folder), f"the {split} split folder holds no images")
         counts[split] = len(files)
     return InputLayout("image_folder_split", str(root),
                        {"train": f"{train}/*/*", "eval": f"{evals}/*/*"},
@@ -211,7 +209,7 @@ def _read_image(item: tuple[str, int], root: str, class_names: Sequence[str], si
                 eval_percent: int) -> Iterator[bytes]:
     del class_names, side, eval_percent  # the label was checked and the split chosen when listed
     rel, label = item
-    path = os.path.join(root, rel)
+    path = storage.join(root, rel)
     yield readers.to_tf_example(readers.read_image(path, path), label)
 
 
@@ -231,12 +229,13 @@ def _detect_idx(probe: Probe) -> InputLayout | None:
             have = next(iter(pair.values()))
             missing = "labels" if "images" in pair else "images"
             raise DataError(
-                f"{root / have}: has no matching {missing} file "
+                f"{storage.join(root, have)}: has no matching {missing} file "
                 f"({prefix}-{missing}-idx{'1' if missing == 'labels' else '3'}-ubyte[.gz]); add it"
             )
-        images, _ = readers.check_idx_pair(str(root / pair["images"]), str(root / pair["labels"]))
+        images, _ = readers.check_idx_pair(storage.join(root, pair["images"]),
+                                           storage.join(root, pair["labels"]))
         counts[prefix] = images.count
-        top_label = max(top_label, readers.max_idx_label(str(root / pair["labels"])))
+        top_label = max(top_label, readers.max_idx_label(storage.join(root, pair["labels"])))
     train = next((p for p in pairs if p.lower() in readers.TRAIN_SPLIT_NAMES), None)
     evals = next((p for p in pairs if p.lower() in ("t10k",) + readers.EVAL_SPLIT_NAMES), None)
     if train and evals:
@@ -251,13 +250,15 @@ def _detect_idx(probe: Probe) -> InputLayout | None:
 
 
 def _files(root: str, pattern: str) -> list[str]:
-    return sorted(p for p in glob.glob(os.path.join(root, pattern)) if os.path.isfile(p))
+    return storage.glob_files(root, pattern)
 
 
 def _list_idx(root: str, pattern: str, class_names: Sequence[str], side: str | None,
               eval_percent: int) -> list[tuple[str, str]]:
-    pairs = readers.find_idx_pairs(os.path.basename(p) for p in _files(root, pattern))
-    return [(os.path.join(root, p["images"]), os.path.join(root, p["labels"]))
+    files = _files(root, pattern)
+    folder = storage.dirname(files[0]) if files else root  # the pattern may name a subfolder
+    pairs = readers.find_idx_pairs(storage.basename(p) for p in files)
+    return [(storage.join(folder, p["images"]), storage.join(folder, p["labels"]))
             for p in pairs.values()]
 
 
@@ -265,7 +266,7 @@ def _read_idx(pair: tuple[str, str], root: str, class_names: Sequence[str], side
               eval_percent: int) -> Iterator[bytes]:
     images, labels = readers.read_idx_pair(pair[0], pair[1], len(class_names))
     if side is not None:
-        name = os.path.basename(pair[0])
+        name = storage.basename(pair[0])
         keep = np.fromiter(
             (readers.in_split(f"{name}#{i}", side, eval_percent) for i in range(len(labels))),
             dtype=bool, count=len(labels),
@@ -289,8 +290,8 @@ def _detect_tsv(probe: Probe) -> InputLayout | None:
     train = lowered.get("train.tsv")
     evals = next((lowered[f"{n}.tsv"] for n in readers.EVAL_SPLIT_NAMES if f"{n}.tsv" in lowered), None)
     for name in tsvs:
-        if (root / name).stat().st_size == 0:
-            raise DataError(f"{root / name}: empty TSV file; re-create it or remove it")
+        if storage.size(storage.join(root, name)) == 0:
+            raise DataError(f"{storage.join(root, name)}: empty TSV file; re-create it or remove it")
     if train and evals:
         splits = {"train": train, "eval": evals}
     else:  # img2tsv output before splitter (0.tsv ... 9.tsv): hash split of the rows
@@ -300,7 +301,7 @@ def _detect_tsv(probe: Probe) -> InputLayout | None:
 
 def _list_tsv(root: str, pattern: str, class_names: Sequence[str], side: str | None,
               eval_percent: int) -> list[str]:
-    return [p for p in _files(root, pattern) if os.path.basename(p) != DICTIONARY_FILE]
+    return [p for p in _files(root, pattern) if storage.basename(p) != DICTIONARY_FILE]
 
 
 def _read_tsv(path: str, root: str, class_names: Sequence[str], side: str | None,
@@ -327,7 +328,7 @@ def _detect_tfrecord(probe: Probe) -> InputLayout | None:
         return None
     counts = {}
     for split in (train, evals):
-        folder = root / plain[split]
+        folder = storage.join(root, plain[split])
         counts[split] = sum(1 for e in readers.list_dir(folder)
                             if e.is_file() and readers.is_tfrecord_name(e.name))
     if not all(counts.values()):
@@ -375,17 +376,17 @@ def layout_of(kind: str) -> Layout:
 # Detection
 
 
-def _read_dictionary(root: Path) -> tuple[str, ...] | None:
-    path = root / DICTIONARY_FILE
-    if not path.is_file():
+def _read_dictionary(root: str) -> tuple[str, ...] | None:
+    path = storage.join(root, DICTIONARY_FILE)
+    if not storage.isfile(path):
         return None
     try:
-        return tuple(parse_dictionary(path.read_text(encoding="utf-8")))
+        return tuple(parse_dictionary(storage.read_bytes(path).decode("utf-8")))
     except ValueError as exc:
         raise DataError(f"{path}: {exc}; fix it (header 'label<TAB>tag', then one row per class)") from exc
 
 
-def _empty(path: Path, what: str) -> DataError:
+def _empty(path: str, what: str) -> DataError:
     return DataError(
         f"{path}: {what}. Point --data at a folder holding images in <label>/ folders "
         "(optionally under training/ and testing/), MNIST IDX files, TFRecord files or IRIS TSV files"
@@ -401,10 +402,13 @@ def detect_layout(
     known class, a non-image file among the images, IDX files whose counts disagree, or a split
     that would be empty.
     """
-    root = Path(path).expanduser().resolve()
-    if not root.exists():
+    storage.forget()  # a remote store may have changed since the last look
+    root = storage.normalize(path)
+    if not storage.exists(root):
+        if storage.is_remote(root):
+            raise _empty(root, "nothing is stored under this prefix")
         raise DataError(f"{path}: no such file or directory; check --data")
-    if root.is_file():
+    if storage.isfile(root):
         return _single_file_layout(root, class_names, eval_percent)
     entries = readers.list_dir(root)
     if not entries:
@@ -421,15 +425,15 @@ def detect_layout(
     raise _empty(root, f"no supported input layout found (files: {', '.join(probe.files[:10])})")
 
 
-def _single_file_layout(path: Path, class_names: Sequence[str] | None,
+def _single_file_layout(path: str, class_names: Sequence[str] | None,
                         eval_percent: int) -> InputLayout:
     """One TFRecord or TSV file (hash-split), or one file of an IDX pair (its folder is read)."""
-    name, parent = path.name, path.parent
+    name, parent = storage.basename(path), storage.dirname(path)
     if readers.idx_prefix(name):
-        return detect_layout(str(parent), class_names=class_names, eval_percent=eval_percent)
+        return detect_layout(parent, class_names=class_names, eval_percent=eval_percent)
     dictionary = _read_dictionary(parent)
     if name.lower().endswith(".tsv") and name != DICTIONARY_FILE:
-        if path.stat().st_size == 0:
+        if storage.size(path) == 0:
             raise DataError(f"{path}: empty TSV file; re-create it or remove it")
         return InputLayout("iris_tsv", str(parent), {"train": name, "eval": name}, dictionary, 1)
     if readers.is_tfrecord_name(name):

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from contracts import examples as features
+from pipeline.components import storage
+from pipeline.components.errors import DataError
 
 SIDE = features.IMAGE_HEIGHT
 PIXELS = features.IMAGE_PIXELS
@@ -45,8 +47,7 @@ IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
 Example = tuple[str, np.ndarray, int]
 
 
-class DataError(ValueError):
-    """Input data that cannot be used; the message names the file or folder and what to do."""
+__all__ = ["DataError"]  # defined in errors.py (storage.py raises it too); imported from here
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,7 +116,7 @@ def decode_image(data: bytes, source: str) -> np.ndarray:
 
 def read_image(path: str | os.PathLike[str], source: str | None = None) -> np.ndarray:
     """Read one image file as uint8 [28, 28] grey."""
-    return decode_image(Path(path).read_bytes(), source or str(path))
+    return decode_image(storage.read_bytes(str(path)), source or str(path))
 
 
 def check_convertible(width: int, height: int, source: str) -> None:
@@ -176,13 +177,12 @@ def resize_grey(grey: np.ndarray) -> np.ndarray:
 # Image folders
 
 
-def list_dir(path: Path) -> list[os.DirEntry[str]]:
-    """Visible entries of a directory, sorted by name."""
-    with os.scandir(path) as it:
-        return sorted((e for e in it if not is_ignored(e.name)), key=lambda e: e.name)
+def list_dir(path: str | os.PathLike[str]) -> list[storage.Entry]:
+    """Visible entries of a folder (local or remote), sorted by name."""
+    return storage.list_dir(str(path), is_ignored)
 
 
-def list_label_folders(split_dir: Path, class_names: Sequence[str]) -> list[tuple[Path, int]]:
+def list_label_folders(split_dir: str, class_names: Sequence[str]) -> list[tuple[str, int]]:
     """The label folders of ``split_dir`` with their class index; DataError for unknown ones."""
     folders, unknown = [], []
     for entry in list_dir(split_dir):
@@ -190,7 +190,7 @@ def list_label_folders(split_dir: Path, class_names: Sequence[str]) -> list[tupl
             label = label_for_folder(entry.name, class_names)
             if label is None:
                 unknown.append(entry.name)
-            folders.append((Path(entry.path), label if label is not None else -1))
+            folders.append((entry.path, label if label is not None else -1))
         elif is_image_name(entry.name):
             raise DataError(
                 f"{entry.path}: images must be inside a label folder "
@@ -213,12 +213,12 @@ def list_image_files(
     Raises DataError for a label folder that is not a known class and for a non-image file inside
     a label folder. Hidden files are skipped.
     """
-    root_path = Path(root)
-    base = root_path / split_dir if split_dir else root_path
+    root_path = str(root)
+    base = storage.join(root_path, split_dir) if split_dir else root_path
     files: list[tuple[str, int]] = []
     not_images: list[str] = []
     for folder, label in list_label_folders(base, class_names):
-        prefix = folder.relative_to(root_path).as_posix() + "/"
+        prefix = storage.relative(folder, root_path) + "/"
         for entry in list_dir(folder):
             if entry.is_dir():
                 not_images.append(entry.path + "/")
@@ -246,7 +246,7 @@ def iter_image_folder(
     """Examples of an image folder; with ``split`` set, only that side of the hash split."""
     for rel, label in list_image_files(root, split_dir, class_names):
         if split is None or in_split(rel, split, eval_percent):
-            yield rel, read_image(Path(root) / rel, rel), label
+            yield rel, read_image(storage.join(str(root), rel), rel), label
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,10 +267,28 @@ class IdxHeader:
 
 
 def _open_maybe_gz(path: str | os.PathLike[str]) -> io.BufferedIOBase:
+    """A file (local or remote) for reading, un-gzipped on the fly when it is gzipped."""
     p = str(path)
-    with open(p, "rb") as f:
+    if not storage.is_remote(p):
+        with open(p, "rb") as f:
+            gz = f.read(2) == b"\x1f\x8b"
+        return gzip.open(p, "rb") if gz else open(p, "rb")  # type: ignore[return-value]
+    with storage.open_binary(p) as f:
         gz = f.read(2) == b"\x1f\x8b"
-    return gzip.open(p, "rb") if gz else open(p, "rb")  # type: ignore[return-value]
+    raw = storage.open_binary(p)
+    if not gz:
+        return raw  # type: ignore[return-value]
+    unzipped = gzip.GzipFile(fileobj=raw, mode="rb")
+    close = unzipped.close
+
+    def close_both() -> None:  # GzipFile leaves a file object it was given open
+        try:
+            close()
+        finally:
+            raw.close()
+
+    unzipped.close = close_both  # type: ignore[method-assign]
+    return unzipped  # type: ignore[return-value]
 
 
 def read_idx_header(path: str | os.PathLike[str]) -> IdxHeader:
@@ -375,7 +393,7 @@ def find_idx_pairs(names: Iterable[str]) -> dict[str, dict[str, str]]:
 
 def iter_idx(images_path: str, labels_path: str, num_classes: int) -> Iterator[Example]:
     images, labels = read_idx_pair(images_path, labels_path, num_classes)
-    name = Path(images_path).name
+    name = storage.basename(images_path)
     for i in range(len(labels)):
         yield f"{name}#{i}", images[i], int(labels[i])
 
@@ -438,8 +456,8 @@ def iter_iris_tsv(
     path: str | os.PathLike[str], num_classes: int, *, split: str | None = None, eval_percent: int = 20
 ) -> Iterator[Example]:
     """Examples of one IRIS TSV file (header row; feature, label (one-hot) and tag columns)."""
-    name = Path(path).name
-    with open(path, encoding="utf-8") as f:
+    name = storage.basename(str(path))
+    with storage.open_text(str(path)) as f:
         header_line = f.readline()
         if not header_line.strip():
             raise DataError(f"{path}: empty TSV file; expected a header row and data rows")
@@ -528,7 +546,7 @@ def parse_example(record: bytes, source: str, num_classes: int) -> tuple[np.ndar
 def iter_tfrecord(
     path: str | os.PathLike[str], num_classes: int, *, split: str | None = None, eval_percent: int = 20
 ) -> Iterator[Example]:
-    name = Path(path).name
+    name = storage.basename(str(path))
     for i, record in enumerate(iter_tfrecord_records(path)):
         source = f"{name}#{i}"
         if split is None or in_split(source, split, eval_percent):

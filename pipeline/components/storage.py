@@ -1,0 +1,275 @@
+"""Files where the data lives: a local folder, or any scheme Beam's ``FileSystems`` knows
+(``s3://``, ``gs://``, ...), behind one small interface the layouts and readers use.
+
+Local paths go straight to ``os`` (no Beam import, as fast as before). Remote paths go through
+``apache_beam.io.filesystems.FileSystems``: object stores have no folders, so a remote root is
+listed once, recursively (one ``match`` of ``<root>/**``), and folders are derived from the keys;
+the listing is kept for the process (``forget()`` drops it, as ``detect_layout`` does at each
+call). S3-compatible stores with their own endpoint work through ``AWS_ENDPOINT_URL`` (boto3 reads
+it) or Beam's ``--s3_endpoint_url`` (``configure``); credentials come from the usual environment.
+
+Errors name the URI and what to do: a missing bucket, a refused listing, an empty prefix.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import os
+import posixpath
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from pipeline.components.errors import DataError
+
+IGNORED_PREFIXES = (".", "_")  # hidden files, and Beam/TFX markers such as _SUCCESS
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of a folder listing (the part of ``os.DirEntry`` the readers use)."""
+
+    name: str
+    path: str
+    folder: bool
+
+    def is_dir(self) -> bool:
+        return self.folder
+
+    def is_file(self) -> bool:
+        return not self.folder
+
+
+def scheme(path: str) -> str:
+    """``s3`` for ``s3://b/k``; ``""`` for a local path (``file://`` counts as local)."""
+    head, sep, _ = str(path).partition("://")
+    return head.lower() if sep and head.isalnum() and head.lower() != "file" else ""
+
+
+def is_remote(path: str) -> bool:
+    return bool(scheme(path))
+
+
+def normalize(path: str) -> str:
+    """A local path made absolute (``~`` expanded, links resolved); a URI without trailing '/'."""
+    if is_remote(path):
+        return str(path).rstrip("/")
+    local = str(path)[len("file://"):] if str(path).startswith("file://") else str(path)
+    return os.path.realpath(os.path.expanduser(local))
+
+
+def join(base: str, *parts: str) -> str:
+    if is_remote(base):
+        return posixpath.join(base.rstrip("/"), *[p.strip("/") for p in parts if p])
+    return os.path.join(base, *parts)
+
+
+def basename(path: str) -> str:
+    return posixpath.basename(str(path).rstrip("/")) if is_remote(path) else os.path.basename(path)
+
+
+def dirname(path: str) -> str:
+    return posixpath.dirname(str(path).rstrip("/")) if is_remote(path) else os.path.dirname(path)
+
+
+def relative(path: str, root: str) -> str:
+    """``path`` relative to ``root``, with '/' separators."""
+    if is_remote(path):
+        return str(path)[len(root.rstrip("/")) + 1:]
+    return os.path.relpath(path, root).replace(os.sep, "/")
+
+
+# ---------------------------------------------------------------------------- remote listings
+_trees: dict[str, dict[str, int]] = {}  # remote root -> {relative key: size}
+_lock = threading.Lock()
+
+
+def configure(beam_args: Sequence[str]) -> None:
+    """Give Beam's filesystems the run's options (``--s3_endpoint_url``, credentials...)."""
+    if not any(a.startswith("--s3_") or a.startswith("--gcs_") or a.startswith("--hdfs_")
+               for a in beam_args):
+        return
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    FileSystems.set_options(PipelineOptions(list(beam_args)))
+
+
+def forget() -> None:
+    """Drop the remembered remote listings (the store may have changed)."""
+    with _lock:
+        _trees.clear()
+
+
+def _filesystems() -> Any:
+    try:
+        from apache_beam.io.filesystems import FileSystems
+    except ImportError as exc:  # pragma: no cover - apache-beam is a dependency
+        raise DataError(f"remote data needs apache-beam ({exc})") from exc
+    return FileSystems
+
+
+def _bucket_problem(uri: str) -> str | None:
+    """For ``s3://``: why the bucket cannot be listed (missing, refused), else None."""
+    if scheme(uri) != "s3":
+        return None
+    bucket = uri[len("s3://"):].split("/", 1)[0]
+    try:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        return None
+    try:
+        boto3.client("s3").head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchBucket"):
+            return (f"bucket {bucket!r} does not exist (or not at this endpoint: "
+                    f"{os.environ.get('AWS_ENDPOINT_URL') or 'AWS'}); check the URI, or set "
+                    "AWS_ENDPOINT_URL / --s3-endpoint-url for an S3-compatible store")
+        if code in ("403", "AccessDenied", "Forbidden"):
+            return (f"access to bucket {bucket!r} is denied; check the credentials "
+                    "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE) and their "
+                    "permission to list it")
+        return f"bucket {bucket!r}: {code or exc}"
+    except BotoCoreError as exc:
+        return f"cannot reach the store for bucket {bucket!r} ({exc}); check AWS_ENDPOINT_URL"
+    return None
+
+
+def _tree(root: str) -> dict[str, int]:
+    """Every object under remote ``root`` (one recursive listing, remembered)."""
+    root = root.rstrip("/")
+    with _lock:
+        for known, keys in _trees.items():
+            if root == known:
+                return keys
+            if root.startswith(known + "/"):
+                prefix = root[len(known) + 1:] + "/"
+                return {k[len(prefix):]: v for k, v in keys.items() if k.startswith(prefix)}
+    FileSystems = _filesystems()  # noqa: N806 - Beam's class
+    try:
+        matched = FileSystems.match([root + "/**"])[0].metadata_list
+    except Exception as exc:  # noqa: BLE001 - Beam wraps the store's errors in BeamIOError
+        problem = _bucket_problem(root)
+        raise DataError(f"{root}: cannot list it ({problem or _short(exc)})") from exc
+    keys = {m.path[len(root) + 1:]: int(m.size_in_bytes) for m in matched
+            if m.path.startswith(root + "/")}
+    if not keys:
+        problem = _bucket_problem(root)
+        if problem:
+            raise DataError(f"{root}: {problem}")
+    with _lock:
+        _trees[root] = keys
+    return keys
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
+
+
+def _visible(rel: str) -> bool:
+    return not any(part.startswith(IGNORED_PREFIXES) for part in rel.split("/"))
+
+
+# ---------------------------------------------------------------------------- the interface
+def _known(path: str) -> dict[str, int] | None:
+    """The remembered listing that covers ``path``'s folder, without a new listing."""
+    folder = dirname(path).rstrip("/")
+    with _lock:
+        for known, keys in _trees.items():
+            if folder == known:
+                return {k: v for k, v in keys.items() if "/" not in k}
+            if folder.startswith(known + "/"):
+                prefix = folder[len(known) + 1:] + "/"
+                return {k[len(prefix):]: v for k, v in keys.items()
+                        if k.startswith(prefix) and "/" not in k[len(prefix):]}
+    return None
+
+
+def _remote_file_size(path: str) -> int | None:
+    known = _known(path)
+    if known is not None:
+        return known.get(basename(path))
+    try:
+        matched = _filesystems().match([path])[0].metadata_list
+    except Exception:  # noqa: BLE001 - no such object
+        return None
+    return next((int(m.size_in_bytes) for m in matched if m.path == path), None)
+
+
+def exists(path: str) -> bool:
+    if not is_remote(path):
+        return os.path.exists(path)
+    return isdir(path) or _remote_file_size(path) is not None
+
+
+def isdir(path: str) -> bool:
+    if not is_remote(path):
+        return os.path.isdir(path)
+    return bool(_tree(path))
+
+
+def isfile(path: str) -> bool:
+    if not is_remote(path):
+        return os.path.isfile(path)
+    return not isdir(path) and _remote_file_size(path) is not None
+
+
+def size(path: str) -> int:
+    if not is_remote(path):
+        return os.path.getsize(path)
+    found = _remote_file_size(path)
+    if found is None:
+        raise DataError(f"{path}: no such object")
+    return found
+
+
+def list_dir(path: str, ignored: Any = None) -> list[Entry]:
+    """Visible entries of a folder, sorted by name (``ignored(name)``: more names to skip)."""
+    skip = ignored or (lambda _name: False)
+    if not is_remote(path):
+        with os.scandir(path) as it:
+            return sorted((Entry(e.name, e.path, e.is_dir()) for e in it
+                           if not skip(e.name)), key=lambda e: e.name)
+    found: dict[str, bool] = {}
+    for rel in _tree(path):
+        head, _, rest = rel.partition("/")
+        if _visible(head) and not skip(head):
+            found[head] = found.get(head, False) or bool(rest)
+    return [Entry(name, join(path, name), folder) for name, folder in sorted(found.items())]
+
+
+def glob_files(root: str, pattern: str) -> list[str]:
+    """Files matching ``root/pattern`` (``*`` stays within one folder level), sorted."""
+    if not is_remote(root):
+        import glob
+
+        return sorted(p for p in glob.glob(os.path.join(root, pattern)) if os.path.isfile(p))
+    depth = pattern.count("/")
+    return sorted(join(root, rel) for rel in _tree(root)
+                  if rel.count("/") == depth and fnmatch.fnmatchcase(rel, pattern)
+                  and _visible(rel))
+
+
+def open_binary(path: str) -> IO[bytes]:
+    if not is_remote(path):
+        return open(path, "rb")
+    try:
+        return _filesystems().open(path)
+    except Exception as exc:  # noqa: BLE001 - the store's error, with the URI
+        raise DataError(f"{path}: cannot read it ({_short(exc)})") from exc
+
+
+def read_bytes(path: str) -> bytes:
+    with open_binary(path) as handle:
+        return handle.read()
+
+
+def open_text(path: str) -> IO[str]:
+    if not is_remote(path):
+        return open(path, encoding="utf-8")
+    return io.TextIOWrapper(open_binary(path), encoding="utf-8")  # type: ignore[arg-type]
