@@ -199,7 +199,8 @@ def test_every_flag_reaches_its_field(tmp_path: Path) -> None:
             "--lr-schedule", "constant", "--max-train-minutes", "2.5",
             "--accuracy-threshold", "0.8", "--max-accuracy-drop", "0.05", "--warm-start",
             "--tune", "--tune-trials", "3", "--in-memory-examples", "100", "--no-cache",
-            "--deploy", "--label", "canary", "--user", "ann", "--verbose"]
+            "--deploy", "--label", "canary", "--user", "ann", "--verbose",
+            "--s3-endpoint-url", "http://127.0.0.1:9000"]
     ctx = _parse(*args)
     for param in _command("local_runner").params:
         if param.name != "help":
@@ -214,7 +215,8 @@ def test_every_flag_reaches_its_field(tmp_path: Path) -> None:
                                      lr_schedule="constant"),
         max_train_minutes=2.5, accuracy_threshold=0.8, max_accuracy_drop=0.05, warm_start=True,
         tune=True, tune_trials=3, in_memory_examples=100, enable_cache=False,
-        deploy_label="canary", deploy_user="ann", verbose=True)
+        deploy_label="canary", deploy_user="ann", verbose=True,
+        s3_endpoint_url="http://127.0.0.1:9000")
     defaults = PipelineConfig()
     for field in dataclasses.fields(PipelineConfig):
         if field.name not in ("data_root", "beam_args"):
