@@ -58,6 +58,17 @@ def no_flag(why: str, default: Any = dataclasses.MISSING, *,
                              metadata={NO_FLAG: why})
 
 
+# Schemes tf.io.gfile implements in this pin set (TensorFlow 2.16.2): gs:// is built in; s3:// and
+# hdfs:// raise UnimplementedError (tests/test_object_storage.py checks both facts).
+PIPELINE_ROOT_SCHEMES = ("gs",)
+
+
+def uri_scheme(path: str) -> str:
+    """``s3`` for ``s3://bucket/key``; ``""`` for a local path or ``file://``."""
+    head, sep, _ = str(path).partition("://")
+    return head.lower() if sep and head.isalnum() and head.lower() != "file" else ""
+
+
 class DataLocation(click.ParamType):
     """``--data``: an existing local path, or a URI (``s3://``, ``gs://``...) checked when read."""
 
@@ -112,7 +123,8 @@ class PipelineConfig:
         20, help="Share of images in the eval split for inputs without split folders (stable "
                  "hash of the file name).")
     pipeline_root: str = flag(settings.DEFAULT_PIPELINE_ROOT, type=click.Path(),
-                              help="Where TFX writes every component's artifacts.")
+                              help="Where TFX writes every component's artifacts: a local path "
+                                   "or gs://... (the schemes tf.io.gfile has here; not s3://).")
     metadata_path: str = flag(
         settings.DEFAULT_METADATA, names=("--metadata", "--metadata-path"),
         envvar=settings.ENV_METADATA, metavar="PATH|URI",
@@ -161,6 +173,14 @@ class PipelineConfig:
             raise ValueError(
                 f"--model-name {self.model_name!r}: use letters, digits, '-', '_' or '.'"
             )
+        root_scheme = uri_scheme(self.pipeline_root)
+        if root_scheme and root_scheme not in PIPELINE_ROOT_SCHEMES:
+            raise ValueError(
+                f"--pipeline-root {self.pipeline_root}: TFX writes artifacts through tf.io.gfile, "
+                f"and the TensorFlow of this pin set has no {root_scheme}:// filesystem (only "
+                f"{', '.join(s + '://' for s in PIPELINE_ROOT_SCHEMES)} and local paths; "
+                "tensorflow-io, which adds s3://, has no release for it). Use a local path or "
+                "gs://; --data can still be s3://")
         if not 0 < self.eval_percent < 100:
             raise ValueError(f"--eval-percent must be between 1 and 99, got {self.eval_percent}")
         if not 0.0 <= self.accuracy_threshold <= 1.0:
@@ -176,6 +196,13 @@ class PipelineConfig:
     def pipeline_name(self) -> str:
         """The TFX pipeline name; one pipeline (and MLMD context) per model name."""
         return self.model_name
+
+    @property
+    def pipeline_root_uri(self) -> str:
+        """The pipeline root as TFX gets it: a URI as given, a local path made absolute."""
+        if uri_scheme(self.pipeline_root):
+            return self.pipeline_root
+        return os.path.abspath(self.pipeline_root)
 
     @property
     def push_directory(self) -> str:

@@ -8,8 +8,6 @@ before importing this module (it imports TFX and TFMA, hence TensorFlow).
 
 from __future__ import annotations
 
-import os
-
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
@@ -137,7 +135,7 @@ def create_pipeline(
     components += [trainer, baseline, evaluator, pusher]
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
-        pipeline_root=os.path.abspath(config.pipeline_root),
+        pipeline_root=config.pipeline_root_uri,
         components=components,
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,

@@ -194,7 +194,7 @@ def format_summary(config: PipelineConfig, summary: RunSummary, elapsed: float,
     if deployed is not None:
         lines.append(f"  deployed:      {deployed.serving_name} version {deployed.latest_version}")
     lines += [
-        f"  artifacts:     {os.path.abspath(config.pipeline_root)}",
+        f"  artifacts:     {config.pipeline_root_uri}",
         f"  metadata:      {config.metadata_path}",
         f"  tensorboard:   tensorboard --logdir {summary.tensorboard_dir or '(no trainer run)'}",
         f"  log:           {log_path}",

@@ -123,3 +123,25 @@ def test_the_whole_pipeline_on_s3_blesses_pushes_and_sees_the_same_data(
 
     remote, local = statistics(tmp_path / "root"), statistics(Path(tiny_pipeline_run.pipeline_root))
     assert set(remote) == {"train", "eval"} and remote == local
+
+
+def test_the_pipeline_root_takes_the_schemes_tf_io_gfile_has_here() -> None:
+    from contracts.runtime import configure_tensorflow
+
+    configure_tensorflow()
+    import tensorflow as tf
+
+    from pipeline.config import PIPELINE_ROOT_SCHEMES, PipelineConfig
+
+    with pytest.raises(tf.errors.UnimplementedError):
+        tf.io.gfile.exists("s3://bucket/root")  # why s3:// is refused for the pipeline root
+    assert PIPELINE_ROOT_SCHEMES == ("gs",)
+    try:
+        tf.io.gfile.exists("gs://bucket/root")  # implemented; fails here only for want of network
+    except tf.errors.UnimplementedError:
+        pytest.fail("gs:// should be a tf.io.gfile filesystem in this pin set")
+    except tf.errors.OpError:
+        pass
+    with pytest.raises(ValueError, match="no s3:// filesystem"):
+        PipelineConfig(pipeline_root="s3://bucket/root")
+    assert PipelineConfig(pipeline_root="gs://bucket/root").pipeline_root_uri == "gs://bucket/root"
