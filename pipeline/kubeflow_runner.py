@@ -32,21 +32,21 @@ def main(output: str, image: str, **options: object) -> None:
     """Compile the pipeline for Kubeflow Pipelines (KFP v2 IR JSON) without running it."""
     from tfx import v1 as tfx
 
-    from pipeline.datasets import ResolvedData, resolve_data
+    from pipeline.components import storage
+    from pipeline.datasets import resolve_data
     from pipeline.pipeline import create_pipeline
-    from pipeline.run import MULTI_PROCESS_BEAM, quiet_warnings
+    from pipeline.run import MULTI_PROCESS_BEAM, beam_options, quiet_warnings
 
     quiet_warnings()
     try:
         config = config_from_options(dict(options))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    if config.data and "://" in config.data:
-        data = ResolvedData(config.data, tuple(config.class_names or ()) or _digits(), config.data)
-    else:
-        data = resolve_data(config.data, config.dataset, config.data_root)
+    beam = beam_options(config, MULTI_PROCESS_BEAM)
+    storage.configure(beam)  # remote --data is looked at (its layout) when compiling
+    data = resolve_data(config.data, config.dataset, config.data_root, config.class_names)
     pipeline = create_pipeline(config, data, metadata_connection_config=None,
-                               beam_pipeline_args=MULTI_PROCESS_BEAM)
+                               beam_pipeline_args=beam)
     os.makedirs(os.path.dirname(os.path.abspath(output)) or ".", exist_ok=True)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
@@ -55,12 +55,6 @@ def main(output: str, image: str, **options: object) -> None:
     )
     runner.run(pipeline, write_out=True)
     click.echo(f"wrote {output} (KFP v2 pipeline spec, image {image}, {len(pipeline.components)} components)")
-
-
-def _digits() -> tuple[str, ...]:
-    from modules.features import DIGIT_CLASS_NAMES
-
-    return DIGIT_CLASS_NAMES
 
 
 if __name__ == "__main__":

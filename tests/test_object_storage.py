@@ -145,3 +145,26 @@ def test_the_pipeline_root_takes_the_schemes_tf_io_gfile_has_here() -> None:
     with pytest.raises(ValueError, match="no s3:// filesystem"):
         PipelineConfig(pipeline_root="s3://bucket/root")
     assert PipelineConfig(pipeline_root="gs://bucket/root").pipeline_root_uri == "gs://bucket/root"
+
+
+def test_the_kubeflow_spec_carries_the_data_uri_and_the_image(remote_tiny: str, s3: str,
+                                                              tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "spec.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.kubeflow_runner", "--data", remote_tiny,
+         "--pipeline-root", str(tmp_path / "root"), "--output", str(out),
+         "--image", "registry.example.com/mnist-tfx:1"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = out.read_text()
+    spec = json.loads(text)
+    assert "registry.example.com/mnist-tfx:1" in text
+    inputs = spec["pipelineSpec"]["root"]["dag"]["tasks"]["ExampleGen"]["inputs"]["parameters"]
+    assert inputs["input_base"]["runtimeValue"]["constantValue"]["stringValue"] == remote_tiny
+    assert f"--s3_endpoint_url={s3}" in text  # the store's endpoint reaches the components' Beam
