@@ -53,6 +53,11 @@ COVERED: list[tuple[str, str]] = [
      "tests/test_example_gen.py::test_local_dag_runner_on_a_flat_image_folder"),
     (r"local_runner --data ~/idx --model-name fashion --class-names",
      "tests/test_example_gen.py::test_local_dag_runner_on_idx_files"),
+    (r"local_runner --data s3://mnist/mnist_png --s3-endpoint-url http://127\.0\.0\.1:9000$",
+     "tests/test_object_storage.py::test_the_whole_pipeline_on_s3_blesses_pushes_and_sees_the_same_data"),
+    (r"beam_runner -- --runner=PortableRunner --job_endpoint=embed --environment_type=EXTERNAL "
+     r"--environment_config=localhost:50000 --setup_file=\./setup\.py$",
+     "tests/test_worker_pool.py::test_the_graph_runs_on_workers_that_get_our_code_only_by_staging"),
     (r"^\.venv/bin/python -m pipeline\.beam_runner$",
      "tests/test_runners.py::test_beam_runner_runs_the_same_graph"),
     # IRIS's curl call, with the 784 values the docs elide.

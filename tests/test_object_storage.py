@@ -168,3 +168,32 @@ def test_the_kubeflow_spec_carries_the_data_uri_and_the_image(remote_tiny: str, 
     inputs = spec["pipelineSpec"]["root"]["dag"]["tasks"]["ExampleGen"]["inputs"]["parameters"]
     assert inputs["input_base"]["runtimeValue"]["constantValue"]["stringValue"] == remote_tiny
     assert f"--s3_endpoint_url={s3}" in text  # the store's endpoint reaches the components' Beam
+
+
+def test_the_readme_boto3_upload_snippet_works_as_written(s3: str, tmp_path: Path) -> None:
+    """The README's rewrite of the seed's upload loop (the endpoint and bucket replaced)."""
+    import re
+
+    import boto3
+
+    from tests.datagen import write_png_folder
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"upload loop, with boto3:\n\n```python\n(.*?)```", readme, re.S)
+    assert block, "the README's boto3 upload snippet is missing"
+    code = block.group(1).replace("http://127.0.0.1:9000", s3)
+    write_png_folder(tmp_path / "mnist_png", n_per_class=2, split_folders=True)
+    boto3.client("s3").create_bucket(Bucket="snippet")
+    exec_globals: dict[str, object] = {}
+    import os
+
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        exec(compile(code.replace('"mnist", f"mnist_png/', '"snippet", f"mnist_png/'), "README",
+                     "exec"), exec_globals)
+    finally:
+        os.chdir(here)
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="snippet")["Contents"]]
+    assert len(keys) == len(list((tmp_path / "mnist_png").rglob("*.png"))) and \
+        all(k.startswith("mnist_png/") for k in keys)

@@ -196,21 +196,30 @@ def _detect_images(probe: Probe) -> InputLayout | None:
                        probe.dictionary, sum(counts.values()), counts, implied)
 
 
+ImageItem = tuple[str, int]  # (path relative to the root, label)
+
+
 def _list_images(root: str, pattern: str, class_names: Sequence[str], side: str | None,
-                 eval_percent: int) -> list[tuple[str, int]]:
+                 eval_percent: int) -> list[ImageItem] | list[list[ImageItem]]:
+    """One work item per local image; remote images in chunks, read concurrently (one request
+    per object would otherwise be paid one after the other)."""
     split_dir = pattern[: -len("*/*")].rstrip("/") or None
     files = readers.list_image_files(root, split_dir, class_names)
     if side is not None:
         files = [(rel, label) for rel, label in files if readers.in_split(rel, side, eval_percent)]
+    if storage.is_remote(root):
+        size = storage.REMOTE_CHUNK
+        return [files[start:start + size] for start in range(0, len(files), size)]
     return files
 
 
-def _read_image(item: tuple[str, int], root: str, class_names: Sequence[str], side: str | None,
-                eval_percent: int) -> Iterator[bytes]:
+def _read_image(item: ImageItem | list[ImageItem], root: str, class_names: Sequence[str],
+                side: str | None, eval_percent: int) -> Iterator[bytes]:
     del class_names, side, eval_percent  # the label was checked and the split chosen when listed
-    rel, label = item
-    path = storage.join(root, rel)
-    yield readers.to_tf_example(readers.read_image(path, path), label)
+    items = item if isinstance(item, list) else [item]
+    paths = [storage.join(root, rel) for rel, _ in items]
+    for path, (_, label), data in zip(paths, items, storage.read_many(paths), strict=True):
+        yield readers.to_tf_example(readers.decode_image(data, path), label)
 
 
 # --------------------------------------------------------------------------------------------

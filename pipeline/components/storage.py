@@ -25,6 +25,8 @@ from typing import IO, Any
 from pipeline.components.errors import DataError
 
 IGNORED_PREFIXES = (".", "_")  # hidden files, and Beam/TFX markers such as _SUCCESS
+REMOTE_READ_THREADS = 16      # concurrent object reads (see read_many)
+REMOTE_CHUNK = 64             # remote images per Beam work item (see layouts._list_images)
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ def relative(path: str, root: str) -> str:
 # ---------------------------------------------------------------------------- remote listings
 _trees: dict[str, dict[str, int]] = {}  # remote root -> {relative key: size}
 _lock = threading.Lock()
+_options: Any = None  # the run's Beam options (configure)
+_s3: Any = None       # one S3IO (one boto3 client) per process, see open_binary
 
 
 def configure(beam_args: Sequence[str]) -> None:
@@ -94,7 +98,9 @@ def configure(beam_args: Sequence[str]) -> None:
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    FileSystems.set_options(PipelineOptions(list(beam_args)))
+    global _options, _s3
+    _options, _s3 = PipelineOptions(list(beam_args)), None
+    FileSystems.set_options(_options)
 
 
 def forget() -> None:
@@ -255,18 +261,52 @@ def glob_files(root: str, pattern: str) -> list[str]:
                   and _visible(rel))
 
 
+def _s3io() -> Any:
+    """Beam's S3IO, made once: ``FileSystems.open`` makes a new one (a new boto3 client, about
+    0.1 s) for every file, which made 1,797 small PNGs take 200x longer than from disk."""
+    global _s3
+    with _lock:
+        if _s3 is None:
+            from apache_beam.io.aws import s3io
+            from apache_beam.options.pipeline_options import PipelineOptions
+
+            options = _options or getattr(_filesystems(), "_pipeline_options", None)
+            _s3 = s3io.S3IO(options=options or PipelineOptions([]))
+        return _s3
+
+
 def open_binary(path: str) -> IO[bytes]:
     if not is_remote(path):
         return open(path, "rb")
     try:
+        if scheme(path) == "s3":
+            return _s3io().open(path, "rb")  # type: ignore[no-any-return]
         return _filesystems().open(path)
     except Exception as exc:  # noqa: BLE001 - the store's error, with the URI
         raise DataError(f"{path}: cannot read it ({_short(exc)})") from exc
 
 
 def read_bytes(path: str) -> bytes:
+    if scheme(path) == "s3":  # one GET (S3IO.open makes a HEAD first)
+        bucket, _, key = path[len("s3://"):].partition("/")
+        try:
+            response = _s3io().client.client.get_object(Bucket=bucket, Key=key)
+            return bytes(response["Body"].read())
+        except Exception as exc:  # noqa: BLE001 - the store's error, with the URI
+            raise DataError(f"{path}: cannot read it ({_short(exc)})") from exc
     with open_binary(path) as handle:
         return handle.read()
+
+
+def read_many(paths: Sequence[str], threads: int = REMOTE_READ_THREADS) -> list[bytes]:
+    """The contents of ``paths``, in order: remote ones fetched ``threads`` at a time (an object
+    store answers each request in milliseconds, and many requests at once as fast as one)."""
+    if len(paths) < 2 or not any(is_remote(p) for p in paths):
+        return [read_bytes(p) for p in paths]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(threads, len(paths)), thread_name_prefix="storage-read") as pool:
+        return list(pool.map(read_bytes, paths))
 
 
 def open_text(path: str) -> IO[str]:
