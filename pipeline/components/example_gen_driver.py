@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Iterable
 from typing import Any
 
+from tfx.components import FileBasedExampleGen
 from tfx.components.example_gen import driver, input_processor, utils
 from tfx.proto import example_gen_pb2
 
@@ -54,4 +55,10 @@ class StorageDriver(driver.FileBasedDriver):
         return StorageInputProcessor(input_base_uri, splits, range_config)
 
 
-__all__ = ["StorageDriver", "StorageInputProcessor", "utils"]
+class StorageExampleGen(FileBasedExampleGen):
+    """TFX's FileBasedExampleGen with the driver above (our executor is set by the caller)."""
+
+    DRIVER_CLASS = StorageDriver
+
+
+__all__ = ["StorageDriver", "StorageExampleGen", "StorageInputProcessor", "utils"]

@@ -63,15 +63,11 @@ def make_example_gen(
         raise DataError(str(exc)) from exc
 
     from google.protobuf import any_pb2, struct_pb2
-    from tfx.components import FileBasedExampleGen
     from tfx.dsl.components.base import executor_spec
     from tfx.proto import example_gen_pb2
 
-    from pipeline.components.example_gen_driver import StorageDriver
+    from pipeline.components.example_gen_driver import StorageExampleGen
     from pipeline.components.image_example_gen_executor import Executor
-
-    class StorageExampleGen(FileBasedExampleGen):  # TFX's, with a driver that lists s3:// too
-        DRIVER_CLASS = StorageDriver
 
     config = struct_pb2.Struct()
     config.update(layout_config(path, layout, names, eval_percent))

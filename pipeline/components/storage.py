@@ -110,10 +110,15 @@ def forget() -> None:
 
 
 def _filesystems() -> Any:
+    """Beam's FileSystems, with options: its S3 filesystem refuses to work without any (the
+    run's from ``configure``, else defaults: endpoint and credentials from the environment)."""
     try:
         from apache_beam.io.filesystems import FileSystems
+        from apache_beam.options.pipeline_options import PipelineOptions
     except ImportError as exc:  # pragma: no cover - apache-beam is a dependency
         raise DataError(f"remote data needs apache-beam ({exc})") from exc
+    if getattr(FileSystems, "_pipeline_options", None) is None:
+        FileSystems.set_options(_options or PipelineOptions([]))
     return FileSystems
 
 
