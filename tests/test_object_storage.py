@@ -116,7 +116,10 @@ def test_the_whole_pipeline_on_s3_blesses_pushes_and_sees_the_same_data(
     assert (tmp_path / "serving" / tiny_pipeline_run.model_name / "1" / "saved_model.pb").is_file()
 
     def statistics(root: Path) -> dict[str, tuple[int, float]]:
-        [stats_dir] = [p for p in root.rglob("StatisticsGen/statistics/*") if p.is_dir()][:1]
+        # The first StatisticsGen output under the root (the session's run made it first;
+        # later tests may add runs on other data).
+        stats_dir = min((p for p in root.rglob("StatisticsGen/statistics/*")
+                         if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
         found = read_statistics(str(stats_dir))
         return {split: (int(data.num_examples),
                         next(f.num_stats.mean for f in data.features if f.path.step == ["label"]))

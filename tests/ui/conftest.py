@@ -32,6 +32,7 @@ class Console:
     serving_dir: str
     model: str
     server_url: str
+    first_version: int = 1  # the version the fixture deployed (the copied run may hold others)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -85,9 +86,10 @@ def add_hostile_pipeline(metadata: str, root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def console_registry(tiny_pipeline_run, tmp_path_factory: pytest.TempPathFactory
-                     ) -> tuple[str, str, str]:
+                     ) -> tuple[str, str, str, int]:
     """A copy of the session's tiny run (never the run itself), deployed once, plus a hostile
-    pipeline; returns (metadata, serving dir, model name)."""
+    pipeline; returns (metadata, serving dir, model name, the deployed version). Other tests may
+    have deployed into the session's run: the version is not always 1."""
     from registry.api import open_registry
 
     root = tmp_path_factory.mktemp("console")
@@ -97,14 +99,14 @@ def console_registry(tiny_pipeline_run, tmp_path_factory: pytest.TempPathFactory
     reg = open_registry(metadata, serving)
     if not reg.summary(tiny_pipeline_run.model_name).lineage.get("pushed_destination"):
         pytest.skip("the tiny run's model was not blessed, so there is nothing to deploy")
-    reg.deploy(tiny_pipeline_run.model_name, label="stable", user="root")
-    return metadata, serving, tiny_pipeline_run.model_name
+    deployed = reg.deploy(tiny_pipeline_run.model_name, label="stable", user="root")
+    return metadata, serving, tiny_pipeline_run.model_name, deployed.latest_version
 
 
 @pytest.fixture(scope="module")
-def model_server(console_registry: tuple[str, str, str],
+def model_server(console_registry: tuple[str, str, str, int],
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
-    metadata, serving, _ = console_registry
+    metadata, serving, _, _ = console_registry
     port = free_port()
     log = tmp_path_factory.mktemp("model_server") / "server.log"
     with open(log, "wb") as out:
@@ -119,7 +121,7 @@ def model_server(console_registry: tuple[str, str, str],
 
 
 def start_console(metadata: str, serving: str, model: str, pipeline_root: str, server_url: str,
-                  log: Path, *extra: str) -> Console:
+                  log: Path, *extra: str, first_version: int = 1) -> Console:
     port = free_port()
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -129,15 +131,15 @@ def start_console(metadata: str, serving: str, model: str, pipeline_root: str, s
             cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait_until_up(f"{url}/healthz", proc, log)
-    return Console(url, proc, log, metadata, serving, model, server_url)
+    return Console(url, proc, log, metadata, serving, model, server_url, first_version)
 
 
 @pytest.fixture(scope="module")
-def console(console_registry: tuple[str, str, str], model_server: ModelServer, tiny_pipeline_run,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
-    metadata, serving, model = console_registry
+def console(console_registry: tuple[str, str, str, int], model_server: ModelServer,
+            tiny_pipeline_run, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    metadata, serving, model, version = console_registry
     log = tmp_path_factory.mktemp("console_log") / "ui.log"
     running = start_console(metadata, serving, model, tiny_pipeline_run.pipeline_root,
-                            model_server.url, log)
+                            model_server.url, log, first_version=version)
     yield running
     stop(running.proc)

@@ -34,7 +34,7 @@ def test_every_page_renders_from_the_registry_and_mlmd(console: Console) -> None
     assert models.status_code == 200 and f">{console.model}</a>" in models.text
     assert "Server-Timing" in models.headers
     model = session.get(f"{console.url}/models/{console.model}", timeout=30).text
-    assert 'id="current-version">1<' in model and "stable" in model
+    assert f'id="current-version">{console.first_version}<' in model and "stable" in model
     assert "Metrics across versions" in model and "metrics-per-class" in model
     assert "zero" in model  # per-class rows carry the class names
     lineage = session.get(f"{console.url}/models/{console.model}/lineage", timeout=30).text
@@ -45,8 +45,14 @@ def test_every_page_renders_from_the_registry_and_mlmd(console: Console) -> None
         assert session.get(console.url + href, timeout=30).status_code == 200, href
     runs = session.get(f"{console.url}/runs", params={"pipeline": console.model}, timeout=30).text
     assert "hostile" not in runs and "&lt;script&gt;" not in runs  # the filter keeps one pipeline
-    [run] = links(runs, "/runs/")[:1]
-    detail = session.get(console.url + run, timeout=30).text
+    # The run that trained the model (other tests may have added failed or cached runs since).
+    from registry.api import open_registry
+
+    trained_in = open_registry(console.metadata, console.serving_dir).summary(
+        console.model).lineage["pipeline_run"]
+    found = re.search(rf'href="(/runs/\d+)">{re.escape(trained_in)}<', runs)
+    assert found, f"run {trained_in} is not on the runs page"
+    detail = session.get(console.url + found.group(1), timeout=30).text
     for component in ("ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator",
                       "Transform", "Trainer", "Evaluator", "Pusher"):
         assert component in detail, component
@@ -71,7 +77,7 @@ def test_writes_need_the_token_the_csrf_token_and_our_origin(console: Console) -
     url = f"{console.url}/models/{console.model}/actions/label"
     anonymous = requests.Session()
     csrf = csrf_of(anonymous, f"{console.url}/models")
-    form = {"csrf": csrf, "label": "canary", "version": "1"}
+    form = {"csrf": csrf, "label": "canary", "version": str(console.first_version)}
     refused = anonymous.post(url, data=form, timeout=30, allow_redirects=False)
     assert refused.status_code == 403 and "token" in refused.text
     holder = requests.Session()
@@ -85,7 +91,7 @@ def test_writes_need_the_token_the_csrf_token_and_our_origin(console: Console) -
                        headers={"Origin": console.url})
     assert done.status_code == 303, done.text[:300]
     page = holder.get(console.url + done.headers["Location"], timeout=30).text
-    assert "label canary now points at version 1" in page
+    assert f"label canary now points at version {console.first_version}" in page
     history = subprocess.run(
         [sys.executable, "-m", "registry", "history", console.model, "--metadata",
          console.metadata, "--serving-dir", console.serving_dir, "--output", "json"],
@@ -192,7 +198,8 @@ def test_ui_and_cli_writers_interleave_safely(console: Console) -> None:
     thread.join()
     assert not failures
     versions = _versions(console)
-    assert len(versions) == before + 6 and versions == list(range(1, len(versions) + 1))
+    assert len(versions) == before + 6
+    assert versions == list(range(console.first_version, console.first_version + len(versions)))
 
 
 def _versions(console: Console) -> list[int]:
@@ -235,7 +242,8 @@ def test_the_printed_url_holds_a_fresh_token(console: Console, tmp_path: Path) -
         assert "changes allowed" in holder.get(printed.group(1), timeout=30).text
         done = holder.post(f"{url}/models/{console.model}/actions/label",
                            data={"csrf": csrf_of(holder, f"{url}/models"), "label": "fresh",
-                                 "version": "1"}, timeout=30, allow_redirects=False)
+                                 "version": str(console.first_version)},
+                           timeout=30, allow_redirects=False)
         assert done.status_code == 303, done.text[:300]
     finally:
         stop(proc)
@@ -264,3 +272,50 @@ def test_help_names_every_option_with_examples() -> None:
     for option in ("--host", "--port", "--auth-token", "--pipeline-root", "--server-url",
                    "--server-token", "MLMODEL_UI_TOKEN", "Examples:"):
         assert option in shown, option
+
+
+def test_the_predict_proxy_takes_a_version_or_a_label(console: Console) -> None:
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(buffer, format="PNG")
+    image = base64.b64encode(buffer.getvalue()).decode()
+    session = requests.Session()
+    headers = {"X-CSRF-Token": csrf_of(session, f"{console.url}/predict")}
+    url = f"{console.url}/api/predict"
+    for choice in ({"label": "stable"}, {"version": console.first_version}, {}):
+        answer = session.post(url, json={"model": console.model, "image_b64": image, **choice},
+                              headers=headers, timeout=60)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert len(body["probabilities"]) == len(body["class_names"]) == 10
+        assert abs(sum(body["probabilities"]) - 1) < 1e-4
+        assert body["url"].endswith("/labels/stable" if "label" in choice else
+                                    f"/versions/{console.first_version}" if "version" in choice
+                                    else "_tiny")
+    unknown = session.post(url, json={"model": console.model, "image_b64": image,
+                                      "label": "nope"}, headers=headers, timeout=60)
+    assert unknown.status_code == 502 and "nope" in unknown.json()["error"]
+    no_csrf = session.post(url, json={"model": console.model, "image_b64": image}, timeout=60)
+    assert no_csrf.status_code == 403
+
+
+def test_stop_from_the_console_takes_the_model_out_of_serving(console: Console) -> None:
+    from registry.api import open_registry
+
+    holder = requests.Session()
+    holder.get(f"{console.url}/models?token={TOKEN}", timeout=30)
+    csrf = csrf_of(holder, f"{console.url}/models/{console.model}")
+    done = holder.post(f"{console.url}/models/{console.model}/actions/stop", data={"csrf": csrf},
+                       timeout=60, allow_redirects=False)
+    assert done.status_code == 303, done.text[:300]
+    registry = open_registry(console.metadata, console.serving_dir)
+    assert not registry.summary(console.model).serving
+    back = holder.post(f"{console.url}/models/{console.model}/actions/rollback",
+                       data={"csrf": csrf}, timeout=60, allow_redirects=False)
+    assert back.status_code == 303  # a rollback serves again (other tests expect it serving)
+    assert registry.summary(console.model).serving
