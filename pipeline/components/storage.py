@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from pipeline.components.errors import DataError
 
-IGNORED_PREFIXES = (".", "_")  # hidden files, and Beam/TFX markers such as _SUCCESS
+IGNORED_PREFIXES = (".",)     # hidden files, skipped as local listings skip them
 REMOTE_READ_THREADS = 16      # concurrent object reads (see read_many)
 REMOTE_CHUNK = 64             # remote images per Beam work item (see layouts._list_images)
 
