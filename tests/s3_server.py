@@ -20,12 +20,20 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
 
 
 @contextmanager
-def running_s3(log: Path) -> Iterator[str]:
-    """Start ``moto_server``; yields its endpoint URL; stops it afterwards."""
+def running_s3(log: Path, free_actions: int | None = None) -> Iterator[str]:
+    """Start ``moto_server``; yields its endpoint URL; stops it afterwards.
+
+    ``free_actions``: moto then checks credentials after that many requests (its
+    ``INITIAL_NO_AUTH_ACTION_COUNT``; the readiness probe below is one of them), and refuses the
+    test credentials from then on, as a store refuses an unknown key.
+    """
     port = free_port()
+    env = dict(os.environ)
+    if free_actions is not None:
+        env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(free_actions)
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                                 str(port)], stdout=out, stderr=subprocess.STDOUT)
+                                 str(port)], stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

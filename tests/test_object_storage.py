@@ -69,6 +69,23 @@ def test_bad_remote_input_gets_a_clear_error(s3: str, uri: str, expected: str) -
         detect_layout(uri)
 
 
+def test_a_refused_listing_says_to_check_the_credentials(s3: str, tmp_path: Path) -> None:
+    """A store that refuses our key (moto with its credential checks on after the set-up)."""
+    import boto3
+
+    from pipeline.components.layouts import detect_layout
+    from pipeline.components.readers import DataError
+
+    with running_s3(tmp_path / "locked.log", free_actions=3) as endpoint, \
+            s3_environment(endpoint):
+        client = boto3.client("s3")
+        client.create_bucket(Bucket="locked")  # free action 2 (the probe was 1)
+        client.put_object(Bucket="locked", Key="mnist_png/0/a.png", Body=b"png")  # 3
+        with pytest.raises(DataError, match="access to bucket 'locked' is denied; check the "
+                                            "credentials"):
+            detect_layout("s3://locked/mnist_png")
+
+
 def test_a_corrupt_object_is_named(s3: str, tmp_path: Path) -> None:
     from pipeline.components.layouts import detect_layout, layout_of
     from pipeline.components.readers import DataError
