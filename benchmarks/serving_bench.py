@@ -217,21 +217,26 @@ async def load_raw(url: str, body: bytes, concurrency: int,
     return len(latencies) / elapsed, latencies, failures
 
 
-async def load_grpc(target: str, request: bytes, concurrency: int,
-                    seconds: float) -> tuple[float, list[float], int]:
-    """``concurrency`` callers on one grpc.aio channel sending a pre-serialized PredictRequest
-    (no client-side protobuf work per call; the server still parses every request)."""
+async def load_grpc(target: str, request: bytes, concurrency: int, seconds: float,
+                    channels: int = 1) -> tuple[float, list[float], int]:
+    """``concurrency`` callers sending a pre-serialized PredictRequest (no client-side protobuf
+    work per call; the server still parses every request), spread over ``channels`` grpc.aio
+    channels, each its own TCP connection (a local subchannel pool: grpc would otherwise share
+    one connection between channels to the same target). With ``serving start --workers N``
+    the kernel spreads connections, not calls, over the workers, so one channel reaches one."""
     from grpc import aio
 
     latencies: list[float] = []
     failures = 0
-    async with aio.insecure_channel(target) as channel:
-        predict = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
-        for _ in range(20):  # warm the channel and the model
-            await predict(request)
+    opened = [aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+              for _ in range(max(1, min(channels, concurrency)))]
+    try:
+        calls = [ch.unary_unary("/tensorflow.serving.PredictionService/Predict") for ch in opened]
+        for _ in range(20):  # warm the channels and the model
+            await asyncio.gather(*(predict(request) for predict in calls))
         deadline = time.perf_counter() + seconds
 
-        async def worker() -> None:
+        async def worker(predict: aio.UnaryUnaryMultiCallable) -> None:
             nonlocal failures
             while time.perf_counter() < deadline:
                 t = time.perf_counter()
@@ -242,8 +247,11 @@ async def load_grpc(target: str, request: bytes, concurrency: int,
                 latencies.append(time.perf_counter() - t)
 
         start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(calls[i % len(calls)]) for i in range(concurrency)))
         elapsed = time.perf_counter() - start
+    finally:
+        for ch in opened:
+            await ch.close()
     return len(latencies) / elapsed, latencies, failures
 
 
@@ -301,6 +309,8 @@ def main() -> None:
     parser.add_argument("--inter", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1,
                         help="serving start --workers N (processes sharing the port)")
+    parser.add_argument("--grpc-channels", type=int, default=1,
+                        help="gRPC connections the callers are spread over (1 for one caller)")
     parser.add_argument("--server-threads", action="store_true",
                         help="start the server with --intra-op-threads/--inter-op-threads too")
     args = parser.parse_args()
@@ -350,7 +360,8 @@ def main() -> None:
                         runs.setdefault("p50_ms", []).append(percentile(latencies, 50) * 1e3)
                         runs.setdefault("p99_ms", []).append(percentile(latencies, 99) * 1e3)
                     rps, latencies, failed = asyncio.run(
-                        load_grpc(f"127.0.0.1:{grpc_port}", grpc_body, c, args.seconds))
+                        load_grpc(f"127.0.0.1:{grpc_port}", grpc_body, c, args.seconds,
+                                  args.grpc_channels))
                     failures += failed
                     runs.setdefault(f"grpc_c{c}_rps", []).append(rps)
                     if c == 1:
@@ -396,7 +407,7 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, batch window {args.batch_window_ms:g} ms, "
           f"{args.client} client, server threads "
           f"{f'intra {intra}, inter {inter}' if args.server_threads else 'TF default'}, "
-          f"{args.workers} worker process(es), "
+          f"{args.workers} worker process(es), {args.grpc_channels} gRPC channels, "
           f"{failures} failed requests")
     print(f"{'measure':60} {'median':>10} {'target':>8} {'vs loop':>8}")
     for name, value, target, ratio in rows:

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from serving import codec
 from serving.admission import BodyBudget, Busy
+from serving.deadline import within
 from serving.drain import Drain
 from serving.errors import ServingError, invalid
 from serving.manager import ModelManager
@@ -522,10 +523,12 @@ def _map_exception(exc: BaseException) -> tuple[int, str]:
 
 
 def make_app(manager: ModelManager, config: ServerConfig | None = None,
-             metrics: Metrics | None = None) -> web.Application:
-    """The aiohttp application; starting and stopping the manager is the caller's job."""
+             metrics: Metrics | None = None, drain: Drain | None = None) -> web.Application:
+    """The aiohttp application; starting and stopping the manager is the caller's job.
+    ``drain``: the runtime's count of requests in progress, shared with its batchers."""
     config = config or ServerConfig()
-    ctx = Ctx(manager, metrics or Metrics(), config, Drain(), BodyBudget(config.inflight_limit))
+    ctx = Ctx(manager, metrics or Metrics(), config, drain or Drain(),
+              BodyBudget(config.inflight_limit))
     ctx.metrics.in_flight.set_function(lambda: ctx.drain.active)
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -556,8 +559,8 @@ def make_app(manager: ModelManager, config: ServerConfig | None = None,
                 response.headers["WWW-Authenticate"] = 'Bearer realm="serving"'
             else:
                 try:
-                    response = await asyncio.wait_for(route.handler(ctx, request, groups),
-                                                      config.timeout_s)
+                    response = await within(route.handler(ctx, request, groups),
+                                             config.timeout_s)
                 except asyncio.TimeoutError:
                     response = error_response(504, f"request exceeded the {config.timeout_s:g} s "
                                               "deadline; send fewer instances or retry")

@@ -18,6 +18,10 @@ class Drain:
     """Tracks requests in progress; ``draining`` turns readiness off and keep-alive off."""
 
     def __init__(self) -> None:
+        self.reopen()
+
+    def reopen(self) -> None:
+        """Start afresh: a runtime served again (a restart in tests) is not draining."""
         self.active = 0
         self.draining = False
         self._idle = asyncio.Event()  # binds to the loop that first waits on it (Python 3.10)

@@ -45,6 +45,7 @@ from tensorflow_serving.apis import (
 from contracts.signatures import OUTPUT_PROBABILITIES
 from serving import grpc_codec
 from serving.admission import Busy
+from serving.deadline import within
 from serving.errors import HTTP_STATUS, ServingError, invalid
 from serving.servable import Servable, Signature
 
@@ -133,7 +134,7 @@ class _Calls:
                     ctx.config.timeout_s, max(remaining, 0.0))
                 if self.test_delay_s:
                     await asyncio.sleep(self.test_delay_s)
-                result = await asyncio.wait_for(body(call), timeout)
+                result = await within(body(call), timeout)
             finally:
                 ctx.budget.give(size)
         except asyncio.TimeoutError:

@@ -182,11 +182,12 @@ def load_servable(
     executor: Executor | None = None,
     batching: BatchingConfig | None = None,
     on_batch: Callable[[str, int, str, int], None] | None = None,
+    alone: Callable[[], bool] | None = None,
 ) -> Servable:
     """Load ``path`` (a SavedModel directory) as version ``version`` of ``name``.
 
     Raises ``ServingError(FAILED_PRECONDITION)`` naming the directory when it is not a loadable
-    SavedModel.
+    SavedModel. ``alone``: see ``Batcher`` (a lone small request runs on the event loop).
     """
     import tensorflow as tf
 
@@ -228,8 +229,9 @@ def load_servable(
             if on_batch is not None:
                 def hook(rows: int, _key: str = key) -> None:
                     on_batch(name, version, _key, rows)
-            sig.batcher = Batcher(sig.call, executor, batching, hook)
-        elif executor is not None:
-            sig.batcher = Batcher(sig.call, executor, BatchingConfig(max_batch=1, max_inflight=8))
+            sig.batcher = Batcher(sig.call, executor, batching, hook, alone)
+        elif executor is not None:  # no batch dimension: never joined, never sliced
+            sig.batcher = Batcher(sig.call, executor, BatchingConfig(
+                max_batch=1, max_inflight=8, chunk_rows=2**62, parallel_slices=1))
         signatures[key] = sig
     return Servable(name, version, path, class_names, signatures, signature_defs, time.time(), loaded)

@@ -7,7 +7,9 @@ import asyncio
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -97,7 +99,7 @@ def test_a_big_request_runs_in_slices_with_the_same_result() -> None:
         calls.append(len(inputs["x"]))
         return {"y": inputs["x"] * 2, "z": inputs["x"][:, :1]}
 
-    batcher = Batcher(run, None, BatchingConfig(max_batch=8, chunk_rows=100))
+    batcher = Batcher(run, None, BatchingConfig(max_batch=8, chunk_rows=100, parallel_slices=1))
     x = np.arange(1000 * 3, dtype=np.float32).reshape(1000, 3)
     out = asyncio.run(batcher.submit({"x": x}))
     assert calls == [100] * 10
@@ -108,3 +110,53 @@ def test_a_big_request_runs_in_slices_with_the_same_result() -> None:
     assert calls == [100]  # small requests: one call, as before
     with pytest.raises(ValueError, match="chunk_rows"):
         BatchingConfig(chunk_rows=0)
+
+
+def test_big_calls_run_as_parallel_slices_at_most_parallel_at_once() -> None:
+    running, peak, calls = [0], [0], []
+    lock = threading.Lock()
+
+    def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            calls.append(len(inputs["x"]))
+        time.sleep(0.02)  # long enough for the slices to overlap
+        with lock:
+            running[0] -= 1
+        return {"y": inputs["x"] + 1}
+
+    config = BatchingConfig(max_batch=8, chunk_rows=100, parallel_slices=3, min_slice_rows=16)
+    with ThreadPoolExecutor(8) as pool:
+        batcher = Batcher(run, pool, config)
+        x = np.arange(1000, dtype=np.float32).reshape(1000, 1)
+        out = asyncio.run(batcher.submit({"x": x}))
+        np.testing.assert_array_equal(out["y"], x + 1)  # in order, nothing lost
+        assert calls == [100] * 10 and peak[0] == 3  # memory bound: 3 slices in the model
+        calls.clear()
+        asyncio.run(batcher.submit({"x": x[:64]}))
+        assert sorted(calls) == [20, 22, 22]  # one batch's worth, cut for the 3 threads
+        calls.clear()
+        asyncio.run(batcher.submit({"x": x[:31]}))
+        assert calls == [31]  # too small to cut into 16-row slices
+
+
+def test_a_lone_small_request_runs_on_the_event_loop_and_company_goes_to_the_executor() -> None:
+    threads: list[str] = []
+
+    def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        threads.append(threading.current_thread().name)
+        return {"y": inputs["x"]}
+
+    alone = [True]
+    with ThreadPoolExecutor(2, thread_name_prefix="model") as pool:
+        batcher = Batcher(run, pool, BatchingConfig(inline_max_rows=8), alone=lambda: alone[0])
+        small, big = np.zeros((1, 2), np.float32), np.zeros((9, 2), np.float32)
+        asyncio.run(batcher.submit({"x": small}))
+        asyncio.run(batcher.submit({"x": big}))  # too big to block the loop with
+        alone[0] = False
+        asyncio.run(batcher.submit({"x": small}))  # others in progress: batch with them
+    assert threads[0] == "MainThread"
+    assert threads[1].startswith("model") and threads[2].startswith("model")
+    with pytest.raises(ValueError, match="inline_max_rows"):
+        BatchingConfig(inline_max_rows=-1)
