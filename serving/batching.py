@@ -15,10 +15,10 @@ Two paths around the thread hand-off, both measured in docs/serving.md (Performa
   rows, the model runs on the event loop itself: there is no company to batch with, and the
   executor round trip (a thread wake-up there and a loop wake-up back, ~0.4 ms) was a third of a
   one-image call. Under load ``alone()`` is false, so batches form as before.
-* **Parallel slices.** The server runs TensorFlow with one intra-op thread (one-image calls are
-  ~0.4 ms faster than with a pool that wakes a second thread per op), so a big batch or request
-  is cut into slices of at least ``min_slice_rows`` that run on ``parallel_slices`` executor
-  threads at once: 22,000 img/s on 2 cores against 18,800 for one call with TF's pools.
+* **Parallel slices.** A big batch or request is cut into slices of at least
+  ``min_slice_rows`` rows that run on ``parallel_slices`` executor threads at once. For 1,024
+  images on 2 cores: 19,000 img/s against 17,600 run one slice at a time with TF's thread
+  pools, and 19,700-22,000 with ``--intra-op-threads 1``, where one call uses one core.
 """
 
 from __future__ import annotations

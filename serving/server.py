@@ -94,9 +94,9 @@ def configure_gc(gen0: int = GC_GEN0_THRESHOLD) -> None:
 def configure_tf_threads(intra: int = 0, inter: int = 0) -> bool:
     """Size TensorFlow's thread pools (0 = TF's default); only possible before TF runs an op.
 
-    ``serving start`` defaults to one intra-op thread: a one-image call took 0.48 ms against
-    0.75-0.89 ms with TF's pool on the 2-core VM, and the batcher runs big batches as parallel
-    slices on its executor threads instead (docs/serving.md, Performance).
+    One intra-op thread made a one-image call 0.48 ms against 0.75-0.89 ms with TF's pool on
+    the 2-core VM (server p50 1.5 vs 1.8 ms), but concurrency-32 throughput 10-20% lower (the
+    batch's model call is on the critical path), so the default stays TF's (docs/serving.md).
     Returns False (and changes nothing) when TF is already initialised, e.g. in a test process.
     """
     if intra <= 0 and inter <= 0:
