@@ -48,12 +48,14 @@ class Runtime:
 
 
 def build_runtime(source: Source, batching: BatchingConfig | None = None,
-                  poll_interval: float = 0.5, workers: int = 4,
+                  poll_interval: float = 0.5, workers: int | None = None,
                   freeze_heap: bool = True) -> Runtime:
     """``freeze_heap``: after every load/unload, hide the loaded models from Python's cyclic
     garbage collector (``manager.settle_heap``); see docs/serving.md, Performance."""
     metrics = Metrics()
-    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="model")
+    # model calls: at least one thread per core, for the batcher's parallel slices
+    executor = ThreadPoolExecutor(max_workers=workers or max(4, os.cpu_count() or 1),
+                                  thread_name_prefix="model")
     batching = batching or BatchingConfig()
     drain = Drain()
 

@@ -139,6 +139,9 @@ def test_big_calls_run_as_parallel_slices_at_most_parallel_at_once() -> None:
         calls.clear()
         asyncio.run(batcher.submit({"x": x[:31]}))
         assert calls == [31]  # too small to cut into 16-row slices
+        calls.clear()
+        empty = asyncio.run(batcher.submit({"x": x[:0]}))
+        assert calls == [0] and empty["y"].shape == (0, 1)  # one call, as TF answers it
 
 
 def test_a_lone_small_request_runs_on_the_event_loop_and_company_goes_to_the_executor() -> None:
