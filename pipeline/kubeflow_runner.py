@@ -1,9 +1,12 @@
 """``python -m pipeline.kubeflow_runner``: compile the same graph to a KFP v2 pipeline spec (JSON).
 
 Submit the JSON with the KFP SDK or UI; schedule it weekly as a KFP recurring run. Kubeflow keeps
-ML Metadata itself, so --metadata is not used. --data and --pipeline-root must be paths the
-pipeline's pods can read (gs://, s3://, or a mounted volume), and --image an image with this
-project installed (``pip install .`` on top of gcr.io/tfx-oss-public/tfx:1.16.0).
+ML Metadata itself, so --metadata is not used. --data must be where the pipeline's pods can read
+it (gs://, s3:// or another Beam filesystem, or a mounted volume), --pipeline-root gs:// or a
+mounted volume (TFX writes artifacts through tf.io.gfile), and --image an image with this
+project installed (``pip install .`` on top of gcr.io/tfx-oss-public/tfx:1.16.0). With --data in
+a store tf.io.gfile cannot list (s3://), ExampleGen's driver hook runs
+``pipeline.kfp_example_gen_driver`` instead of TFX's (see there).
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ from contracts.runtime import configure_tensorflow
 configure_tensorflow()  # Keras 2 and one log level, before anything imports TensorFlow
 
 from pipeline.cli_options import EXAMPLES, config_from_options, pipeline_options  # noqa: E402
+from pipeline.kfp_example_gen_driver import (  # noqa: E402
+    TFX_DRIVER_MODULE,
+    uses_storage_driver,
+)
 
 DEFAULT_IMAGE = "mnist-tfx:latest"
 
@@ -54,7 +61,34 @@ def main(output: str, image: str, **options: object) -> None:
         output_filename=os.path.basename(output),
     )
     runner.run(pipeline, write_out=True)
+    input_base = next(c.exec_properties["input_base"] for c in pipeline.components
+                      if "input_base" in c.exec_properties)
+    if uses_storage_driver(input_base):
+        use_storage_driver(output)
     click.echo(f"wrote {output} (KFP v2 pipeline spec, image {image}, {len(pipeline.components)} components)")
+
+
+def use_storage_driver(spec_path: str) -> None:
+    """Point ExampleGen's pre-cache-check hook in the compiled spec at our driver module
+    (``pipeline.kfp_example_gen_driver``: why, there). Rewritten in place, atomically."""
+    import json
+
+    with open(spec_path, encoding="utf-8") as handle:
+        spec = json.load(handle)
+    changed = 0
+    for executor in spec["pipelineSpec"]["deploymentSpec"]["executors"].values():
+        hook = executor.get("container", {}).get("lifecycle", {}).get("preCacheCheck")
+        if hook and hook.get("command", [])[-1:] == [TFX_DRIVER_MODULE]:
+            hook["command"] = [*hook["command"][:-1], "pipeline.kfp_example_gen_driver"]
+            changed += 1
+    if not changed:
+        raise click.ClickException(
+            f"{spec_path}: found no ExampleGen driver hook ({TFX_DRIVER_MODULE}) to replace; "
+            "this TFX compiles ExampleGen differently, and --data in object storage needs it")
+    tmp = f"{spec_path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(spec, handle, sort_keys=True)
+    os.replace(tmp, spec_path)
 
 
 if __name__ == "__main__":

@@ -189,6 +189,82 @@ def test_the_kubeflow_spec_carries_the_data_uri_and_the_image(remote_tiny: str, 
     inputs = spec["pipelineSpec"]["root"]["dag"]["tasks"]["ExampleGen"]["inputs"]["parameters"]
     assert inputs["input_base"]["runtimeValue"]["constantValue"]["stringValue"] == remote_tiny
     assert f"--s3_endpoint_url={s3}" in text  # the store's endpoint reaches the components' Beam
+    hook = spec["pipelineSpec"]["deploymentSpec"]["executors"]["ExampleGen_executor"][
+        "container"]["lifecycle"]["preCacheCheck"]
+    assert hook["command"] == ["python", "-m", "pipeline.kfp_example_gen_driver"]
+    assert f"--s3_endpoint_url={s3}" in hook["args"]  # the driver's listing reaches the store
+
+
+def _driver_invocation(input_base: str, output_file: Path) -> str:
+    """The ``{{$}}`` KFP gives ExampleGen's pre-cache-check hook: an ExecutorInput in JSON, with
+    the split patterns our ExampleGen compiles for this input."""
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+    from tfx.orchestration.kubeflow.v2 import compiler_utils
+    from tfx.proto import example_gen_pb2
+    from tfx.types import standard_artifacts
+
+    from pipeline.components.layouts import detect_layout
+
+    invocation = pipeline_spec_pb2.ExecutorInput()
+    invocation.outputs.output_file = str(output_file)
+    layout = detect_layout(input_base)
+    splits = example_gen_pb2.Input(splits=[
+        example_gen_pb2.Input.Split(name=name, pattern=layout.splits[name])
+        for name in ("train", "eval")])
+    params = invocation.inputs.parameters  # the compiled spec is schema 2.0.0: "parameters"
+    params["input_base"].string_value = input_base
+    params["input_config"].string_value = json_format.MessageToJson(splits)
+    params["output_config"].string_value = "{}"
+    invocation.outputs.artifacts["examples"].artifacts.append(
+        pipeline_spec_pb2.RuntimeArtifact(type=pipeline_spec_pb2.ArtifactTypeSchema(
+            instance_schema=compiler_utils.get_artifact_schema(standard_artifacts.Examples))))
+    return json_format.MessageToJson(invocation)
+
+
+def test_the_kubeflow_driver_hook_fingerprints_s3_data_where_tfxs_own_cannot(
+        remote_tiny: str, s3: str, tmp_path: Path) -> None:
+    """Run the hook as KFP's container would, on the s3:// data: TFX's own driver fails to list
+    it (tf.io.gfile has no s3:// here); ours writes the span and the input fingerprint."""
+    import os
+    import subprocess
+    import sys
+
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    from pipeline.kfp_example_gen_driver import TFX_DRIVER_MODULE
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    results = {}
+    for module in (TFX_DRIVER_MODULE, "pipeline.kfp_example_gen_driver"):
+        output = tmp_path / module / "output_metadata.json"
+        results[module] = subprocess.run(
+            [sys.executable, "-m", module, "--json_serialized_invocation_args",
+             _driver_invocation(remote_tiny, output), f"--s3_endpoint_url={s3}",
+             "--direct_running_mode=multi_processing"],
+            cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    theirs = results[TFX_DRIVER_MODULE]
+    assert theirs.returncode != 0, theirs.stdout[-2000:]  # why the hook is replaced
+    assert "File system scheme 's3' not implemented" in theirs.stderr, theirs.stderr[-3000:]
+    ours = results["pipeline.kfp_example_gen_driver"]
+    assert ours.returncode == 0, ours.stderr[-3000:]
+    metadata = pipeline_spec_pb2.ExecutorOutput()
+    json_format.Parse((tmp_path / "pipeline.kfp_example_gen_driver" / "output_metadata.json")
+                      .read_text(), metadata, ignore_unknown_fields=True)
+    fingerprint = metadata.parameter_values["input_fingerprint"].string_value
+    assert metadata.parameter_values["span"].number_value == 0
+    assert fingerprint.startswith("split:train,num_files:") and "split:eval," in fingerprint
+    assert "names_and_sizes_sha256:" in fingerprint and "num_files:0," not in fingerprint
+
+
+def test_local_data_keeps_tfxs_own_kubeflow_driver() -> None:
+    from pipeline.kfp_example_gen_driver import uses_storage_driver
+
+    assert not uses_storage_driver("/data/mnist_png")
+    assert not uses_storage_driver("gs://bucket/mnist_png")  # tf.io.gfile lists gs:// itself
+    assert uses_storage_driver("s3://bucket/mnist_png")
 
 
 def test_the_readme_boto3_upload_snippet_works_as_written(s3: str, tmp_path: Path) -> None:
