@@ -161,5 +161,9 @@ def test_a_lone_small_request_runs_on_the_event_loop_and_company_goes_to_the_exe
         asyncio.run(batcher.submit({"x": small}))  # others in progress: batch with them
     assert threads[0] == "MainThread"
     assert threads[1].startswith("model") and threads[2].startswith("model")
+    windowed = Batcher(run, None, BatchingConfig(window_s=5.0), alone=lambda: True)
+    started = time.perf_counter()
+    asyncio.run(windowed.submit({"x": small}))
+    assert time.perf_counter() - started < 2.0  # a lone request does not wait for company
     with pytest.raises(ValueError, match="inline_max_rows"):
         BatchingConfig(inline_max_rows=-1)
