@@ -22,14 +22,15 @@ import types
 from collections.abc import Sequence
 
 TFX_DRIVER_MODULE = "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"
-GFILE_SCHEMES = ("", "file", "gs")  # what tf.io.gfile (so TFX's own driver) lists here
 
 
 def uses_storage_driver(input_base: str) -> bool:
-    """Whether TFX's driver cannot list ``input_base`` and this module must."""
-    from pipeline.components import storage
+    """Whether TFX's driver cannot list ``input_base`` (tf.io.gfile has no such scheme here:
+    the same fact that limits ``--pipeline-root``) and this module must."""
+    from pipeline.config import PIPELINE_ROOT_SCHEMES, uri_scheme
 
-    return storage.scheme(input_base) not in GFILE_SCHEMES
+    scheme = uri_scheme(input_base)
+    return bool(scheme) and scheme not in PIPELINE_ROOT_SCHEMES
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -47,20 +47,13 @@ class BatchingConfig:
     inline_max_rows: int = 8  # a lone request this small runs on the event loop (0: never)
 
     def __post_init__(self) -> None:
-        if self.max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
+        minimums = {"max_batch": 1, "max_inflight": 1, "chunk_rows": 1, "parallel_slices": 1,
+                    "min_slice_rows": 1, "inline_max_rows": 0}
+        for name, minimum in minimums.items():
+            if getattr(self, name) < minimum:
+                raise ValueError(f"{name} must be >= {minimum}, got {getattr(self, name)}")
         if self.window_s < 0:
             raise ValueError(f"batch window must be >= 0 s, got {self.window_s}")
-        if self.max_inflight < 1:
-            raise ValueError(f"max_inflight must be >= 1, got {self.max_inflight}")
-        if self.chunk_rows < 1:
-            raise ValueError(f"chunk_rows must be >= 1, got {self.chunk_rows}")
-        if self.parallel_slices < 1:
-            raise ValueError(f"parallel_slices must be >= 1, got {self.parallel_slices}")
-        if self.min_slice_rows < 1:
-            raise ValueError(f"min_slice_rows must be >= 1, got {self.min_slice_rows}")
-        if self.inline_max_rows < 0:
-            raise ValueError(f"inline_max_rows must be >= 0, got {self.inline_max_rows}")
 
     def slices(self, rows: int) -> list[tuple[int, int]]:
         """``[start, end)`` ranges one call of ``rows`` rows runs as: at most
@@ -70,7 +63,7 @@ class BatchingConfig:
             return [(0, 0)]
         chunk = max(self.max_batch, self.chunk_rows)
         parts = max(math.ceil(rows / chunk), min(self.parallel_slices, rows // self.min_slice_rows))
-        size = math.ceil(rows / max(parts, 1))
+        size = math.ceil(rows / parts)  # parts >= 1: rows > 0 needs at least one chunk
         return [(start, min(start + size, rows)) for start in range(0, rows, size)]
 
 
