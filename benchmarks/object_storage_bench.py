@@ -11,6 +11,12 @@ MLMD (nothing cached).
     .venv/bin/python benchmarks/object_storage_bench.py [--repeats 3] [--datasets digits]
 
 Target (issue 11): the s3:// ExampleGen takes at most 2x the local one.
+
+It also measures the bound the test server itself sets: the CPU moto's own application (the
+WSGI app ``moto_server`` runs, called in a process of its own with no HTTP server, no network and
+no client) spends to answer one GET of every object. moto keeps every bucket in one Python
+process, so no client can read the objects faster than that; "moto floor / local" above the
+target means the target cannot be met against this server, whatever the reader does.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +53,43 @@ def run_example_gen(data: str, root: Path, beam_args: list[str]) -> float:
     return time.perf_counter() - started
 
 
+def moto_floor_seconds(folder: Path) -> float:
+    """CPU seconds moto's own app spends answering one GET of every file under ``folder``
+    (stored first with PUTs through the same app): no HTTP server, socket or client. Run in a
+    process of its own (``--moto-floor``), so importing moto changes nothing here."""
+    out = subprocess.run([sys.executable, __file__, "--moto-floor", str(folder)], check=True,
+                         capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _moto_floor(folder: Path) -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.test import EnvironBuilder
+
+    app = DomainDispatcherApplication(create_backend_app)
+    # what a SigV4 client sends, so that moto routes the request to S3 as it does over HTTP
+    auth = ("AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, "
+            "SignedHeaders=host, Signature=0")
+
+    def call(method: str, path: str, data: bytes = b"") -> None:
+        environ = EnvironBuilder(method=method, path=path, data=data, headers={
+            "Host": "127.0.0.1", "Authorization": auth}).get_environ()
+        statuses: list[str] = []
+        b"".join(app(environ, lambda status, headers: statuses.append(status)))
+        if not statuses[0].startswith("200"):
+            raise RuntimeError(f"moto answered {statuses[0]} to {method} {path}")
+
+    call("PUT", "/floor")
+    keys = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        keys.append(f"/floor/{path.relative_to(folder).as_posix()}")
+        call("PUT", keys[-1], path.read_bytes())
+    started = time.process_time()
+    for key in keys:
+        call("GET", key)
+    print(time.process_time() - started)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -53,7 +97,11 @@ def main() -> None:
                         help="digits (1,797 PNG objects) and/or fashion-mnist (4 IDX objects, "
                              "70,000 images; needs Debian's dataset-fashion-mnist)")
     parser.add_argument("--json", default="")
+    parser.add_argument("--moto-floor", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.moto_floor is not None:
+        _moto_floor(args.moto_floor)
+        return
     from contracts.runtime import configure_tensorflow
 
     configure_tensorflow()
@@ -92,14 +140,19 @@ def main() -> None:
                         print(f"  {name} {source:5} run {repeat + 1}: {seconds:.1f} s",
                               file=sys.stderr)
                 med = {k: statistics.median(v) for k, v in times.items()}
+                floor = moto_floor_seconds(local)
                 results[name] = {"objects": count, "upload_s": upload_s, "times": times,
-                                 "median": med, "ratio": med["s3"] / med["local"]}
+                                 "median": med, "ratio": med["s3"] / med["local"],
+                                 "moto_floor_s": floor, "floor_ratio": floor / med["local"]}
     print(f"\nExampleGen, local folder vs s3:// on moto's server (loopback), median of "
           f"{args.repeats}; target s3:// <= {TARGET_RATIO:.0f}x local")
-    print(f"{'data':16} {'objects':>8} {'local s':>8} {'s3 s':>8} {'ratio':>7}")
+    print(f"{'data':16} {'objects':>8} {'local s':>8} {'s3 s':>8} {'ratio':>7} "
+          f"{'moto floor s':>13} {'floor/local':>12}")
     for name, r in results.items():
         print(f"{name:16} {r['objects']:8,} {r['median']['local']:8.1f} {r['median']['s3']:8.1f} "
-              f"{r['ratio']:6.2f}x")
+              f"{r['ratio']:6.2f}x {r['moto_floor_s']:13.2f} {r['floor_ratio']:11.2f}x")
+    print("moto floor: CPU of moto's own app answering one GET per object, in-process, without "
+          "HTTP or a client (a bound on any reader against this server)")
     print(machine())
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -228,6 +228,10 @@ def start(port: int, host: str, metadata: str | None, serving_dir: str | None, s
         # tensorflow.core.* at once deadlock on Python's module locks.
         import serving.grpc_server  # noqa: F401
     runtime.manager.start()
+    if reuse_port:  # a worker of --workers: join the shared port with the models loaded
+        from serving.workers import wait_for_first_sync
+
+        wait_for_first_sync(runtime.manager.synced)
     try:
         asyncio.run(serve(runtime, config, grace_s=grace_s))
     finally:

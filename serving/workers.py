@@ -9,15 +9,41 @@ every model (N times the model memory) and has its own /metrics (a scrape sees o
 
 The supervisor here only starts the workers, forwards SIGTERM/SIGINT to them (each drains as a
 single server does) and stops them all if one fails, exiting with the worst status.
+
+A worker listens only once its models are loaded (``wait_for_first_sync``): the kernel hands a
+listening socket its share of new connections at once, so a worker still loading would answer
+them with 503 while the others were ready (a load balancer's readiness probe, answered by a
+ready worker, cannot see that).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from types import FrameType
+
+log = logging.getLogger("serving.workers")
+
+FIRST_SYNC_WAIT_S = 600.0  # a worker listens anyway after this, answering 503 until ready
+
+
+def wait_for_first_sync(synced: threading.Event, limit_s: float = FIRST_SYNC_WAIT_S,
+                        tell_every_s: float = 10.0) -> bool:
+    """Block until the model manager's first sync (its loads included) is done; False, with a
+    warning, if ``limit_s`` passes first (an unreadable registry, say)."""
+    deadline = time.monotonic() + limit_s
+    while not synced.wait(max(min(tell_every_s, deadline - time.monotonic()), 0.0)):
+        if time.monotonic() >= deadline:
+            log.warning("worker %d: models still not loaded after %g s; listening anyway "
+                        "(ready answers 503 until they are)", os.getpid(), limit_s)
+            return False
+        log.info("worker %d: loading the deployed models before listening", os.getpid())
+    return True
 
 
 def worker_argv(argv: list[str]) -> list[str]:

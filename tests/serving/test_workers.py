@@ -8,12 +8,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import requests
 
 from serving.server import free_port
+from serving.workers import wait_for_first_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,3 +72,39 @@ def test_workers_need_an_explicit_port() -> None:
                            "2"], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert done.returncode == 2 and "explicit --port" in done.stderr
+
+
+def test_a_worker_listens_only_once_its_models_are_loaded(tmp_path: Path,
+                                                          saved_model: Path) -> None:
+    """The kernel gives a worker its share of new connections as soon as it listens; one still
+    loading would answer them 503 while a ready worker answers the readiness probe. So the
+    first answer a worker ever gives is "ready" (a single server listens at once instead)."""
+    shutil.copytree(saved_model, tmp_path / "serving" / "mnist" / "1")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving", "start", "--source", "directory", "--serving-dir",
+         str(tmp_path / "serving"), "--port", str(port), "--grpc-port", "0", "--reuse-port"],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                first = requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=5)
+                break
+            except requests.ConnectionError:  # not listening yet
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.02)  # polling for the port to open
+        assert first.status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def test_waiting_for_the_first_sync_is_bounded() -> None:
+    synced = threading.Event()
+    threading.Timer(0.1, synced.set).start()
+    assert wait_for_first_sync(synced, limit_s=10, tell_every_s=0.02)
+    started = time.monotonic()
+    assert not wait_for_first_sync(threading.Event(), limit_s=0.2, tell_every_s=0.05)
+    assert 0.2 <= time.monotonic() - started < 5
