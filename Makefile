@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/small_data_bench.py --repeats 3
 	$(PY) benchmarks/registry_bench.py
 	$(PY) benchmarks/serving_bench.py
+	$(PY) benchmarks/grpc_ceiling_bench.py
 	$(PY) benchmarks/ui_bench.py
 	$(PY) benchmarks/object_storage_bench.py
 

@@ -15,7 +15,9 @@ gRPC client (``grpc.aio``, a pre-serialized one-image PredictRequest):
   versions or reload): the least a batched model servicer does;
 * ``serving start``, with its defaults;
 * the in-process loop of ``serving_bench`` (one image per call, the faster of TF's default
-  thread pools and one intra-op thread), the baseline of the throughput target.
+  thread pools and one intra-op thread), the baseline of the throughput target;
+* the model alone as a server at concurrency 1 calls it: one image after an idle gap as long as
+  a loopback round trip (0.5 ms), when the core's caches and TF's pool threads have gone cold.
 
 The client shares the two cores with the server, as in ``serving_bench``.
 """
@@ -30,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,6 +143,33 @@ def serve_reference(kind: str, port: int, model_dir: Path) -> None:
     asyncio.run(main())
 
 
+def model_after_gap(model_dir: Path, intra: int, gap_s: float = 0.0005,
+                    calls: int = 1000) -> None:
+    """Child process: p50 ms of one one-image call made ``gap_s`` after the previous one."""
+    from contracts.runtime import configure_tensorflow
+
+    configure_tensorflow()
+    import numpy as np
+    import tensorflow as tf
+
+    from contracts.signatures import SERVING_DEFAULT
+
+    if intra > 0:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    signature = tf.saved_model.load(str(model_dir)).signatures[SERVING_DEFAULT]
+    image = tf.constant(np.full((1, 28, 28, 1), 0.5, np.float32))
+    for _ in range(100):
+        signature(images=image)
+    latencies = []
+    for _ in range(calls):
+        time.sleep(gap_s)
+        started = time.perf_counter()
+        signature(images=image)["probabilities"].numpy()
+        latencies.append(time.perf_counter() - started)
+    print(percentile(latencies, 50) * 1e3)
+
+
 def start_reference(kind: str, port: int, model_dir: Path) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--port", str(port),
@@ -158,10 +188,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", default="1,32")
     parser.add_argument("--json", default="", help="also write the results here")
-    parser.add_argument("--serve", choices=["empty", "bare"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["empty", "bare", "gap"], help=argparse.SUPPRESS)
+    parser.add_argument("--intra", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve == "gap":
+        model_after_gap(args.model_dir, args.intra)
+        return
     if args.serve:
         serve_reference(args.serve, args.port, args.model_dir)
         return
@@ -188,8 +222,16 @@ def main() -> None:
             procs.append(start_server(serving_dir, port, 0.0, ["--grpc-port", str(grpc_port)]))
             targets["serving start"] = f"127.0.0.1:{grpc_port}"
             for _ in range(args.rounds):  # in turns, so the machine's drift hits all alike
-                loop_rps = max(b.run(args.seconds)["concrete_rps"] for b in baselines)
+                loop_rps = max(b.run(args.seconds)["signature_rps"] for b in baselines)
                 runs.setdefault("loop_rps", []).append(loop_rps)
+                for intra in (0, 1):
+                    out = subprocess.run(
+                        [sys.executable, __file__, "--serve", "gap", "--model-dir",
+                         str(version_dir), "--intra", str(intra)], check=True, text=True,
+                        capture_output=True, env=dict(os.environ, PYTHONPATH=str(ROOT),
+                                                      TF_CPP_MIN_LOG_LEVEL="3"))
+                    runs.setdefault(f"model after gap ms, intra {intra}", []).append(
+                        float(out.stdout.split()[-1]))
                 for name, target in targets.items():
                     for c in levels:
                         rps, latencies, failures = asyncio.run(
@@ -208,8 +250,8 @@ def main() -> None:
     med = {key: statistics.median(values) for key, values in runs.items()}
     loop = med["loop_rps"]
     print(f"gRPC ceiling: median of {args.rounds} rounds x {args.seconds:g} s, grpc.aio client "
-          f"on the same cores; in-process loop (concrete fn, faster thread setting) "
-          f"{loop:.0f} img/s")
+          f"on the same cores; in-process loop (signature call, the faster thread setting, as "
+          f"in serving_bench) {loop:.0f} img/s")
     print(f"{'server':16} " + " ".join(f"{f'c{c} p50 ms':>11} {f'c{c} req/s':>11} "
                                        f"{'vs loop':>8}" for c in levels))
     for name in targets:
@@ -218,6 +260,9 @@ def main() -> None:
             rps = med[f"{name} c{c} rps"]
             cells.append(f"{med[f'{name} c{c} p50 ms']:11.2f} {rps:11.0f} {rps / loop:7.2f}x")
         print(f"{name:16} " + " ".join(cells))
+    print("the model alone, one image 0.5 ms after the previous call (p50): "
+          f"{med['model after gap ms, intra 0']:.2f} ms with TF's thread pools, "
+          f"{med['model after gap ms, intra 1']:.2f} ms with one intra-op thread")
     print(f"targets: p50 at concurrency 1 <= {P50_TARGET_MS} ms; concurrency 32 >= "
           f"{THROUGHPUT_TARGET}x the loop")
     print(machine())

@@ -20,8 +20,10 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
 
 
 @contextmanager
-def running_s3(log: Path, free_actions: int | None = None) -> Iterator[str]:
-    """Start ``moto_server``; yields its endpoint URL; stops it afterwards.
+def running_s3(log: Path, free_actions: int | None = None,
+               pids: list[int] | None = None) -> Iterator[str]:
+    """Start ``moto_server``; yields its endpoint URL; stops it afterwards. ``pids``, if given,
+    gets the server's process id (benchmarks read its CPU time).
 
     ``free_actions``: moto then checks credentials after that many requests (its
     ``INITIAL_NO_AUTH_ACTION_COUNT``; the readiness probe below is one of them), and refuses the
@@ -35,6 +37,8 @@ def running_s3(log: Path, free_actions: int | None = None) -> Iterator[str]:
         proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
                                  str(port)], stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
+    if pids is not None:
+        pids.append(proc.pid)
     try:
         deadline = time.monotonic() + 60
         while True:

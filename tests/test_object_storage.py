@@ -294,3 +294,25 @@ def test_the_readme_boto3_upload_snippet_works_as_written(s3: str, tmp_path: Pat
     keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="snippet")["Contents"]]
     assert len(keys) == len(list((tmp_path / "mnist_png").rglob("*.png"))) and \
         all(k.startswith("mnist_png/") for k in keys)
+
+
+def test_concurrent_reads_stay_within_the_clients_connection_pool(
+        s3: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """boto3 keeps ``max_pool_connections`` (10) connections per client; more reading threads
+    than that each opened a connection and threw it away after one GET ("Connection pool is
+    full, discarding connection"): a new TCP (and, against a real store, TLS) handshake per
+    object, and a warning per object in the run's log."""
+    import logging
+
+    from pipeline.components import storage
+
+    folder = tmp_path / "objects"
+    folder.mkdir()
+    contents = [bytes([i]) * (100 + i) for i in range(48)]
+    for i, data in enumerate(contents):
+        (folder / f"{i:02d}.bin").write_bytes(data)
+    upload_tree(folder, BUCKET, "pool")
+    paths = [f"s3://{BUCKET}/pool/{i:02d}.bin" for i in range(len(contents))]
+    with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
+        assert storage.read_many(paths) == contents
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]

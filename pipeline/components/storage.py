@@ -308,6 +308,10 @@ def read_many(paths: Sequence[str], threads: int = REMOTE_READ_THREADS) -> list[
     store answers each request in milliseconds, and many requests at once as fast as one)."""
     if len(paths) < 2 or not any(is_remote(p) for p in paths):
         return [read_bytes(p) for p in paths]
+    if any(scheme(p) == "s3" for p in paths):
+        # boto3 keeps max_pool_connections (10 by default; Beam sets no other) connections per
+        # client: a thread beyond that opened a connection per GET and threw it away.
+        threads = min(threads, _s3io().client.client.meta.config.max_pool_connections)
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(min(threads, len(paths)), thread_name_prefix="storage-read") as pool:
