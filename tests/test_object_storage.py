@@ -316,3 +316,75 @@ def test_concurrent_reads_stay_within_the_clients_connection_pool(
     with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
         assert storage.read_many(paths) == contents
     assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+
+
+@pytest.fixture
+def fresh_storage_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beam's filesystem options and our S3 client as they were, once the test is over."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from pipeline.components import storage
+
+    monkeypatch.setattr(storage, "_options", None)
+    monkeypatch.setattr(storage, "_s3", None)
+    monkeypatch.setattr(FileSystems, "_pipeline_options", None)
+
+
+def test_the_endpoint_flag_alone_reaches_the_listing_and_its_errors(
+        s3: str, remote_tiny: str, monkeypatch: pytest.MonkeyPatch,
+        fresh_storage_options: None) -> None:
+    """``--s3-endpoint-url`` without AWS_ENDPOINT_URL: the listing and the diagnosis of a bad
+    bucket both go to that endpoint (the diagnosis once asked AWS itself)."""
+    from pipeline.components import storage
+    from pipeline.components.layouts import detect_layout
+    from pipeline.components.readers import DataError
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    storage.forget()
+    storage.configure([f"--s3_endpoint_url={s3}"])
+    assert detect_layout(remote_tiny).kind == "image_folder_split"
+    with pytest.raises(DataError, match=f"bucket 'elsewhere' does not exist \\(or not at this "
+                                        f"endpoint: {s3}\\)"):
+        detect_layout("s3://elsewhere/mnist_png")
+
+
+def _no_beam_retries(caplog: pytest.LogCaptureFixture) -> bool:
+    return not [r for r in caplog.records if r.name.startswith("apache_beam.utils.retry")]
+
+
+def test_missing_credentials_stop_at_once_with_what_to_set(
+        s3: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture, fresh_storage_options: None) -> None:
+    """No key anywhere: one clear line, not a minute of Beam retrying the listing."""
+    import logging
+
+    from pipeline.components.layouts import detect_layout
+    from pipeline.components.readers import DataError
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE",
+                 "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with caplog.at_level(logging.WARNING), \
+            pytest.raises(DataError, match="no credentials for the store: set AWS_ACCESS_KEY_ID"):
+        detect_layout(f"s3://{BUCKET}/without_credentials")
+    assert _no_beam_retries(caplog)
+
+
+def test_an_unreachable_endpoint_is_named_without_retrying_for_minutes(
+        s3: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        fresh_storage_options: None) -> None:
+    import logging
+
+    from pipeline.components.layouts import detect_layout
+    from pipeline.components.readers import DataError
+    from serving.server import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("AWS_ENDPOINT_URL", closed)
+    with caplog.at_level(logging.WARNING), \
+            pytest.raises(DataError, match=f"cannot reach the store at {closed}"):
+        detect_layout(f"s3://{BUCKET}/unreachable")
+    assert _no_beam_retries(caplog)

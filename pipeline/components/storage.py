@@ -122,31 +122,81 @@ def _filesystems() -> Any:
     return FileSystems
 
 
+# The store is asked once before Beam lists it. Beam's listing retries every failure with
+# exponential backoff (a missing key: a minute of retry tracebacks) and boto3's defaults wait
+# 60 s per connection attempt, five attempts (an unreachable endpoint: minutes of silence).
+PROBE_CONFIG = {"connect_timeout": 5, "read_timeout": 30,
+                "retries": {"max_attempts": 2, "mode": "standard"}}
+
+
+def _probe_client() -> Any:
+    """A boto3 S3 client with the run's Beam S3 options (endpoint, keys, region, TLS) where set,
+    else boto3's own chain (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_PROFILE...), and short
+    timeouts (``PROBE_CONFIG``)."""
+    import boto3
+    from botocore.config import Config
+
+    s3_options: dict[str, Any] = {}
+    if _options is not None:
+        from apache_beam.options.pipeline_options import S3Options
+
+        s3_options = _options.view_as(S3Options).get_all_options()
+    kwargs = {"endpoint_url": s3_options.get("s3_endpoint_url"),
+              "region_name": s3_options.get("s3_region_name"),
+              "aws_access_key_id": s3_options.get("s3_access_key_id"),
+              "aws_secret_access_key": s3_options.get("s3_secret_access_key"),
+              "aws_session_token": s3_options.get("s3_session_token"),
+              "verify": s3_options.get("s3_verify")}
+    if s3_options.get("s3_disable_ssl"):
+        kwargs["use_ssl"] = False
+    # a session of its own, as Beam's client makes: boto3's default one keeps the credentials
+    # it found first
+    return boto3.session.Session().client("s3", config=Config(**PROBE_CONFIG),
+                                          **{k: v for k, v in kwargs.items() if v is not None})
+
+
 def _bucket_problem(uri: str) -> str | None:
-    """For ``s3://``: why the bucket cannot be listed (missing, refused), else None."""
+    """For ``s3://``: why ``uri`` cannot be listed (no credentials, endpoint unreachable, bucket
+    missing, listing refused), else None. One ``ListObjectsV2`` of at most one key under the
+    prefix: the request Beam's listing makes, so it needs no permission the run does not."""
     if scheme(uri) != "s3":
         return None
-    bucket = uri[len("s3://"):].split("/", 1)[0]
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
     try:
-        import boto3
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+            NoCredentialsError,
+        )
     except ImportError:
         return None
+    client = _probe_client()
+    endpoint = client.meta.endpoint_url
     try:
-        boto3.client("s3").head_bucket(Bucket=bucket)
+        client.list_objects_v2(Bucket=bucket, Prefix=prefix.rstrip("/") + "/" if prefix else "",
+                               MaxKeys=1)
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in ("404", "NoSuchBucket"):
-            return (f"bucket {bucket!r} does not exist (or not at this endpoint: "
-                    f"{os.environ.get('AWS_ENDPOINT_URL') or 'AWS'}); check the URI, or set "
-                    "AWS_ENDPOINT_URL / --s3-endpoint-url for an S3-compatible store")
-        if code in ("403", "AccessDenied", "Forbidden"):
+            return (f"bucket {bucket!r} does not exist (or not at this endpoint: {endpoint}); "
+                    "check the URI, or set AWS_ENDPOINT_URL / --s3-endpoint-url for an "
+                    "S3-compatible store")
+        if code in ("403", "AccessDenied", "Forbidden", "InvalidAccessKeyId",
+                    "SignatureDoesNotMatch"):
             return (f"access to bucket {bucket!r} is denied; check the credentials "
                     "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE) and their "
                     "permission to list it")
         return f"bucket {bucket!r}: {code or exc}"
+    except NoCredentialsError:
+        return ("no credentials for the store: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                "(or AWS_PROFILE)")
+    except (EndpointConnectionError, ConnectTimeoutError) as exc:
+        return (f"cannot reach the store at {endpoint} ({exc}); check --s3-endpoint-url / "
+                "AWS_ENDPOINT_URL and the network")
     except BotoCoreError as exc:
-        return f"cannot reach the store for bucket {bucket!r} ({exc}); check AWS_ENDPOINT_URL"
+        return f"cannot reach the store for bucket {bucket!r} at {endpoint} ({exc})"
     return None
 
 
@@ -161,17 +211,16 @@ def _tree(root: str) -> dict[str, int]:
                 prefix = root[len(known) + 1:] + "/"
                 return {k[len(prefix):]: v for k, v in keys.items() if k.startswith(prefix)}
     FileSystems = _filesystems()  # noqa: N806 - Beam's class
+    problem = _bucket_problem(root)  # before Beam's listing, which retries for minutes
+    if problem:
+        raise DataError(f"{root}: cannot list it ({problem})")
     try:
         matched = FileSystems.match([root + "/**"])[0].metadata_list
     except Exception as exc:  # noqa: BLE001 - Beam wraps the store's errors in BeamIOError
-        problem = _bucket_problem(root)
-        raise DataError(f"{root}: cannot list it ({problem or _short(exc)})") from exc
+        raise DataError(f"{root}: cannot list it ({_bucket_problem(root) or _short(exc)})") \
+            from exc
     keys = {m.path[len(root) + 1:]: int(m.size_in_bytes) for m in matched
             if m.path.startswith(root + "/")}
-    if not keys:
-        problem = _bucket_problem(root)
-        if problem:
-            raise DataError(f"{root}: {problem}")
     with _lock:
         _trees[root] = keys
     return keys
