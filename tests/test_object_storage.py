@@ -388,3 +388,19 @@ def test_an_unreachable_endpoint_is_named_without_retrying_for_minutes(
             pytest.raises(DataError, match=f"cannot reach the store at {closed}"):
         detect_layout(f"s3://{BUCKET}/unreachable")
     assert _no_beam_retries(caplog)
+
+
+def test_the_store_is_asked_at_the_endpoint_beam_was_given(
+        s3: str, monkeypatch: pytest.MonkeyPatch, fresh_storage_options: None) -> None:
+    """In an executor, Beam's own FileSystems options carry the endpoint (``configure`` never
+    ran there): the check before the listing asks that endpoint, as the reads do."""
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.components.layouts import detect_layout
+    from pipeline.components.readers import DataError
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    FileSystems.set_options(PipelineOptions([f"--s3_endpoint_url={s3}"]))
+    with pytest.raises(DataError, match=f"not at this endpoint: {s3}"):
+        detect_layout("s3://not-here/mnist_png")

@@ -137,10 +137,11 @@ def _probe_client() -> Any:
     from botocore.config import Config
 
     s3_options: dict[str, Any] = {}
-    if _options is not None:
+    options = _options or getattr(_filesystems(), "_pipeline_options", None)  # as _s3io's
+    if options is not None:
         from apache_beam.options.pipeline_options import S3Options
 
-        s3_options = _options.view_as(S3Options).get_all_options()
+        s3_options = options.view_as(S3Options).get_all_options()
     kwargs = {"endpoint_url": s3_options.get("s3_endpoint_url"),
               "region_name": s3_options.get("s3_region_name"),
               "aws_access_key_id": s3_options.get("s3_access_key_id"),
