@@ -51,6 +51,10 @@ P50_TARGET_MS = 1.5
 THROUGHPUT_TARGET = 1.5
 
 
+def _child_env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+
+
 def serve_reference(kind: str, port: int, model_dir: Path) -> None:
     """Child process: the ``empty`` or ``bare`` servicer on ``port`` until SIGTERM."""
     import grpc
@@ -171,10 +175,9 @@ def model_after_gap(model_dir: Path, intra: int, gap_s: float = 0.0005,
 
 
 def start_reference(kind: str, port: int, model_dir: Path) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--port", str(port),
-                             "--model-dir", str(model_dir)], stdout=subprocess.PIPE, env=env,
-                            text=True)
+                             "--model-dir", str(model_dir)], stdout=subprocess.PIPE,
+                            env=_child_env(), text=True)
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":
         proc.kill()
@@ -228,8 +231,7 @@ def main() -> None:
                     out = subprocess.run(
                         [sys.executable, __file__, "--serve", "gap", "--model-dir",
                          str(version_dir), "--intra", str(intra)], check=True, text=True,
-                        capture_output=True, env=dict(os.environ, PYTHONPATH=str(ROOT),
-                                                      TF_CPP_MIN_LOG_LEVEL="3"))
+                        capture_output=True, env=_child_env())
                     runs.setdefault(f"model after gap ms, intra {intra}", []).append(
                         float(out.stdout.split()[-1]))
                 for name, target in targets.items():

@@ -218,8 +218,7 @@ def _tree(root: str) -> dict[str, int]:
     try:
         matched = FileSystems.match([root + "/**"])[0].metadata_list
     except Exception as exc:  # noqa: BLE001 - Beam wraps the store's errors in BeamIOError
-        raise DataError(f"{root}: cannot list it ({_bucket_problem(root) or _short(exc)})") \
-            from exc
+        raise DataError(f"{root}: cannot list it ({_short(exc)})") from exc
     keys = {m.path[len(root) + 1:]: int(m.size_in_bytes) for m in matched
             if m.path.startswith(root + "/")}
     with _lock:
