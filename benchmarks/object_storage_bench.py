@@ -54,8 +54,8 @@ def run_example_gen(data: str, root: Path, beam_args: list[str]) -> float:
     """Seconds for a pipeline holding only ExampleGen, on ``data``, from scratch."""
     from tfx import v1 as tfx
 
+    from metastore.metadata_config import connection_config
     from pipeline.components.image_example_gen import make_example_gen
-    from pipeline.metadata_config import connection_config
 
     started = time.perf_counter()
     pipeline = tfx.dsl.Pipeline(
@@ -120,7 +120,7 @@ def main() -> None:
 
     configure_tensorflow()
     from benchmarks.machine import machine
-    from pipeline.components import storage
+    from datasources import storage
     from pipeline.datasets import FASHION_MNIST_DIR, materialize_digits
     from pipeline.run import IN_MEMORY_BEAM
     from tests.s3_server import running_s3, s3_environment, upload_tree

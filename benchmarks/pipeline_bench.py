@@ -43,7 +43,7 @@ def load_arrays(dataset: str, eval_percent: int):
     """The same train/eval images the pipeline reads, as numpy arrays (uint8, int)."""
     import numpy as np
 
-    from pipeline.components import readers
+    from datasources import readers
 
     data = resolve_data(None, dataset)
     if dataset == "fashion-mnist":
@@ -98,8 +98,8 @@ OLD_RECIPES = {"digits": {"epochs": 30, "batch_size": 128, "augment": True},
 def run_one(dataset: str, epochs: int | None, recipe: str = "budget") -> dict[str, object]:
     from ml_metadata.metadata_store import metadata_store
 
+    from metastore.metadata_config import connection_config
     from modules.hparams import HParams
-    from pipeline.metadata_config import connection_config
     from pipeline.run import run_pipeline
 
     with tempfile.TemporaryDirectory(prefix=f"bench-{dataset}-") as tmp:

@@ -128,7 +128,7 @@ def pipeline_result(tmp: Path) -> dict[str, object]:
     """Blessing, eval accuracy, the budget and the trained SavedModel's path, from MLMD."""
     from ml_metadata.metadata_store import metadata_store
 
-    from pipeline.metadata_config import connection_config
+    from metastore.metadata_config import connection_config
     from pipeline.run_summary import summarize_run
 
     store = metadata_store.MetadataStore(connection_config(str(tmp / "metadata.sqlite")))

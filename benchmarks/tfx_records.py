@@ -25,7 +25,7 @@ from contracts.versions import next_version
 def connect(metadata: str) -> metadata_store.MetadataStore:
     config = pb.ConnectionConfig()
     if metadata.startswith("mysql://"):
-        from registry.store import parse_backend
+        from metastore.store import parse_backend
 
         b = parse_backend(metadata)
         config.mysql.host, config.mysql.port = b.host, b.port

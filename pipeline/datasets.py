@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from contracts import examples as features
-from pipeline.components.readers import DataError
+from datasources.readers import DataError
 
 DATASETS = ("digits", "fashion-mnist")
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"

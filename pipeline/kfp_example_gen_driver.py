@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from absl import app
     from tfx.orchestration.kubeflow.v2.file_based_example_gen import driver as tfx_driver
 
-    from pipeline.components import storage
+    from datasources import storage
     from pipeline.components.example_gen_driver import StorageInputProcessor
 
     args = list(sys.argv if argv is None else argv)

@@ -39,7 +39,7 @@ def main(output: str, image: str, **options: object) -> None:
     """Compile the pipeline for Kubeflow Pipelines (KFP v2 IR JSON) without running it."""
     from tfx import v1 as tfx
 
-    from pipeline.components import storage
+    from datasources import storage
     from pipeline.datasets import resolve_data
     from pipeline.pipeline import create_pipeline
     from pipeline.run import MULTI_PROCESS_BEAM, beam_options, quiet_warnings

@@ -11,8 +11,8 @@ from typing import Literal, TextIO
 
 from contracts.runtime import configure_tensorflow
 from contracts.training import describe_training
-from pipeline.components import storage
-from pipeline.components.readers import DataError
+from datasources import storage
+from datasources.readers import DataError
 from pipeline.config import PipelineConfig
 from pipeline.datasets import ResolvedData, resolve_data
 from pipeline.progress import ProgressReporter, captured_output, reporting
@@ -80,7 +80,7 @@ def run_pipeline(
         from ml_metadata.metadata_store import metadata_store
         from tfx import v1 as tfx
 
-        from pipeline.metadata_config import connection_config
+        from metastore.metadata_config import connection_config
         from pipeline.pipeline import create_pipeline
         from pipeline.run_summary import summarize_run
 

@@ -1,7 +1,7 @@
 """After a run: what happened, read back from ML Metadata (blessing, accuracy, pushed version).
 
 The run's lineage (its Model, evaluation, blessing and push) is read by the registry's
-``registry.pipeline_runs``, the same reader ``mlmodel report`` uses.
+``metastore.pipeline_runs``, the same reader ``mlmodel report`` uses.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from contracts import mlmd as keys
-from registry import pipeline_runs
-from registry.store import prop
+from metastore import pipeline_runs
+from metastore.store import prop
 
 _STATE_NAMES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
 

@@ -34,9 +34,9 @@ from contracts import mlmd as keys
 from contracts import settings
 from contracts.examples import IMAGE_KEY, LABEL_KEY
 from contracts.signatures import DICTIONARY_RELPATH, SAVED_MODEL_FILE
-from registry import files, list_index, pipeline_models
-from registry.errors import ConflictError, InputError, NotFoundError
-from registry.store import (
+from metastore import pipeline_models
+from metastore.errors import ConflictError, InputError, NotFoundError
+from metastore.store import (
     DATASET,
     DEPLOYMENT,
     EVALUATION,
@@ -49,6 +49,7 @@ from registry.store import (
     prop,
     set_prop,
 )
+from registry import files, list_index
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 LABEL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
@@ -758,7 +759,7 @@ class Registry:
         for artifact in outputs or []:
             pairs.append((artifact, pb.Event(type=pb.Event.OUTPUT)))
         mlmd = self.store.mlmd
-        from registry.store import retry_busy
+        from metastore.store import retry_busy
 
         exec_id, _, _ = retry_busy(
             lambda: mlmd.put_execution(execution, pairs, [ctx]), f"recording {action} of {ctx.name}"

@@ -20,8 +20,8 @@ import zlib
 from dataclasses import dataclass
 
 from contracts.signatures import SAVED_MODEL_FILE
+from metastore.errors import InputError
 from registry import files
-from registry.errors import InputError
 
 DEFAULT_MAX_MEMBER_BYTES = 2 * 1024**3  # 2 GiB per member
 MAX_MEMBER_ENV = "MLMODEL_IMPORT_MAX_MEMBER_BYTES"

@@ -17,8 +17,8 @@ from typing import Any
 import click
 
 from contracts import settings as contract_settings
+from metastore.errors import RegistryError
 from registry import render
-from registry.errors import RegistryError
 
 METADATA_HELP = ("MLMD SQLite path or mysql://user[:pw]@host:port/db "
                  f"(env {contract_settings.ENV_METADATA}, "

@@ -15,7 +15,7 @@ import shutil
 import socket
 
 from contracts.versions import version_dirs
-from registry.errors import InputError
+from metastore.errors import InputError
 
 TMP_PREFIX = ".tmp-"
 CRASH_ENV = "MLMODEL_TEST_CRASH_AT"  # tests: "<step>" or "<step>:pause" (see crash_point)

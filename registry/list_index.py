@@ -38,8 +38,8 @@ from typing import Any
 import orjson
 from ml_metadata.metadata_store import metadata_store
 
-from registry import pipeline_models
-from registry.store import REGISTRY_ACTION, Backend, Store, prop
+from metastore import pipeline_models
+from metastore.store import REGISTRY_ACTION, Backend, Store, prop
 
 FORMAT = 1
 MAX_TOUCHED = 200  # more changed models than this since the index: rebuild it whole

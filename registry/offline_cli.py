@@ -18,10 +18,10 @@ from typing import Any
 
 import click
 
+from metastore.errors import InputError
 from registry import render
 from registry.cli import acting_user, command, common_options, user_option
 from registry.cliutil import fail_on_errors, settings_registry
-from registry.errors import InputError
 
 EVAL_EPILOG = """\
   mlmodel eval mnist data/digits                   (the current version; 3 x 80% samples)
@@ -61,7 +61,7 @@ def _chosen(reg: Any, name: str, version: int | None, label: str | None) -> tupl
 
 def _read(data: str, class_names: list[str], split: str, limit: int | None,
           allow_unlabelled: bool) -> Any:
-    from pipeline.components.readers import DataError
+    from datasources.readers import DataError
     from registry.offline_data import read_offline
 
     try:

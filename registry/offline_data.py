@@ -1,5 +1,5 @@
 """The examples ``mlmodel eval`` and ``mlmodel predict`` read: anything the pipeline's ``--data``
-reads, through the pipeline's own layout table and readers (``pipeline/components/layouts.py``),
+reads, through the pipeline's own layout table and readers (``datasources/layouts.py``),
 plus, for ``predict`` only, images without labels (one file, or a folder of image files).
 
 No TensorFlow here: the readers decode with numpy and Pillow; a TFRecord input parses its
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.components import layouts, readers
-from pipeline.components.readers import DataError
+from datasources import layouts, readers
+from datasources.readers import DataError
 
 SPLITS = ("all", "train", "eval")
 UNKNOWN = -1  # the label of an example read without one

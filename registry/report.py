@@ -17,7 +17,7 @@ import os
 import tempfile
 
 from contracts.runtime import configure_tensorflow
-from registry.errors import InputError
+from metastore.errors import InputError
 
 
 def build_report(metadata: str | None, serving_dir: str | None, name: str) -> str:

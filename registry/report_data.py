@@ -25,9 +25,9 @@ from contracts.signatures import (
     OUTPUT_PROBABILITIES,
     SERVING_EXAMPLES,
 )
-from registry import pipeline_models, pipeline_runs
-from registry.errors import InputError
-from registry.store import Store, prop
+from metastore import pipeline_models, pipeline_runs
+from metastore.errors import InputError
+from metastore.store import Store, prop
 
 MAX_EVAL_EXAMPLES = 20_000       # predictions for the confusion matrix are computed on at most this
 SAVED_MODEL_SUBDIR = "Format-Serving"  # the Trainer's SavedModel inside the Model artifact

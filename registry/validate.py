@@ -7,7 +7,7 @@ import os
 from contracts.dictionary import parse_dictionary
 from contracts.runtime import configure_tensorflow
 from contracts.signatures import DICTIONARY_RELPATH, SERVING_DEFAULT
-from registry.errors import InputError
+from metastore.errors import InputError
 
 REQUIRED_SIGNATURE = SERVING_DEFAULT
 

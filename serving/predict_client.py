@@ -159,8 +159,8 @@ def registry_serving_name(name: str, metadata: str | None = None) -> str | None:
     the server knows. None when the registry is not installed or has no such served model.
     """
     try:
+        from metastore.errors import RegistryError
         from registry.api import open_registry
-        from registry.errors import RegistryError
     except ImportError:
         return None
     try:

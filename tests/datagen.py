@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.components import readers
+from datasources import readers
 
 DIGITS = tuple(range(10))
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import modules  # noqa: F401
-from pipeline.components import readers
+from datasources import readers
 from pipeline.components.image_example_gen import DataError, detect_layout, make_example_gen
 from tests import datagen
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from contracts import examples
-from pipeline.components import readers
+from datasources import readers
 from pipeline.components.image_example_gen import detect_layout, make_example_gen  # noqa: E402
 from tests import datagen  # noqa: E402
 

@@ -118,7 +118,7 @@ def test_three_signatures_agree_on_one_image(exported) -> None:
     import tensorflow as tf
     from PIL import Image
 
-    from pipeline.components.readers import to_tf_example
+    from datasources.readers import to_tf_example
     from tests.datagen import synthetic_images
 
     path, model = exported

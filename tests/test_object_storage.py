@@ -34,7 +34,7 @@ def remote_tiny(s3: str, tiny_pipeline_run: TinyRun) -> str:
 
 def test_layout_detection_on_s3_matches_the_local_folder(remote_tiny: str,
                                                          tiny_pipeline_run: TinyRun) -> None:
-    from pipeline.components.layouts import detect_layout
+    from datasources.layouts import detect_layout
 
     remote = detect_layout(remote_tiny)
     local = detect_layout(tiny_pipeline_run.data_path)
@@ -44,7 +44,7 @@ def test_layout_detection_on_s3_matches_the_local_folder(remote_tiny: str,
 
 
 def test_the_readers_give_the_same_examples(remote_tiny: str, tiny_pipeline_run: TinyRun) -> None:
-    from pipeline.components.layouts import detect_layout, layout_of
+    from datasources.layouts import detect_layout, layout_of
 
     for root in (remote_tiny, tiny_pipeline_run.data_path):
         layout = detect_layout(root)
@@ -62,8 +62,8 @@ def test_the_readers_give_the_same_examples(remote_tiny: str, tiny_pipeline_run:
     (f"s3://{BUCKET}/nothing_here", "nothing is stored under this prefix"),
 ])
 def test_bad_remote_input_gets_a_clear_error(s3: str, uri: str, expected: str) -> None:
-    from pipeline.components.layouts import detect_layout
-    from pipeline.components.readers import DataError
+    from datasources.layouts import detect_layout
+    from datasources.readers import DataError
 
     with pytest.raises(DataError, match=expected):
         detect_layout(uri)
@@ -73,8 +73,8 @@ def test_a_refused_listing_says_to_check_the_credentials(s3: str, tmp_path: Path
     """A store that refuses our key (moto with its credential checks on after the set-up)."""
     import boto3
 
-    from pipeline.components.layouts import detect_layout
-    from pipeline.components.readers import DataError
+    from datasources.layouts import detect_layout
+    from datasources.readers import DataError
 
     with running_s3(tmp_path / "locked.log", free_actions=3) as endpoint, \
             s3_environment(endpoint):
@@ -87,8 +87,8 @@ def test_a_refused_listing_says_to_check_the_credentials(s3: str, tmp_path: Path
 
 
 def test_a_corrupt_object_is_named(s3: str, tmp_path: Path) -> None:
-    from pipeline.components.layouts import detect_layout, layout_of
-    from pipeline.components.readers import DataError
+    from datasources.layouts import detect_layout, layout_of
+    from datasources.readers import DataError
     from tests.datagen import write_png_folder
 
     folder = write_png_folder(tmp_path / "data", n_per_class=2)
@@ -204,7 +204,7 @@ def _driver_invocation(input_base: str, output_file: Path) -> str:
     from tfx.proto import example_gen_pb2
     from tfx.types import standard_artifacts
 
-    from pipeline.components.layouts import detect_layout
+    from datasources.layouts import detect_layout
 
     invocation = pipeline_spec_pb2.ExecutorInput()
     invocation.outputs.output_file = str(output_file)
@@ -304,7 +304,7 @@ def test_concurrent_reads_stay_within_the_clients_connection_pool(
     object, and a warning per object in the run's log."""
     import logging
 
-    from pipeline.components import storage
+    from datasources import storage
 
     folder = tmp_path / "objects"
     folder.mkdir()
@@ -323,7 +323,7 @@ def fresh_storage_options(monkeypatch: pytest.MonkeyPatch) -> None:
     """Beam's filesystem options and our S3 client as they were, once the test is over."""
     from apache_beam.io.filesystems import FileSystems
 
-    from pipeline.components import storage
+    from datasources import storage
 
     monkeypatch.setattr(storage, "_options", None)
     monkeypatch.setattr(storage, "_s3", None)
@@ -335,9 +335,9 @@ def test_the_endpoint_flag_alone_reaches_the_listing_and_its_errors(
         fresh_storage_options: None) -> None:
     """``--s3-endpoint-url`` without AWS_ENDPOINT_URL: the listing and the diagnosis of a bad
     bucket both go to that endpoint (the diagnosis once asked AWS itself)."""
-    from pipeline.components import storage
-    from pipeline.components.layouts import detect_layout
-    from pipeline.components.readers import DataError
+    from datasources import storage
+    from datasources.layouts import detect_layout
+    from datasources.readers import DataError
 
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     storage.forget()
@@ -358,8 +358,8 @@ def test_missing_credentials_stop_at_once_with_what_to_set(
     """No key anywhere: one clear line, not a minute of Beam retrying the listing."""
     import logging
 
-    from pipeline.components.layouts import detect_layout
-    from pipeline.components.readers import DataError
+    from datasources.layouts import detect_layout
+    from datasources.readers import DataError
 
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE",
                  "AWS_SESSION_TOKEN"):
@@ -378,8 +378,8 @@ def test_an_unreachable_endpoint_is_named_without_retrying_for_minutes(
         fresh_storage_options: None) -> None:
     import logging
 
-    from pipeline.components.layouts import detect_layout
-    from pipeline.components.readers import DataError
+    from datasources.layouts import detect_layout
+    from datasources.readers import DataError
     from serving.server import free_port
 
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
@@ -397,8 +397,8 @@ def test_the_store_is_asked_at_the_endpoint_beam_was_given(
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipeline.components.layouts import detect_layout
-    from pipeline.components.readers import DataError
+    from datasources.layouts import detect_layout
+    from datasources.readers import DataError
 
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     FileSystems.set_options(PipelineOptions([f"--s3_endpoint_url={s3}"]))

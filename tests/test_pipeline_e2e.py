@@ -34,7 +34,7 @@ ARTIFACT_TYPES = {
 def _store(run: TinyRun):
     from ml_metadata.metadata_store import metadata_store
 
-    from pipeline.metadata_config import connection_config
+    from metastore.metadata_config import connection_config
 
     return metadata_store.MetadataStore(connection_config(run.metadata_path))
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from datasources import readers
 from modules import features
 from pipeline import datasets
-from pipeline.components import readers
 from pipeline.components.image_example_gen import DataError, detect_layout
 from tests import datagen
 

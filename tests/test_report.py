@@ -37,7 +37,7 @@ def _previous_blessed_model_id(run: TinyRun, model_id: int) -> int | None:
     """The newest blessed Model artifact id below ``model_id``, from TFX's ModelBlessings."""
     from ml_metadata.metadata_store import metadata_store
 
-    from pipeline.metadata_config import connection_config
+    from metastore.metadata_config import connection_config
 
     store = metadata_store.MetadataStore(connection_config(run.metadata_path))
     blessed = [b.custom_properties["current_model_id"].int_value

@@ -26,7 +26,7 @@ def test_tuner_runs_and_trainer_uses_best_hyperparameters(
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2 as pb
 
-    from pipeline.metadata_config import connection_config
+    from metastore.metadata_config import connection_config
     from registry.cli import cli
 
     run = tiny_pipeline_run

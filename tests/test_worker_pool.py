@@ -39,5 +39,5 @@ def test_the_graph_runs_on_workers_that_get_our_code_only_by_staging(
         assert f"{component}" in run.stdout
     # The workers booted from what the job staged: the sdist that --setup_file built.
     assert "staged workflow.tar.gz" in pool and "installed into" in pool, pool[-3000:]
-    installed = list((tmp_path / "worker-cache").glob("*/pipeline/components/layouts.py"))
+    installed = list((tmp_path / "worker-cache").glob("*/datasources/layouts.py"))
     assert installed, "the staged package should hold the readers the workers ran"

@@ -18,7 +18,7 @@ from tfx.components import FileBasedExampleGen
 from tfx.components.example_gen import driver, input_processor, utils
 from tfx.proto import example_gen_pb2
 
-from pipeline.components import storage
+from datasources import storage
 
 
 class StorageInputProcessor(input_processor.FileBasedInputProcessor):

@@ -1,6 +1,6 @@
 """Our ExampleGen: image folders, MNIST IDX, TFRecord and IRIS TSV in, tf.Examples out.
 
-``detect_layout`` (``pipeline/components/layouts.py``, the table of input formats) looks at a
+``detect_layout`` (``datasources/layouts.py``, the table of input formats) looks at a
 path cheaply and says which layout it holds and how it splits into ``train``/``eval``;
 ``make_example_gen`` turns that into a TFX ``FileBasedExampleGen`` whose Beam executor
 (``pipeline/components/image_example_gen_executor.py``) reads the files.
@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from contracts import examples
-from pipeline.components import storage
-from pipeline.components.layouts import LAYOUT_KINDS, InputLayout, detect_layout
-from pipeline.components.readers import DataError
+from datasources import storage
+from datasources.layouts import LAYOUT_KINDS, InputLayout, detect_layout
+from datasources.readers import DataError
 
 __all__ = ["DataError", "InputLayout", "detect_layout", "make_example_gen", "LAYOUT_KINDS"]
 

@@ -1,6 +1,6 @@
 """The Beam executor behind ``make_example_gen`` (imports TFX; kept apart so that
 ``detect_layout`` stays fast). Per-format listing and reading come from the table in
-``pipeline/components/layouts.py``.
+``datasources/layouts.py``.
 
 TFX's ``BaseExampleGenExecutor`` does the rest: it writes each split as gzipped TFRecords under the
 Examples artifact and records the payload format. We override ``GenerateExamplesByBeam`` (not only
@@ -19,9 +19,9 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
-from pipeline.components import storage
-from pipeline.components.layouts import detect_layout, layout_of
-from pipeline.components.readers import DataError
+from datasources import storage
+from datasources.layouts import detect_layout, layout_of
+from datasources.readers import DataError
 
 
 def read_custom_config(exec_properties: dict[str, Any]) -> dict[str, Any]:

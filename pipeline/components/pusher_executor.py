@@ -23,7 +23,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 from contracts.versions import versions
-from registry.locking import FileLock
+from metastore.locking import FileLock
 
 
 def existing_versions(base_directory: str) -> list[int]:

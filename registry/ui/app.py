@@ -25,8 +25,8 @@ from urllib.parse import urlencode
 import jinja2
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
+from metastore.errors import ConflictError, InputError, NotFoundError, RegistryError
 from registry.api import Registry
-from registry.errors import ConflictError, InputError, NotFoundError, RegistryError
 from registry.ui import figures, security
 from registry.ui.queries import Console, dumps
 

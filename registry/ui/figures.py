@@ -16,7 +16,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from registry.errors import InputError
+from metastore.errors import InputError
 
 MODEL_FIGURES = ("curves", "per_class", "confusion", "misclassified", "class_counts")
 GALLERY_IMAGES = 24

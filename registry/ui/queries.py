@@ -19,10 +19,11 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from contracts import mlmd as keys
-from registry import list_index, pipeline_models
+from metastore import pipeline_models
+from metastore.errors import NotFoundError
+from metastore.store import DEPLOYMENT, EVALUATION, REGISTERED_MODEL, REGISTRY_ACTION, prop
+from registry import list_index
 from registry.api import Registry, serving_order
-from registry.errors import NotFoundError
-from registry.store import DEPLOYMENT, EVALUATION, REGISTERED_MODEL, REGISTRY_ACTION, prop
 from registry.ui.graph import Graph, Node, layout
 
 MODEL_SORTS = ("name", "user", "serving", "version", "accuracy", "modified", "created")

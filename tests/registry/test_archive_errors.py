@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from metastore.errors import InputError
 from registry import archive, files
-from registry.errors import InputError
 from tests.registry.conftest import Env
 
 

@@ -10,8 +10,8 @@ import tarfile
 
 import pytest
 
+from metastore.errors import InputError
 from registry import archive
-from registry.errors import InputError
 from tests.registry.conftest import Env
 
 

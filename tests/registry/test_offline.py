@@ -40,7 +40,7 @@ def _direct(model_dir: str, folder: Path) -> tuple[dict[str, np.ndarray], dict[s
     input -> label), with the same decoding as the readers."""
     import tensorflow as tf
 
-    from pipeline.components.readers import read_image
+    from datasources.readers import read_image
 
     files = sorted(folder.rglob("*.png"))
     pixels = np.stack([read_image(f) for f in files]).astype(np.float32)[..., None] / 255.0

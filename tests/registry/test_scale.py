@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from registry.errors import InputError
+from metastore.errors import InputError
 from tests.registry.conftest import Env
 from tests.registry.test_cli import mlmodel
 

@@ -15,7 +15,7 @@ import requests
 from click.testing import CliRunner
 from PIL import Image
 
-from pipeline.components.readers import IMAGE_EXTENSIONS, read_image
+from datasources.readers import IMAGE_EXTENSIONS, read_image
 from serving.cli import main as serving
 
 from .conftest import Server

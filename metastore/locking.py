@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import Protocol
 
-from registry.errors import BackendError
+from metastore.errors import BackendError
 
 DEFAULT_TIMEOUT_S = 600.0
 

@@ -17,7 +17,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 from contracts import mlmd as keys
 from contracts.mlmd import NODE_CONTEXT, PIPELINE_CONTEXT, PIPELINE_RUN_CONTEXT
-from registry.store import Store, prop
+from metastore.store import Store, prop
 
 
 @dataclass

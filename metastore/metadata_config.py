@@ -11,7 +11,7 @@ import os
 
 from ml_metadata.proto import metadata_store_pb2
 
-from registry.store import parse_backend
+from metastore.store import parse_backend
 
 
 def connection_config(uri: str) -> metadata_store_pb2.ConnectionConfig:

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from contracts import examples as features
-from pipeline.components import storage
-from pipeline.components.errors import DataError
+from datasources import storage
+from datasources.errors import DataError
 
 SIDE = features.IMAGE_HEIGHT
 PIXELS = features.IMAGE_PIXELS

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-from pipeline.components.errors import DataError
+from datasources.errors import DataError
 
 IGNORED_PREFIXES = (".",)     # hidden files, skipped as local listings skip them
 REMOTE_READ_THREADS = 16      # concurrent object reads (see read_many)

@@ -17,14 +17,14 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from contracts import mlmd as keys
-from registry.pipeline_models import Candidate, add_output, output_key
-from registry.store import prop, retry_busy
+from metastore.pipeline_models import Candidate, add_output, output_key
+from metastore.store import prop, retry_busy
 
 T = TypeVar("T")
 
 
 class Reader(Protocol):
-    """What these functions need of a store: ``registry.store.Store`` or ``DirectReader``."""
+    """What these functions need of a store: ``metastore.store.Store`` or ``DirectReader``."""
 
     def read(self, fn: Callable[[metadata_store.MetadataStore], T], what: str) -> T: ...
 

@@ -2,7 +2,7 @@
 
 Only ``ml_metadata.metadata_store`` and ``ml_metadata.proto`` are imported (about 0.3 s, no
 TensorFlow). Reads retry while SQLite reports the database as locked (TFX writes without our lock);
-writes additionally hold the registry write lock (see ``registry.locking``).
+writes additionally hold the registry write lock (see ``metastore.locking``).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from contracts import settings
-from registry.errors import BackendError, InputError
-from registry.locking import DEFAULT_TIMEOUT_S, FileLock, MySQLLock, WriteLock
+from metastore.errors import BackendError, InputError
+from metastore.locking import DEFAULT_TIMEOUT_S, FileLock, MySQLLock, WriteLock
 
 T = TypeVar("T")
 

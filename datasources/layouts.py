@@ -24,8 +24,8 @@ import numpy as np
 
 from contracts import examples
 from contracts.dictionary import parse_dictionary
-from pipeline.components import readers, storage
-from pipeline.components.errors import DataError
+from datasources import readers, storage
+from datasources.errors import DataError
 
 DICTIONARY_FILE = "dict.tsv"
 IDX_BATCH = 4096  # examples serialized per numpy batch (IDX)
