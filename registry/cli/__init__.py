@@ -417,8 +417,8 @@ def _doctor_action(finding: Any, repair: bool, removed: set[str]) -> str:
 
 
 cli.add_command(status_command, "status")  # also here: `mlmodel status NAME`
-from registry import offline_cli  # noqa: E402,F401  (registers eval and predict on `cli`)
-from registry.ui import cli as ui_cli  # noqa: E402,F401  (registers `mlmodel ui` on `cli`)
+from registry.cli import offline  # noqa: E402,F401  (registers eval and predict on `cli`)
+from registry.cli import ui as ui_cli  # noqa: E402,F401  (registers `mlmodel ui` on `cli`)
 
 
 def main(argv: list[str] | None = None) -> None:
