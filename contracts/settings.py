@@ -25,3 +25,10 @@ def default_serving_dir() -> str:
 
 def default_server_url() -> str:
     return os.environ.get(ENV_SERVER_URL) or DEFAULT_SERVER_URL
+
+ENV_CAPTURE_DIR = "MNIST_TFX_CAPTURE_DIR"  # where the server writes captured requests (PredictionLog)
+DEFAULT_CAPTURE_DIR = "runs/capture"
+
+
+def default_capture_dir() -> str:
+    return os.environ.get(ENV_CAPTURE_DIR) or DEFAULT_CAPTURE_DIR
