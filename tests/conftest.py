@@ -13,6 +13,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from modules.hparams import HParams  # noqa: E402
+from tests.system_parts import pytest_report_header, pytest_terminal_summary  # noqa: E402,F401
 
 TINY_HPARAMS = HParams(filters_1=8, filters_2=16, hidden_units_1=32, hidden_units_2=16,
                        dropout=0.1, learning_rate=3e-3, epochs=6, batch_size=32, augment=False)

@@ -17,20 +17,18 @@ from typing import Any
 
 import pytest
 
+from tests.system_parts import require
 from tests.ui.conftest import TOKEN, XSS_NAME, Console
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 SHOTS = os.environ.get("MNIST_TFX_UI_SCREENSHOTS", "")
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        pytest.fail("headless Chromium is missing: apt-get install chromium chromium-driver "
-                    "(.ci/run installs them)")
+    require("chromium")
+    require("chromedriver")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -38,9 +36,9 @@ def browser() -> Iterator[Any]:
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--window-size=1280,1000", "--disable-extensions"):
         options.add_argument(argument)
-    options.binary_location = CHROMIUM
+    options.binary_location = str(shutil.which("chromium"))
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     driver.implicitly_wait(0)
     yield driver
     driver.quit()
