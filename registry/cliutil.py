@@ -12,6 +12,7 @@ import functools
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Any
 
 import click
@@ -85,7 +86,20 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def settings(ctx: click.Context) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Settings:
+    """The options every ``mlmodel`` command shares, merged from the group and the command."""
+
+    metadata: str | None = None
+    serving_dir: str | None = None
+    output: str = "table"
+    user: str | None = None
+
+
+SETTING_NAMES = tuple(f.name for f in fields(Settings))
+
+
+def settings(ctx: click.Context) -> Settings:
     """Command-level options win over the group's."""
     merged: dict[str, Any] = {}
     chain = []
@@ -94,20 +108,38 @@ def settings(ctx: click.Context) -> dict[str, Any]:
         chain.append(current)
         current = current.parent
     for level in reversed(chain):
-        for key in ("metadata", "serving_dir", "output", "user"):
+        for key in SETTING_NAMES:
             value = level.params.get(key)
             if value is not None:
                 merged[key] = value
-    merged.setdefault("output", "table")
-    merged["output"] = str(merged["output"]).lower()
-    return merged
+    merged["output"] = str(merged.get("output", "table")).lower()
+    return Settings(**merged)
 
 
 def settings_registry(ctx: click.Context) -> tuple[Any, str]:
     from registry.api import open_registry
 
     values = settings(ctx)
-    return open_registry(values.get("metadata"), values.get("serving_dir")), values["output"]
+    return open_registry(values.metadata, values.serving_dir), values.output
+
+
+CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+USER_HELP = "Who acts (default $USER, else root)."
+
+
+def command(name: str, epilog: str) -> Callable[[Callable[..., Any]], click.Command]:
+    """A ``mlmodel`` subcommand (key=value arguments, the examples as its epilog); the root group
+    in ``registry/cli/__init__.py`` adds it from its table."""
+    return click.command(name, cls=KVCommand, epilog="\b\nExamples:\n" + epilog,
+                         context_settings=CONTEXT)
+
+
+def user_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--user", default=None, help=USER_HELP)(fn)
+
+
+def acting_user(ctx: click.Context, user: str | None) -> str | None:
+    return user or settings(ctx).user
 
 
 def fail_on_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

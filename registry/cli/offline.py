@@ -3,7 +3,7 @@
 Both read DATA with the pipeline's readers (``registry/offline_data.py``), load only the chosen
 version, and run it with Beam's RunInference (``registry/offline_inference.py``); TensorFlow and
 Beam are imported only after the arguments, the model and the data have been checked.
-Registered on the ``mlmodel`` group by ``registry/cli.py``.
+Added to the ``mlmodel`` group, when one of them runs, by the table in ``registry/cli/__init__.py``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,14 @@ import click
 
 from metastore.errors import InputError
 from registry import render
-from registry.cli import acting_user, command, common_options, user_option
-from registry.cliutil import fail_on_errors, settings_registry
+from registry.cliutil import (
+    acting_user,
+    command,
+    common_options,
+    fail_on_errors,
+    settings_registry,
+    user_option,
+)
 
 EVAL_EPILOG = """\
   mlmodel eval mnist data/digits                   (the current version; 3 x 80% samples)

@@ -1,12 +1,12 @@
-"""``mlmodel ui``: start the web console (registered on the ``mlmodel`` group by registry/cli.py).
+"""``mlmodel ui``: start the web console (added to the ``mlmodel`` group by the table in
+``registry/cli/__init__.py``, and loaded only when ``ui`` is asked for).
 
-aiohttp, Jinja2 and the console's modules are imported only when the command runs, so the other
-``mlmodel`` commands start as fast as before.
+asyncio, aiohttp, Jinja2 and the console's modules are imported only when the command runs, so
+the other ``mlmodel`` commands start as fast as before.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
@@ -15,8 +15,7 @@ from typing import Any
 import click
 
 from contracts import settings
-from registry.cli import command, common_options
-from registry.cliutil import fail_on_errors, settings_registry
+from registry.cliutil import command, common_options, fail_on_errors, settings_registry
 
 TOKEN_ENV = "MLMODEL_UI_TOKEN"
 UI_EPILOG = """\
@@ -54,6 +53,8 @@ def ui_cmd(ctx: click.Context, host: str, port: int, auth_token: str | None, pip
     Every change goes through the same registry calls, lock and history as the CLI. Pages are
     read-only without the console's token; open the printed URL once to hold it.
     """
+    import asyncio
+
     from registry.ui import security
     from registry.ui.app import UIConfig, make_app
 
@@ -78,6 +79,8 @@ def ui_cmd(ctx: click.Context, host: str, port: int, auth_token: str | None, pip
 
 async def _serve(app: Any, host: str, port: int, config: Any, announce_token: str | None) -> None:
     """Run until SIGINT/SIGTERM; print the URL (with the token when it was made here)."""
+    import asyncio
+
     from aiohttp import web
 
     runner = web.AppRunner(app, access_log=None)
