@@ -22,7 +22,8 @@ from urllib.parse import unquote
 import numpy as np
 from aiohttp import web
 
-from serving import codec
+from contracts.settings import default_capture_dir
+from serving import capture, codec
 from serving.admission import BodyBudget, Busy
 from serving.deadline import within
 from serving.drain import Drain
@@ -63,6 +64,14 @@ class ServerConfig:
     grpc_port: int = 0  # TF Serving's gRPC API beside REST (serving.grpc_server); 0 = off
     grpc_required: bool = True  # False: a gRPC port in use is a warning (the CLI's default port)
     reuse_port: bool = False  # SO_REUSEPORT: one of several worker processes (serving.workers)
+    # request capture (serving.capture): a share capture_rate (0 = off) of the answered requests
+    # as PredictionLog TFRecords under capture_dir, files rotated at capture_rotate_mb or
+    # capture_rotate_seconds, the oldest deleted past capture_max_mb (0 = no budget)
+    capture_dir: str = field(default_factory=default_capture_dir)
+    capture_rate: float = 0.0
+    capture_rotate_mb: float = 16.0
+    capture_rotate_seconds: float = 60.0
+    capture_max_mb: float = 1024.0
 
     @property
     def inflight_limit(self) -> int | None:
@@ -78,6 +87,7 @@ class Ctx:
     config: ServerConfig
     drain: Drain
     budget: BodyBudget = field(default_factory=lambda: BodyBudget(None))
+    capture: capture.CaptureWriter | None = None  # None: capture off
 
 
 Handler = Callable[[Ctx, web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
@@ -253,15 +263,19 @@ async def tfs_both(ctx: Ctx, request: web.Request, g: dict[str, str]) -> web.Res
                   "/v1/models/NAME/versions/N or /v1/models/NAME/labels/LABEL")
 
 
-async def predict_body(servable: Servable, body: Any) -> dict[str, Any]:
+async def predict_body(servable: Servable, body: Any,
+                       ctx: Ctx | None = None) -> dict[str, Any]:
     sig, inputs, row = codec.decode_predict(body, servable)
     outputs = await sig.run(inputs)
+    capture.answered(ctx, servable, sig.name, inputs, outputs)
     return codec.encode_predict(outputs, row)
 
 
-async def classify_body(servable: Servable, body: Any) -> dict[str, Any]:
+async def classify_body(servable: Servable, body: Any,
+                        ctx: Ctx | None = None) -> dict[str, Any]:
     sig, inputs = codec.decode_classify(body, servable)
     outputs = await sig.run(inputs)
+    capture.answered(ctx, servable, sig.name, inputs, outputs, capture.CLASSIFY)
     return codec.encode_classify(outputs, servable.class_names)
 
 
@@ -273,9 +287,9 @@ async def tfs_infer(ctx: Ctx, request: web.Request, g: dict[str, str]) -> web.Re
     body = await _json(request, ctx)
     verb = g["verb"].lower()
     if verb == "predict":
-        return json_response(await predict_body(servable, body))
+        return json_response(await predict_body(servable, body, ctx=ctx))
     if verb == "classify":
-        return json_response(await classify_body(servable, body))
+        return json_response(await classify_body(servable, body, ctx=ctx))
     raise invalid(f"model {servable.name} has no regression signature (its signatures: "
                   f"{sorted(servable.signatures)}); use :predict or :classify")
 
@@ -358,6 +372,7 @@ async def v2_infer(ctx: Ctx, request: web.Request, g: dict[str, str]) -> web.Res
     check_v2_shapes(body)
     sig, inputs, names = codec.decode_infer(body, servable)
     outputs = await sig.run(inputs)
+    capture.answered(ctx, servable, sig.name, inputs, outputs)
     request_id = body.get("id") if isinstance(body, dict) else None
     return json_response(codec.encode_infer(outputs, sig, servable, request_id, names))
 
@@ -427,10 +442,10 @@ async def sm_invocations(ctx: Ctx, request: web.Request, g: dict[str, str]) -> w
         body.setdefault("signature_name", attrs["tfs-signature"])
     method = attrs.get("tfs-method", "predict").lower()
     if method == "classify":
-        return json_response(await classify_body(servable, body))
+        return json_response(await classify_body(servable, body, ctx=ctx))
     if method != "predict":
         raise invalid(f"tfs-method={method} is not supported; use predict or classify")
-    return json_response(await predict_body(servable, body))
+    return json_response(await predict_body(servable, body, ctx=ctx))
 
 
 # -- server ---------------------------------------------------------------------------------------
@@ -530,6 +545,7 @@ def make_app(manager: ModelManager, config: ServerConfig | None = None,
     ctx = Ctx(manager, metrics or Metrics(), config, drain or Drain(),
               BodyBudget(config.inflight_limit))
     ctx.metrics.in_flight.set_function(lambda: ctx.drain.active)
+    ctx.capture = capture.writer_for(config, ctx.metrics)
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
         ctx.drain.enter()
@@ -580,5 +596,12 @@ def make_app(manager: ModelManager, config: ServerConfig | None = None,
     app.router.add_route("*", "/{tail:.*}", dispatch)
     app[DRAIN_KEY] = ctx.drain
     app[CTX_KEY] = ctx
+    if ctx.capture is not None:  # runner.cleanup(), after gRPC stopped: write what is queued
+        writer = ctx.capture
+
+        async def close_capture(_: web.Application) -> None:
+            await asyncio.get_running_loop().run_in_executor(None, writer.close)
+
+        app.on_cleanup.append(close_capture)
     return app
 

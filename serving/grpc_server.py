@@ -43,7 +43,7 @@ from tensorflow_serving.apis import (
 )
 
 from contracts.signatures import OUTPUT_PROBABILITIES
-from serving import grpc_codec
+from serving import capture, grpc_codec
 from serving.admission import Busy
 from serving.deadline import within
 from serving.errors import HTTP_STATUS, ServingError, invalid
@@ -202,10 +202,12 @@ def _serialized_examples(request_input: Any) -> np.ndarray:
     return array
 
 
-async def _classify(servable: Servable, sig_name: str,
-                    request_input: Any) -> tuple[classification_pb2.ClassificationResult, str]:
+async def _classify(servable: Servable, sig_name: str, request_input: Any, ctx: Any = None
+                    ) -> tuple[classification_pb2.ClassificationResult, str]:
     sig = _example_signature(servable, sig_name)
-    outputs = await sig.run({next(iter(sig.inputs)): _serialized_examples(request_input)})
+    inputs = {next(iter(sig.inputs)): _serialized_examples(request_input)}
+    outputs = await sig.run(inputs)
+    capture.answered(ctx, servable, sig.name, inputs, outputs, capture.CLASSIFY)
     scores = np.asarray(outputs.get(OUTPUT_PROBABILITIES, next(iter(outputs.values()))))
     names = servable.class_names if len(servable.class_names) == scores.shape[-1] else [
         str(i) for i in range(scores.shape[-1])]
@@ -235,6 +237,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             if unknown:
                 raise invalid(f"output tensor alias not found in signature: {unknown[0]}. "
                               f"Outputs expected to be in the set {{{','.join(sorted(outputs))}}}.")
+            capture.answered(self.calls.ctx, servable, sig.name, inputs, outputs)
             response = predict_pb2.PredictResponse(model_spec=_model_spec(servable, sig.name))
             for key in wanted:
                 response.outputs[key].CopyFrom(grpc_codec.to_proto(outputs[key]))
@@ -247,7 +250,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         async def body(call: dict[str, Any]) -> classification_pb2.ClassificationResponse:
             servable = self.calls.resolve(request.model_spec, call)
             result, sig = await _classify(servable, request.model_spec.signature_name,
-                                          request.input)
+                                          request.input, self.calls.ctx)
             return classification_pb2.ClassificationResponse(
                 model_spec=_model_spec(servable, sig), result=result)
 
@@ -278,7 +281,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                                   "signature)")
                 servable = self.calls.resolve(task.model_spec, call)
                 result, sig = await _classify(servable, task.model_spec.signature_name,
-                                              request.input)
+                                              request.input, self.calls.ctx)
                 response.results.add(model_spec=_model_spec(servable, sig),
                                      classification_result=result)
             return response
