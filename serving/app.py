@@ -23,6 +23,7 @@ import numpy as np
 from aiohttp import web
 
 from contracts.settings import default_capture_dir
+from datasources.images import DEFAULT_MAX_IMAGE_PIXELS
 from serving import capture, codec
 from serving.admission import BodyBudget, Busy
 from serving.deadline import within
@@ -72,6 +73,9 @@ class ServerConfig:
     capture_rotate_mb: float = 16.0
     capture_rotate_seconds: float = 60.0
     capture_max_mb: float = 1024.0
+    # serving_images: an image whose header claims more pixels is refused (400) before it is
+    # decoded (datasources.images; 0 = no cap)
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
     @property
     def inflight_limit(self) -> int | None:
@@ -213,12 +217,25 @@ def parse_json(raw: bytes) -> Any:
                       f"{MAX_JSON_DEPTH} levels)") from None
 
 
+OFF_LOOP_BYTES = 256 * 1024  # bodies above this are parsed and converted in a thread
+BIG_KEY = web.RequestKey("big_body", bool)  # the body is over OFF_LOOP_BYTES
+
+
 async def _json(request: web.Request, ctx: Ctx) -> Any:
     """The parsed body; big bodies are parsed in a thread so small requests keep flowing."""
     raw = await _body(request, ctx)
-    if len(raw) > 256 * 1024:
+    request[BIG_KEY] = len(raw) > OFF_LOOP_BYTES
+    if request[BIG_KEY]:
         return await asyncio.get_running_loop().run_in_executor(None, parse_json, raw)
     return parse_json(raw)
+
+
+async def off_loop(big: bool, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``, in a thread when the input is big: converting a big body (numpy arrays,
+    image headers, tf.Examples) must not hold the event loop while health checks wait."""
+    if big:
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    return fn(*args)
 
 
 def _too_large(ctx: Ctx) -> ServingError:
@@ -263,17 +280,17 @@ async def tfs_both(ctx: Ctx, request: web.Request, g: dict[str, str]) -> web.Res
                   "/v1/models/NAME/versions/N or /v1/models/NAME/labels/LABEL")
 
 
-async def predict_body(servable: Servable, body: Any,
+async def predict_body(servable: Servable, body: Any, big: bool = False,
                        ctx: Ctx | None = None) -> dict[str, Any]:
-    sig, inputs, row = codec.decode_predict(body, servable)
+    sig, inputs, row = await off_loop(big, codec.decode_predict, body, servable)
     outputs = await sig.run(inputs)
     capture.answered(ctx, servable, sig.name, inputs, outputs)
     return codec.encode_predict(outputs, row)
 
 
-async def classify_body(servable: Servable, body: Any,
+async def classify_body(servable: Servable, body: Any, big: bool = False,
                         ctx: Ctx | None = None) -> dict[str, Any]:
-    sig, inputs = codec.decode_classify(body, servable)
+    sig, inputs = await off_loop(big, codec.decode_classify, body, servable)
     outputs = await sig.run(inputs)
     capture.answered(ctx, servable, sig.name, inputs, outputs, capture.CLASSIFY)
     return codec.encode_classify(outputs, servable.class_names)
@@ -286,10 +303,11 @@ async def tfs_infer(ctx: Ctx, request: web.Request, g: dict[str, str]) -> web.Re
     _note(request, servable)
     body = await _json(request, ctx)
     verb = g["verb"].lower()
+    big = request.get(BIG_KEY, False)
     if verb == "predict":
-        return json_response(await predict_body(servable, body, ctx=ctx))
+        return json_response(await predict_body(servable, body, big, ctx))
     if verb == "classify":
-        return json_response(await classify_body(servable, body, ctx=ctx))
+        return json_response(await classify_body(servable, body, big, ctx))
     raise invalid(f"model {servable.name} has no regression signature (its signatures: "
                   f"{sorted(servable.signatures)}); use :predict or :classify")
 
@@ -370,7 +388,8 @@ async def v2_infer(ctx: Ctx, request: web.Request, g: dict[str, str]) -> web.Res
     servable = _v2_servable(ctx, request, g)
     body = await _json(request, ctx)
     check_v2_shapes(body)
-    sig, inputs, names = codec.decode_infer(body, servable)
+    sig, inputs, names = await off_loop(request.get(BIG_KEY, False), codec.decode_infer, body,
+                                        servable)
     outputs = await sig.run(inputs)
     capture.answered(ctx, servable, sig.name, inputs, outputs)
     request_id = body.get("id") if isinstance(body, dict) else None
@@ -430,6 +449,7 @@ async def sm_invocations(ctx: Ctx, request: web.Request, g: dict[str, str]) -> w
     servable = ctx.manager.resolve(name, int(version_text) if version_text else None)
     _note(request, servable)
     raw = await _body(request, ctx)
+    big = len(raw) > OFF_LOOP_BYTES
     content_type = request.content_type.lower()
     if content_type == "text/csv":
         body: Any = {"instances": _csv_instances(raw.decode("utf-8", "replace"), servable)}
@@ -442,10 +462,10 @@ async def sm_invocations(ctx: Ctx, request: web.Request, g: dict[str, str]) -> w
         body.setdefault("signature_name", attrs["tfs-signature"])
     method = attrs.get("tfs-method", "predict").lower()
     if method == "classify":
-        return json_response(await classify_body(servable, body, ctx=ctx))
+        return json_response(await classify_body(servable, body, big, ctx))
     if method != "predict":
         raise invalid(f"tfs-method={method} is not supported; use predict or classify")
-    return json_response(await predict_body(servable, body, ctx=ctx))
+    return json_response(await predict_body(servable, body, big, ctx))
 
 
 # -- server ---------------------------------------------------------------------------------------
@@ -516,12 +536,21 @@ def _tf_message(exc: BaseException) -> str:
     return useful[-1] if useful else (lines[0] if lines else type(exc).__name__)
 
 
+def undecodable_message(exc: UnicodeDecodeError) -> str:
+    """A UnicodeDecodeError here is TensorFlow failing to decode its own error message, which
+    quoted the request's bytes: the input did not decode, the client's error (400)."""
+    return (f"the model could not decode an input (its error quoted bytes that are not UTF-8: "
+            f"{exc.reason} at byte {exc.start}); check the images / tf.Examples are valid")
+
+
 def _map_exception(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, ServingError):
         return exc.http_status, exc.message
     if isinstance(exc, ConnectionError):  # the client went away mid-request: not our fault
         log.debug("client disconnected: %s", exc)
         return 400, f"the connection was lost while reading the request: {exc}"
+    if isinstance(exc, UnicodeDecodeError):  # TensorFlow quoting undecodable input bytes
+        return 400, undecodable_message(exc)
     if isinstance(exc, RecursionError):  # deeply nested input that got past parse_json's limit
         return 400, (f"the request is nested too deeply to process ({exc}); send at most "
                      f"{MAX_JSON_DEPTH} levels of arrays/objects")

@@ -21,12 +21,14 @@ except ImportError:  # pragma: no cover
     _orjson = None
 
 from contracts.signatures import (
+    INPUT_EXAMPLES,
     INPUT_IMAGE_BYTES,
     INPUT_IMAGES,
     OUTPUT_PROBABILITIES,
     SERVING_DEFAULT,
     SERVING_IMAGES,
 )
+from datasources.images import ImageTooLarge
 from serving import image_formats
 from serving.batching import Arrays
 from serving.errors import invalid
@@ -73,7 +75,7 @@ def _to_bytes(value: Any, where: str) -> Any:
                   f"{type(value).__name__} {value!r:.40}")
 
 
-def _shape_text(shape: tuple[int | None, ...]) -> str:
+def shape_text(shape: tuple[int | None, ...]) -> str:
     return "[" + ",".join("-1" if d is None else str(d) for d in shape) + "]"
 
 
@@ -150,6 +152,21 @@ def to_array(value: Any, info: TensorInfo, where: str) -> np.ndarray:
     return check_array(array, info, where)
 
 
+def _check_examples(array: np.ndarray, where: str) -> None:
+    """Serialized tf.Examples that do not parse are the client's error (400), named here: in
+    the model, TensorFlow's error quoted the bytes and failed to decode its own message (500)."""
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.example import example_pb2
+
+    for i, item in enumerate(array.flat):
+        try:
+            example_pb2.Example.FromString(item)
+        except (DecodeError, TypeError) as exc:
+            raise invalid(f"{where}: example {i} of {INPUT_EXAMPLES} is not a serialized "
+                          f"tf.Example ({exc}); send tf.train.Example(...).SerializeToString()"
+                          ", base64-encoded as {\"b64\": ...} in JSON") from None
+
+
 def check_array(array: np.ndarray, info: TensorInfo, where: str) -> np.ndarray:
     """The checks every protocol applies once a tensor is an array (REST's JSON, gRPC's
     TensorProto): finite floats, decodable image bytes, a batch within limits, the signature's
@@ -157,10 +174,15 @@ def check_array(array: np.ndarray, info: TensorInfo, where: str) -> np.ndarray:
     if info.is_float and not np.isfinite(array).all():
         raise invalid(f"{where}: input {info.name} holds NaN or Infinity; send finite values "
                       "(images are grey values in [0, 1])")
+    if array.ndim > 0 and array.shape[0] > MAX_ROWS:
+        raise invalid(f"{where}: {array.shape[0]} examples in one request; send at most {MAX_ROWS}")
     if info.name == INPUT_IMAGE_BYTES:
         for i, item in enumerate(array.flat):
             try:
-                usable = image_formats.decodable(item)
+                usable = image_formats.decodable(item, f"{where}: example {i} of "
+                                                       f"{INPUT_IMAGE_BYTES}")
+            except ImageTooLarge as exc:
+                raise invalid(str(exc)) from None
             except ValueError as exc:
                 raise invalid(f"{where}: example {i} of {INPUT_IMAGE_BYTES} is {exc}") from None
             if usable is None:
@@ -169,6 +191,8 @@ def check_array(array: np.ndarray, info: TensorInfo, where: str) -> np.ndarray:
                               "{\"b64\": ...}")
             if usable is not item:
                 array.flat[i] = usable
+    if info.name == INPUT_EXAMPLES and info.is_string:
+        _check_examples(array, where)
     if array.ndim == 0 or array.shape[0] == 0:
         raise invalid(f"{where}: input {info.name} is empty; send at least one example")
     if array.shape[0] > MAX_ROWS:
@@ -178,8 +202,8 @@ def check_array(array: np.ndarray, info: TensorInfo, where: str) -> np.ndarray:
         if array.ndim != len(want) or any(w is not None and w != g
                                           for w, g in zip(want[1:], array.shape[1:], strict=True)):
             raise invalid(
-                f"{where}: input {info.name} has shape {_shape_text(array.shape)} but the "
-                f"signature wants {_shape_text(want)} (dim 0 is the batch)"
+                f"{where}: input {info.name} has shape {shape_text(array.shape)} but the "
+                f"signature wants {shape_text(want)} (dim 0 is the batch)"
             )
     if info.name == INPUT_IMAGES and info.is_float:
         _check_grey_range(array, where)
@@ -229,11 +253,17 @@ def _is_b64(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"b64"}
 
 
+def _check_rows(rows: int, where: str) -> None:
+    if rows > MAX_ROWS:
+        raise invalid(f"{where}: {rows} examples in one request; send at most {MAX_ROWS}")
+
+
 def decode_instances(instances: Any, sig: Signature) -> Arrays:
     if not isinstance(instances, list):
         raise invalid("\"instances\" must be a list with one entry per example")
     if not instances:
         raise invalid("\"instances\" is empty; send at least one example")
+    _check_rows(len(instances), "instances")
     names = list(sig.inputs)
     columns: dict[str, list[Any]] = {n: [] for n in names}
     for i, instance in enumerate(instances):
@@ -264,6 +294,9 @@ def decode_columns(inputs: Any, sig: Signature) -> Arrays:
     else:
         raise invalid(f"signature {sig.name} has inputs {names}; \"inputs\" must be an object "
                       "keyed by input name")
+    for n in names:  # rows counted before any array is built
+        if isinstance(values[n], list):
+            _check_rows(len(values[n]), "inputs")
     arrays = {n: to_array(values[n], sig.inputs[n], "inputs") for n in names}
     if len({a.shape[0] for a in arrays.values()}) > 1:
         raise invalid("\"inputs\": every input needs the same batch size (dim 0)")
@@ -392,6 +425,8 @@ def decode_infer(body: Any, servable: Servable) -> tuple[Signature, Arrays, list
                           f"{want_type}")
         if "data" not in tensor:
             raise invalid(f"{where}: \"data\" is missing")
+        if shape:
+            _check_rows(shape[0], where)
         data = tensor["data"]
         flat = np.asarray(to_array([data], TensorInfo(f"{name}.data", info.dtype, None), where)
                           ).reshape(-1)

@@ -9,10 +9,12 @@ which is also several times faster than TensorFlow's generic conversion for one 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
-from serving.codec import check_array
+from serving.codec import MAX_ROWS, check_array, shape_text
 from serving.errors import invalid
 from serving.servable import TensorInfo
 
@@ -46,10 +48,70 @@ def _shape(proto: tensor_pb2.TensorProto, where: str) -> tuple[int, ...]:
     return dims
 
 
-def to_array(proto: tensor_pb2.TensorProto, info: TensorInfo, where: str) -> np.ndarray:
-    """A request's TensorProto as the array ``info`` wants (INVALID_ARGUMENT otherwise)."""
+def _check_claim(shape: tuple[int, ...], count: int, proto: tensor_pb2.TensorProto,
+                 info: TensorInfo, where: str, max_bytes: int | None) -> None:
+    """What the claimed shape would cost, refused before anything is allocated for it: more
+    rows than ``codec.MAX_ROWS``, a rank or fixed dimension the signature does not take, or
+    more decoded bytes than ``max_bytes`` (the message limit: one value filling a shape must
+    not buy more memory than sending every value would)."""
+    if shape and shape[0] > MAX_ROWS:
+        raise invalid(f"{where}: {shape[0]} examples in one request; send at most {MAX_ROWS}")
+    want = info.shape
+    if want is not None and (len(shape) != len(want) or any(
+            w is not None and w != g for w, g in zip(want[1:], shape[1:], strict=True))):
+        raise invalid(f"{where}: input {info.name} has shape {shape_text(shape)} but the "
+                      f"signature wants {shape_text(want)} (dim 0 is the batch)")
+    if max_bytes is None or info.is_string:
+        return  # strings: one string_val per element, so the message itself holds them all
+    wire = NUMERIC.get(proto.dtype, (np.float64, ""))[0]
+    itemsize = max(np.dtype(wire).itemsize, np.dtype(info.np_dtype).itemsize)
+    if count * itemsize > max_bytes:
+        raise invalid(f"{where}: shape {list(shape)} claims {count * itemsize:,} bytes of "
+                      f"tensor data, more than the server's {max_bytes:,}-byte message limit "
+                      "(--max-body-mb); send fewer examples per call")
+
+
+def claimed_bytes(inputs: Any) -> int:
+    """The decoded bytes a request's tensors claim by their shapes (strings: their bytes): what
+    the memory budget (``serving.admission``) takes, not the message's wire size, which one
+    value filling a shape makes tiny."""
+    total = 0
+    for proto in inputs.values():
+        if proto.dtype == types_pb2.DT_STRING:
+            total += sum(len(v) for v in proto.string_val)
+            continue
+        count = 1
+        for dim in proto.tensor_shape.dim:
+            count *= max(int(dim.size), 0)
+            count = min(count, MAX_ELEMENTS + 1)
+        wire = NUMERIC.get(proto.dtype, (np.float64, ""))[0]
+        total += count * np.dtype(wire).itemsize
+    return total
+
+
+def _numeric_values(values: Any, proto_dtype: int, np_type: Any, where: str) -> np.ndarray:
+    """A typed repeated field as an array, refusing values the dtype cannot hold (numpy
+    wrapped them silently: DT_HALF bit patterns above 0xFFFF, int_val of 300 as DT_UINT8)."""
+    if proto_dtype == types_pb2.DT_HALF or np.dtype(np_type).kind in "iu":
+        wide = np.asarray(values, dtype=np.int64)
+        low, high = (0, 0xFFFF) if proto_dtype == types_pb2.DT_HALF else (
+            int(np.iinfo(np_type).min), int(np.iinfo(np_type).max))
+        if wide.size and (int(wide.min()) < low or int(wide.max()) > high):
+            raise invalid(f"{where}: {dtype_name(proto_dtype)} values must lie in [{low}, {high}]"
+                          f"; got {int(wide.min())} to {int(wide.max())}")
+        if proto_dtype == types_pb2.DT_HALF:
+            return wide.astype(np.uint16).view(np.float16)
+        return wide.astype(np_type)
+    return np.asarray(values, dtype=np_type)
+
+
+def to_array(proto: tensor_pb2.TensorProto, info: TensorInfo, where: str,
+             max_bytes: int | None = None) -> np.ndarray:
+    """A request's TensorProto as the array ``info`` wants (INVALID_ARGUMENT otherwise).
+    ``max_bytes``: the most decoded tensor bytes its claimed shape may cost (``_check_claim``)."""
     shape = _shape(proto, where)
     count = int(np.prod(shape)) if shape else 1
+    _check_claim(shape, count, proto, info, where, max_bytes)
     if info.is_string:
         if proto.dtype != types_pb2.DT_STRING:
             raise invalid(f"{where}: input {info.name} is DT_STRING, got {dtype_name(proto.dtype)}")
@@ -73,11 +135,7 @@ def to_array(proto: tensor_pb2.TensorProto, info: TensorInfo, where: str) -> np.
                           f"{count * itemsize}")
         array = np.frombuffer(proto.tensor_content, dtype=np_type).reshape(shape)
     else:
-        values = getattr(proto, field)
-        if proto.dtype == types_pb2.DT_HALF:
-            flat = np.asarray(values, dtype=np.uint16).view(np.float16)
-        else:
-            flat = np.asarray(values, dtype=np_type)
+        flat = _numeric_values(getattr(proto, field), proto.dtype, np_type, where)
         if len(flat) == count:
             array = flat.reshape(shape)
         elif len(flat) == 1:  # TF's rule: one value fills the shape

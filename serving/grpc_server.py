@@ -45,6 +45,7 @@ from tensorflow_serving.apis import (
 from contracts.signatures import OUTPUT_PROBABILITIES
 from serving import capture, grpc_codec
 from serving.admission import Busy
+from serving.app import undecodable_message
 from serving.deadline import within
 from serving.errors import HTTP_STATUS, ServingError, invalid
 from serving.servable import Servable, Signature
@@ -64,6 +65,8 @@ TF_STATUS = {"InvalidArgumentError": "INVALID_ARGUMENT", "OutOfRangeError": "OUT
 def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, ServingError):
         return grpc.StatusCode[exc.code], exc.message
+    if isinstance(exc, UnicodeDecodeError):  # TF quoting undecodable input bytes
+        return grpc.StatusCode.INVALID_ARGUMENT, undecodable_message(exc)
     if type(exc).__module__.startswith("tensorflow"):
         code = TF_STATUS.get(type(exc).__name__, "INTERNAL")
         return grpc.StatusCode[code], str(getattr(exc, "message", exc)).strip().splitlines()[0]
@@ -83,6 +86,7 @@ def _model_spec(servable: Servable, signature: str | None = None) -> model_pb2.M
     return spec
 
 
+OFF_LOOP_BYTES = 256 * 1024  # tensors claiming more are converted off the event loop (as REST)
 TEST_DELAY_ENV = "SERVING_TEST_GRPC_DELAY_S"  # tests only: hold each call this long (drain tests)
 
 
@@ -112,7 +116,9 @@ class _Calls:
         return False
 
     async def run(self, api: str, request: Any, context: aio.ServicerContext,
-                  body: Callable[[dict[str, Any]], Awaitable[Any]]) -> Any:
+                  body: Callable[[dict[str, Any]], Awaitable[Any]], claimed: int = 0) -> Any:
+        """``claimed``: the decoded bytes the request's tensors claim (``grpc_codec
+        .claimed_bytes``); the budget takes it when it exceeds the wire size."""
         ctx = self.ctx
         if ctx.drain.draining:
             await context.abort(grpc.StatusCode.UNAVAILABLE,
@@ -123,7 +129,7 @@ class _Calls:
                                 "'authorization: Bearer <token>' (the server's --auth-token)")
         started = time.perf_counter()
         call: dict[str, Any] = {"model": "", "version": ""}
-        size = request.ByteSize()
+        size = max(request.ByteSize(), claimed)
         code, message, result = grpc.StatusCode.OK, "", None
         ctx.drain.enter()
         try:
@@ -229,8 +235,16 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             servable = self.calls.resolve(request.model_spec, call)
             sig = servable.signature(request.model_spec.signature_name or None)
             _check_inputs(sig, set(request.inputs))
-            inputs = {key: grpc_codec.to_array(proto, sig.inputs[key], f"input {key}")
-                      for key, proto in request.inputs.items()}
+            limit = self.calls.ctx.config.max_body_bytes
+
+            def convert() -> dict[str, np.ndarray]:
+                return {key: grpc_codec.to_array(proto, sig.inputs[key], f"input {key}", limit)
+                        for key, proto in request.inputs.items()}
+
+            if claimed > OFF_LOOP_BYTES:  # big tensors convert in a thread: health keeps flowing
+                inputs = await asyncio.get_running_loop().run_in_executor(None, convert)
+            else:
+                inputs = convert()
             outputs = await sig.run(inputs)
             wanted = list(request.output_filter) or list(outputs)
             unknown = [k for k in wanted if k not in outputs]
@@ -243,7 +257,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 response.outputs[key].CopyFrom(grpc_codec.to_proto(outputs[key]))
             return response
 
-        return await self.calls.run("grpc_predict", request, context, body)
+        claimed = grpc_codec.claimed_bytes(request.inputs)
+        return await self.calls.run("grpc_predict", request, context, body, claimed)
 
     async def Classify(self, request: classification_pb2.ClassificationRequest,  # noqa: N802
                        context: aio.ServicerContext) -> classification_pb2.ClassificationResponse:

@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from serving import image_formats
 from serving.app import CTX_KEY, DRAIN_KEY, ServerConfig, make_app
 from serving.batching import BatchingConfig
 from serving.drain import Drain
@@ -348,6 +349,7 @@ async def serve(runtime: Runtime, config: ServerConfig, grace_s: float = 30.0,
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
     runtime.drain.reopen()
+    image_formats.set_max_pixels(config.max_image_pixels)
     app = make_app(runtime.manager, config, runtime.metrics, runtime.drain)
     previous_handler = loop.get_exception_handler()
     loop.set_exception_handler(AcceptErrorLog())
