@@ -44,6 +44,8 @@ COMMANDS: dict[str, str] = {
     "eval": "registry.cli.offline:eval_cmd",
     "predict": "registry.cli.offline:predict_cmd",
     "ui": "registry.cli.ui:ui_cmd",
+    "monitor": "registry.monitor_cli:monitor_cmd",
+    "export-captured": "registry.monitor_cli:export_captured_cmd",
 }
 
 
