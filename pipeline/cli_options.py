@@ -15,9 +15,10 @@ from typing import Any
 
 import click
 
+from contracts.flags import FLAG, NO_FLAG, Flag, field_default, option_spec, values_from_options
 from modules.budget import AUGMENT_MAX_PER_CLASS, MAX_EPOCHS, MIN_EPOCHS, MIN_STEPS
 from modules.hparams import LR_SCHEDULES, HParams
-from pipeline.config import FLAG, NO_FLAG, Flag, PipelineConfig
+from pipeline.config import PipelineConfig
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -76,12 +77,7 @@ def pipeline_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def config_from_options(options: dict[str, Any]) -> PipelineConfig:
     """A PipelineConfig from the parsed shared flags (unknown keys are ignored, missing ones
     keep the dataclass default)."""
-    values: dict[str, Any] = {}
-    for field in dataclasses.fields(PipelineConfig):
-        spec: Flag | None = field.metadata.get(FLAG)
-        if spec is not None and field.name in options:
-            value = options[field.name]
-            values[field.name] = spec.parse(value) if spec.parse else value
+    values = values_from_options(PipelineConfig, options)
     return PipelineConfig(**values, hparams=hparams_from_options(options),
                           **_deploy_values(options))
 
@@ -99,7 +95,7 @@ def _field_options(field: dataclasses.Field[Any]) -> list[Decorator]:
     """The click options that set one PipelineConfig field (none for internal fields)."""
     spec: Flag | None = field.metadata.get(FLAG)
     if spec is not None:
-        return [_option(field.name, spec, _field_default(field))]
+        return [_option(field.name, spec, field_default(field))]
     if field.name == "hparams":
         return _hparam_options()
     if field.name == "deploy_label":
@@ -112,22 +108,8 @@ def _field_options(field: dataclasses.Field[Any]) -> list[Decorator]:
 
 def _option(name: str, spec: Flag, default: Any) -> Decorator:
     """One click option; ``name`` (the field) is where click stores the value."""
-    names = spec.option_names(name)
-    kwargs: dict[str, Any] = {"default": default, "help": spec.help, "metavar": spec.metavar,
-                              "envvar": spec.envvar}
-    if spec.type is not None:
-        kwargs["type"] = spec.type
-    if isinstance(default, bool) and "/" not in names[0]:
-        kwargs["is_flag"] = True
-    if default is not None and default is not False:
-        kwargs["show_default"] = True
-    return click.option(*names, name, **kwargs)
-
-
-def _field_default(field: dataclasses.Field[Any]) -> Any:
-    if field.default_factory is not dataclasses.MISSING:
-        return field.default_factory()
-    return None if field.default is dataclasses.MISSING else field.default
+    names, kwargs = option_spec(name, spec, default)
+    return click.option(*names, **kwargs)
 
 
 def _hparam_options() -> list[Decorator]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
 from typing import Any
 
 import click
 
 from contracts import settings
+from contracts.flags import flag, no_flag
 from modules.budget import DEFAULT_MAX_TRAIN_MINUTES
 from modules.hparams import HParams
 
@@ -24,39 +24,6 @@ ENV_METADATA = settings.ENV_METADATA
 ENV_SERVING_DIR = settings.ENV_SERVING_DIR
 
 DEFAULT_IN_MEMORY_EXAMPLES = 500_000  # images per split the Trainer holds in memory
-
-FLAG = "flag"        # field metadata key: the field's Flag
-NO_FLAG = "no_flag"  # field metadata key: why the field has no flag of its own
-
-
-@dataclasses.dataclass(frozen=True)
-class Flag:
-    """How one setting appears on the runners' command line; its default is the field's."""
-
-    help: str | None = None
-    names: tuple[str, ...] = ()  # empty: --<field-name>; '--x/--no-x' for an on/off pair; more: aliases
-    type: Any = None             # a click type; None: the default's type (a bool is an on/off flag)
-    metavar: str | None = None
-    envvar: str | None = None    # read when the flag is not given
-    parse: Callable[[Any], Any] | None = None  # the flag's value -> the field's value
-
-    def option_names(self, field_name: str) -> tuple[str, ...]:
-        return self.names or ("--" + field_name.replace("_", "-"),)
-
-
-def flag(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
-         **spec: Any) -> Any:
-    """A dataclass field with its command-line flag (``spec``: the ``Flag`` fields)."""
-    return dataclasses.field(default=default, default_factory=default_factory,
-                             metadata={FLAG: Flag(**spec)})
-
-
-def no_flag(why: str, default: Any = dataclasses.MISSING, *,
-            default_factory: Any = dataclasses.MISSING) -> Any:
-    """A dataclass field that has no flag of its own, and why."""
-    return dataclasses.field(default=default, default_factory=default_factory,
-                             metadata={NO_FLAG: why})
-
 
 # Schemes tf.io.gfile implements in this pin set (TensorFlow 2.16.2): gs:// is built in; s3:// and
 # hdfs:// raise UnimplementedError (tests/test_object_storage.py checks both facts).

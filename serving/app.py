@@ -33,15 +33,18 @@ from serving.manager import ModelManager
 from serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from serving.metrics import UNKNOWN as UNKNOWN_LABEL
 from serving.metrics import Metrics
+from serving.options import (  # one default per setting: the flags of `serving start`
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_KEEPALIVE_TIMEOUT_S,
+    DEFAULT_MAX_BODY_MB,
+    DEFAULT_PORT,
+    DEFAULT_TIMEOUT_S,
+    INFLIGHT_BODIES,
+)
 from serving.servable import Servable
 
 log = logging.getLogger("serving.app")
 
-DEFAULT_MAX_BODY_MB = 6.0
-INFLIGHT_BODIES = 8  # default --max-inflight-mb: this many full-size bodies at once
-DEFAULT_TIMEOUT_S = 60.0
-DEFAULT_HEADER_TIMEOUT_S = 10.0
-DEFAULT_KEEPALIVE_TIMEOUT_S = 75.0
 SERVER_NAME = "mnist-tfx-serving"
 SERVER_VERSION = "0.1.0"
 
@@ -49,7 +52,7 @@ SERVER_VERSION = "0.1.0"
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
-    port: int = 8501
+    port: int = DEFAULT_PORT
     auth_token: str | None = None
     max_body_bytes: int = int(DEFAULT_MAX_BODY_MB * 1024 * 1024)
     timeout_s: float = DEFAULT_TIMEOUT_S

@@ -33,12 +33,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from serving.options import DEFAULT_BATCH_MAX
+
 Arrays = dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
 class BatchingConfig:
-    max_batch: int = 64
+    max_batch: int = DEFAULT_BATCH_MAX
     window_s: float = 0.0
     max_inflight: int = 1  # batches of one signature running at once
     chunk_rows: int = 128  # the most rows one model call gets (or max_batch, if bigger)

@@ -5,6 +5,7 @@ Errors become one line on stderr and exit code 1 (never a traceback).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -17,16 +18,12 @@ configure_tensorflow()
 import click  # noqa: E402
 
 from contracts import settings  # noqa: E402
+from serving.options import AUTH_TOKEN_ENV, StartOptions, start_options  # noqa: E402
 
 if TYPE_CHECKING:
     from serving.predict_client import Report
 
 DEFAULT_URL = settings.DEFAULT_SERVER_URL
-AUTH_TOKEN_ENV = "SERVING_AUTH_TOKEN"
-# serving.app's defaults, written here so that --help does not import the server
-# (tests/serving/test_cli.py checks they agree).
-HEADER_TIMEOUT_HELP = "10 s"
-KEEPALIVE_TIMEOUT_HELP = "75 s"
 
 
 def resolve_auth_token(flag: str | None, token_file: str | None,
@@ -107,135 +104,94 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--port", default=8501, show_default=True, type=click.IntRange(0, 65535),
-              help="TCP port (TF Serving REST uses 8501; use 8080 for SageMaker).")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Interface to bind; 0.0.0.0 exposes the server to the network.")
-@click.option("--metadata", default=None, envvar=settings.ENV_METADATA,
-              help=f"ML Metadata database of the registry (env {settings.ENV_METADATA}, "
-                   f"default {settings.DEFAULT_METADATA}).")
-@click.option("--serving-dir", default=None, envvar=settings.ENV_SERVING_DIR,
-              help=f"Where deployed versions live (env {settings.ENV_SERVING_DIR}, "
-                   f"default {settings.DEFAULT_SERVING_DIR}).")
-@click.option("--source", type=click.Choice(["auto", "registry", "directory"]), default="auto",
-              show_default=True,
-              help="What to serve: the registry's deployments, or every <name>/<N> in the "
-                   "serving directory (TF Serving's rule); auto = registry when it is installed.")
-@click.option("--auth-token", default=None,
-              help=f"Require 'Authorization: Bearer TOKEN' on every route except health (env "
-                   f"{AUTH_TOKEN_ENV}; prefer --auth-token-file, which ps does not show).")
-@click.option("--auth-token-file", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="Read the token from this file (its first line, stripped).")
-@click.option("--max-body-mb", default=6.0, show_default=True, type=click.FloatRange(0.001),
-              help="Largest request body; bigger ones get 413.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Server processes sharing the port (SO_REUSEPORT), each with every model "
-                   "loaded: 2 on 2 cores served 1.6x the requests of 1 at concurrency 32. "
-                   "Needs an explicit --port; each worker has its own /metrics.")
-@click.option("--reuse-port", is_flag=True, hidden=True,
-              help="Set by --workers: listen with SO_REUSEPORT.")
-@click.option("--grpc-port", default=8500, show_default=True, type=click.IntRange(0, 65535),
-              help="TF Serving's gRPC API (PredictionService, ModelService, health) on this "
-                   "port beside REST; 0 turns it off.")
-@click.option("--max-inflight-mb", default=None, type=click.FloatRange(0),
-              help="Request bodies held at once, all requests together; one that does not fit "
-                   "gets 503 with Retry-After before it is read (default 8 x --max-body-mb; "
-                   "0 = no limit). A request costs about 10x its body in memory.")
-@click.option("--timeout-s", default=60.0, show_default=True, type=click.FloatRange(0.001),
-              help="Per-request deadline; slower requests get 504.")
-@click.option("--batch-max", default=64, show_default=True, type=click.IntRange(1),
-              help="Most examples batched into one model call.")
-@click.option("--batch-window-ms", default=0.0, show_default=True, type=click.FloatRange(0),
-              help="How long a batch waits for company (0 = batch only what queued while the "
-                   "model was busy).")
-@click.option("--poll-s", default=0.5, show_default=True, type=click.FloatRange(0.05),
-              help="How often the deployments are re-read.")
-@click.option("--grace-s", default=30.0, show_default=True, type=click.FloatRange(0),
-              help="On SIGTERM/Ctrl-C, how long requests in flight may take to finish (a "
-                   "second signal stops waiting).")
-@click.option("--intra-op-threads", default=0, show_default=True, type=click.IntRange(0),
-              help="TensorFlow intra-op threads per model call (0 = TensorFlow's default, one "
-                   "per core). 1 answers one-image requests faster (p50 1.8 -> 1.5 ms on 2 "
-                   "cores) but costs ~10% of the throughput under load; big requests use the "
-                   "other cores anyway, as parallel slices. See docs/serving.md.")
-@click.option("--inter-op-threads", default=0, show_default=True, type=click.IntRange(0),
-              help="TensorFlow inter-op threads (0 = TensorFlow's default).")
-@click.option("--header-timeout-s", default=None, type=click.FloatRange(0),
-              help=f"A client must send a whole request head within this many seconds "
-                   f"(default {HEADER_TIMEOUT_HELP}; 0 = no limit).")
-@click.option("--keepalive-timeout-s", default=None, type=click.FloatRange(0),
-              help=f"Close idle kept-alive connections after this long (default "
-                   f"{KEEPALIVE_TIMEOUT_HELP}).")
-@click.option("--max-connections", default=None, type=click.IntRange(1),
-              help="Open connections allowed; above it the oldest idle one is closed, or new "
-                   "ones get 503 (default: the open-file limit minus a reserve).")
-@click.option("--log-level", default="INFO", show_default=True)
-def start(port: int, host: str, metadata: str | None, serving_dir: str | None, source: str,
-          auth_token: str | None, auth_token_file: str | None, max_body_mb: float,
-          workers: int, reuse_port: bool, grpc_port: int, max_inflight_mb: float | None,
-          timeout_s: float, batch_max: int, batch_window_ms: float, poll_s: float,
-          grace_s: float, intra_op_threads: int, inter_op_threads: int,
-          header_timeout_s: float | None, keepalive_timeout_s: float | None,
-          max_connections: int | None, log_level: str) -> None:
+@start_options
+def start(**flags: Any) -> None:
     """Serve every deployed model until SIGTERM."""
+    serve_forever(StartOptions(**flags),
+                  grpc_port_given=click.get_current_context().get_parameter_source("grpc_port")
+                  != click.core.ParameterSource.DEFAULT)
+
+
+def serve_forever(options: StartOptions, grpc_port_given: bool = True) -> None:
+    """Run the server of ``options`` in this process (or supervise its --workers) until SIGTERM."""
     import asyncio
     import logging
     import os
 
-    if workers > 1:
-        if port == 0:
+    if options.workers > 1:
+        if options.port == 0:
             raise click.UsageError("--workers needs an explicit --port (workers share it)")
         from serving.workers import supervise
 
-        sys.exit(supervise(workers, sys.argv[sys.argv.index("start"):]))
+        sys.exit(supervise(options.workers, sys.argv[sys.argv.index("start"):], options.host,
+                           options.port, options.grpc_port))
+    from serving.listen import check_free, claim_or_inherit
 
-    from serving.app import ServerConfig
+    sock = claim_or_inherit(options.host, options.port)  # before any model loads: a clash fails
+    if options.grpc_port and grpc_port_given and not options.reuse_port:
+        check_free(options.host, options.grpc_port)
+
     from serving.batching import BatchingConfig
     from serving.server import build_runtime, configure_gc, configure_tf_threads, serve
-    from serving.sources import directory_source, registry_source
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s "
-                        "%(message)s", stream=sys.stderr)
-    if source in ("auto", "registry"):
-        try:
-            snapshot = registry_source(metadata, serving_dir)
-        except ImportError as exc:
-            if source == "registry":
-                raise click.ClickException(f"the registry is not installed: {exc}") from exc
-            logging.getLogger("serving").warning(
-                "registry not available (%s); serving every version directory in %s", exc,
-                serving_dir or settings.default_serving_dir())
-            snapshot = directory_source(serving_dir)
-    else:
-        snapshot = directory_source(serving_dir)
-    configure_tf_threads(intra_op_threads, inter_op_threads)
+    logging.basicConfig(level=options.log_level.upper(), format="%(asctime)s %(name)s "
+                        "%(levelname)s %(message)s", stream=sys.stderr)
+    token = resolve_auth_token(options.auth_token, options.auth_token_file, os.environ)
+    config = server_config(options, token, grpc_required=grpc_port_given)
+    snapshot = _source(options)
+    configure_tf_threads(options.intra_op_threads, options.inter_op_threads)
     configure_gc()
-    runtime = build_runtime(snapshot, BatchingConfig(batch_max, batch_window_ms / 1000.0),
-                            poll_interval=poll_s)
-    token = resolve_auth_token(auth_token, auth_token_file, os.environ)
-    connections: dict[str, Any] = {
-        "header_timeout_s": header_timeout_s, "keepalive_timeout_s": keepalive_timeout_s,
-        "max_connections": max_connections,
-        "max_inflight_bytes": None if max_inflight_mb is None else int(max_inflight_mb * 1024 * 1024),
-        "grpc_port": grpc_port, "reuse_port": reuse_port,
-        # the default port taken (a second server, say) only warns; an explicit one must bind
-        "grpc_required": click.get_current_context().get_parameter_source("grpc_port")
-        != click.core.ParameterSource.DEFAULT}
-    config = ServerConfig(host, port, token, int(max_body_mb * 1024 * 1024), timeout_s,
-                          **{k: v for k, v in connections.items() if v is not None})
-    if grpc_port:
+    runtime = build_runtime(snapshot, BatchingConfig(options.batch_max,
+                                                     options.batch_window_ms / 1000.0),
+                            poll_interval=options.poll_s)
+    if options.grpc_port:
         # Before the manager's loader thread imports TensorFlow: two threads importing
         # tensorflow.core.* at once deadlock on Python's module locks.
         import serving.grpc_server  # noqa: F401
     runtime.manager.start()
-    if reuse_port:  # a worker of --workers: join the shared port with the models loaded
+    if options.reuse_port:  # a worker of --workers: join the shared port with the models loaded
         from serving.workers import wait_for_first_sync
 
         wait_for_first_sync(runtime.manager.synced)
     try:
-        asyncio.run(serve(runtime, config, grace_s=grace_s))
+        asyncio.run(serve(runtime, config, grace_s=options.grace_s, sock=sock))
     finally:
         runtime.close()
+
+
+def server_config(options: StartOptions, token: str | None, grpc_required: bool = True) -> Any:
+    """The HTTP/gRPC front end's settings from ``options``.
+
+    ``grpc_required``: False when --grpc-port was left at its default, so that the default port
+    taken (by a second server, say) only warns; an explicit one must bind.
+    """
+    from serving.app import ServerConfig
+
+    names = {field.name for field in dataclasses.fields(ServerConfig)}
+    computed = ("auth_token", "max_body_bytes", "max_inflight_bytes", "grpc_required")
+    shared = {name: getattr(options, name) for name in names
+              if hasattr(options, name) and name not in computed}
+    return ServerConfig(**shared, auth_token=token, max_body_bytes=options.max_body_bytes,
+                        max_inflight_bytes=options.max_inflight_bytes, grpc_required=grpc_required)
+
+
+def _source(options: StartOptions) -> Any:
+    """What to serve: the registry's deployments, or every version directory (--source)."""
+    import logging
+
+    from serving.sources import directory_source, registry_source
+
+    if options.source == "directory":
+        return directory_source(options.serving_dir)
+    try:
+        return registry_source(options.metadata, options.serving_dir)
+    except ImportError as exc:
+        if options.source == "registry":
+            raise click.ClickException(f"the registry is not installed: {exc}") from exc
+        logging.getLogger("serving").warning(
+            "registry not available (%s); serving every version directory in %s", exc,
+            options.serving_dir or settings.default_serving_dir())
+        return directory_source(options.serving_dir)
 
 
 @main.command()

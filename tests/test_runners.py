@@ -15,6 +15,7 @@ import pytest
 from click.core import ParameterSource
 
 from contracts import settings
+from contracts.flags import FLAG, NO_FLAG
 from modules.hparams import HParams
 from pipeline import config as cfg
 from pipeline.cli_options import (
@@ -23,7 +24,7 @@ from pipeline.cli_options import (
     HPARAMS_WITHOUT_FLAG,
     config_from_options,
 )
-from pipeline.config import FLAG, NO_FLAG, PipelineConfig
+from pipeline.config import PipelineConfig
 from tests.conftest import TinyRun
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,6 @@ matching the documented response schema, and stay healthy.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import jsonschema
@@ -154,10 +153,3 @@ def test_valid_images_always_predict(server: Server, n: int, seed: int, scale: f
     assert len(rows) == n
     assert all(abs(sum(row) - 1) < 1e-4 for row in rows)
 
-
-def test_openapi_paths_cover_the_route_table() -> None:
-    from serving.app import ROUTES
-
-    for path in DOC["paths"]:
-        concrete = re.sub(r"\{[^}]+\}", "1", path).replace("/labels/1", "/labels/x")
-        assert any(r.pattern.fullmatch(concrete) for r in ROUTES), path
