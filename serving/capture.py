@@ -229,8 +229,11 @@ class CaptureWriter:
     def _run(self) -> None:
         while True:
             stopping = self._stop.wait(POLL_S)
-            self._write_queued()
-            self._rotate(time.time(), everything=stopping)
+            try:
+                self._write_queued()
+                self._rotate(time.time(), everything=stopping)
+            except Exception as exc:  # noqa: BLE001 - the writer must outlive any one bug
+                self._error("writer", f"capture: the writer failed ({exc!r}); it goes on", None)
             if stopping:
                 return
 
@@ -252,26 +255,35 @@ class CaptureWriter:
             self._write(key, batch)
 
     def _write(self, key: tuple[str, int], batch: list[tuple[_Item, bytes]]) -> None:
-        data = memoryview(b"".join(data for _, data in batch))
-        try:
-            current = self._files.get(key) or self._open(*key)
-            while data:  # unbuffered: each write reaches the file, short writes go on
-                written = current.handle.write(data) or 0
-                data = data[written:]
-                current.size += written
-        except OSError as exc:
-            self._abandon(key)
-            for item, _ in batch:
-                self._error("write", f"capture: cannot write to {self.settings.directory} "
-                            f"({exc}); requests are still answered but not captured: free space "
-                            "or fix the directory's permissions (counted in "
-                            "serving_capture_write_errors)", item)
-            return
-        for item, _ in batch:
-            self._count("captured", item.model, item.version)
-        current.whole = current.size
-        if current.size >= self.settings.rotate_bytes:
-            self._finish(key)
+        """``batch``'s records, in as few writes as the size rotation allows: a file ends at
+        the first record that takes it to ``rotate_bytes``."""
+        while batch:
+            chunk: list[tuple[_Item, bytes]] = []
+            try:
+                current = self._files.get(key) or self._open(*key)
+                room, count = self.settings.rotate_bytes - current.size, 0
+                while count < len(batch) and (room > 0 or count == 0):
+                    room -= len(batch[count][1])
+                    count += 1
+                chunk, batch = batch[:count], batch[count:]
+                data = memoryview(b"".join(data for _, data in chunk))
+                while data:  # unbuffered: each write reaches the file; short writes go on
+                    written = current.handle.write(data) or 0
+                    data = data[written:]
+                    current.size += written
+            except OSError as exc:
+                self._abandon(key)
+                for item, _ in chunk + batch:  # this chunk and the rest: all lost
+                    self._error("write", f"capture: cannot write to {self.settings.directory} "
+                                f"({exc}); requests are still answered but not captured: free "
+                                "space or fix the directory's permissions (counted in "
+                                "serving_capture_write_errors)", item)
+                return
+            current.whole = current.size
+            for item, _ in chunk:
+                self._count("captured", item.model, item.version)
+            if current.size >= self.settings.rotate_bytes:
+                self._finish(key)
 
     def _open(self, model: str, version: int) -> _Open:
         folder = layout.version_dir(self.settings.directory, model, version)

@@ -1,0 +1,372 @@
+"""Request capture (issue 25, the server's half) against real ``serving start`` processes.
+
+Three servers start together (their start-up is most of the time): one capturing every request
+with a short time rotation and gRPC on, one sampling half of them into small files under a small
+disk budget, and one whose capture directory cannot be created. Every request of every test is
+checked to succeed: capture must never fail one.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
+
+from contracts import capture as layout
+from serving.server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = "mnist"
+KB = 1024
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[bytes]
+    rest: str
+    grpc: str | None
+    capture_dir: Path
+    log: Path
+
+    def metric(self, name: str, **labels: str) -> float:
+        text = requests.get(f"{self.rest}/metrics", timeout=10).text
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v
+                                               for k, v in labels.items()):
+                    total += sample.value
+        return total
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=60)
+
+
+def _launch(root: Path, saved_model: Path, capture_dir: Path, *flags: str,
+            grpc_on: bool = False) -> Running:
+    serving_dir = root / "serving_model"
+    shutil.copytree(saved_model, serving_dir / MODEL / "1")
+    rest = free_port()
+    grpc_port = free_port() if grpc_on else 0
+    log = root / "server.log"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "serving", "start", "--source", "directory", "--serving-dir",
+             str(serving_dir), "--port", str(rest), "--grpc-port", str(grpc_port),
+             "--grace-s", "5", "--capture-dir", str(capture_dir), *flags],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return Running(proc, f"http://127.0.0.1:{rest}",
+                   f"127.0.0.1:{grpc_port}" if grpc_on else None, capture_dir, log)
+
+
+def _wait_ready(running: Running) -> None:
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if requests.get(f"{running.rest}/v2/health/ready", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        assert running.proc.poll() is None and time.monotonic() < deadline, \
+            running.log.read_text()
+        time.sleep(0.1)  # polling for the server to come up
+
+
+@dataclass
+class Servers:
+    every: Running     # rate 1.0, files rotate every 0.5 s, gRPC on
+    budget: Running    # rate 0.5, 20 KB files, a 100 KB budget
+    broken: Running    # the capture directory is a regular file, gRPC on
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory, saved_model: Path) -> Iterator[Servers]:
+    roots = [tmp_path_factory.mktemp(name) for name in ("every", "budget", "broken")]
+    blocker = roots[2] / "capture"
+    blocker.write_text("a file where the capture directory should be\n")
+    started = Servers(
+        _launch(roots[0], saved_model, roots[0] / "capture", "--capture-rate", "1.0",
+                "--capture-rotate-seconds", "0.5", grpc_on=True),
+        _launch(roots[1], saved_model, roots[1] / "capture", "--capture-rate", "0.5",
+                "--capture-rotate-mb", str(20 / 1024), "--capture-max-mb", str(100 / 1024)),
+        _launch(roots[2], saved_model, blocker, "--capture-rate", "1.0", grpc_on=True))
+    try:
+        for running in (started.every, started.budget, started.broken):
+            _wait_ready(running)
+        yield started
+    finally:
+        for running in (started.every, started.budget, started.broken):
+            running.stop()
+
+
+# -- reading what was captured ------------------------------------------------------------------
+def finished_files(capture_dir: Path) -> list[Path]:
+    folder = Path(layout.version_dir(str(capture_dir), MODEL, 1))
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if layout.is_capture_file(p.name))
+
+
+def read_logs(files: list[Path]) -> list:  # noqa: ANN201 - PredictionLog protos
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    logs = []
+    for path in files:  # TFRecordDataset checks every record's length and data CRCs
+        for record in tf.data.TFRecordDataset(str(path)):
+            logs.append(prediction_log_pb2.PredictionLog.FromString(record.numpy()))
+    return logs
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)  # polling for the writer thread
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def tag_of(log) -> float:  # noqa: ANN001
+    """The grey value every pixel of a test request's first image has."""
+    import tensorflow as tf
+
+    if log.WhichOneof("log_type") == "classify_log":
+        example = log.classify_log.request.input.example_list.examples[0]
+        return example.features.feature["image"].int64_list.value[0] / 255.0
+    inputs = log.predict_log.request.inputs
+    if "image_bytes" in inputs:
+        png = tf.make_ndarray(inputs["image_bytes"]).ravel()[0]
+        return float(np.asarray(Image.open(io.BytesIO(png)))[0, 0]) / 255.0
+    return float(tf.make_ndarray(inputs["images"]).ravel()[0])
+
+
+def probabilities_of(log) -> np.ndarray:  # noqa: ANN001
+    import tensorflow as tf
+
+    if log.WhichOneof("log_type") == "classify_log":
+        return np.asarray([[c.score for c in row.classes]
+                           for row in log.classify_log.response.result.classifications])
+    return tf.make_ndarray(log.predict_log.response.outputs["probabilities"])
+
+
+# -- sending requests ---------------------------------------------------------------------------
+def image(value: float, batch: int = 1) -> list:
+    return np.full((batch, 28, 28, 1), value, np.float32).tolist()
+
+
+def png_b64(grey: int) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((28, 28), grey, np.uint8)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def ok(response: requests.Response) -> dict:
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def grpc_calls(target: str, predict_value: float, classify_grey: int) -> dict[float, np.ndarray]:
+    import tensorflow as tf
+    from tensorflow_serving.apis import (
+        classification_pb2,
+        predict_pb2,
+        prediction_service_pb2_grpc,
+    )
+
+    with grpc.insecure_channel(target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = MODEL
+        request.inputs["images"].CopyFrom(
+            tf.make_tensor_proto(np.full((1, 28, 28, 1), predict_value, np.float32)))
+        predicted = tf.make_ndarray(stub.Predict(request, timeout=30).outputs["probabilities"])
+        classify = classification_pb2.ClassificationRequest()
+        classify.model_spec.name = MODEL
+        classify.input.example_list.examples.add().features.feature[
+            "image"].int64_list.value.extend([classify_grey] * 784)
+        result = stub.Classify(classify, timeout=30).result
+    classified = np.asarray([[c.score for c in row.classes] for row in result.classifications])
+    return {predict_value: predicted, classify_grey / 255.0: classified}
+
+
+def every_protocol(url: str) -> dict[float, tuple[str, np.ndarray]]:
+    """One request per REST protocol, each with its own grey value: value -> (what, answer)."""
+    sent: dict[float, tuple[str, np.ndarray]] = {}
+    tfs = ok(requests.post(f"{url}/v1/models/{MODEL}:predict", timeout=30,
+                           json={"instances": image(0.1, batch=2)}))
+    sent[0.1] = ("tfs predict", np.asarray(tfs["predictions"]))
+    grey = 51  # 0.2
+    png = ok(requests.post(f"{url}/v1/models/{MODEL}/versions/1:predict", timeout=30,
+                           json={"signature_name": "serving_images",
+                                 "instances": [{"b64": png_b64(grey)}]}))
+    sent[grey / 255.0] = ("tfs predict png", np.asarray(png["predictions"]))
+    grey = 77  # 0.302
+    classified = ok(requests.post(f"{url}/v1/models/{MODEL}:classify", timeout=30,
+                                  json={"examples": [{"image": [grey] * 784}]}))
+    sent[grey / 255.0] = ("tfs classify",
+                          np.asarray([[p for _, p in row] for row in classified["results"]]))
+    v2 = ok(requests.post(f"{url}/v2/models/{MODEL}/infer", timeout=30, json={"inputs": [
+        {"name": "images", "shape": [1, 28, 28, 1], "datatype": "FP32",
+         "data": [0.4] * 784}]}))
+    sent[0.4] = ("kserve v2", np.asarray(v2["outputs"][0]["data"]).reshape(1, -1))
+    sagemaker = ok(requests.post(
+        f"{url}/invocations", timeout=30, json={"instances": image(0.5)},
+        headers={"X-Amzn-SageMaker-Custom-Attributes": f"tfs-model-name={MODEL}"}))
+    sent[0.5] = ("sagemaker", np.asarray(sagemaker["predictions"]))
+    return sent
+
+
+# -- the tests ----------------------------------------------------------------------------------
+def test_every_protocol_is_captured_as_prediction_logs(servers: Servers) -> None:
+    running = servers.every
+    started = time.time()
+    sent = every_protocol(running.rest)
+    assert running.grpc is not None
+    for value, answer in grpc_calls(running.grpc, 0.6, 179).items():
+        sent[value] = ("grpc", answer)
+    # nothing stops the server: the 0.5 s time rotation alone makes the files readable
+    logs = wait_for(lambda: (lambda got: got if len(got) >= len(sent) else None)(
+        read_logs(finished_files(running.capture_dir))), 15, "every request in finished files")
+    assert isinstance(logs, list)
+    by_tag = {round(tag_of(log), 3): log for log in logs}
+    assert {round(v, 3) for v in sent} <= set(by_tag), (sorted(by_tag), sorted(sent))
+    kinds = {}
+    for value, (what, answer) in sent.items():
+        log = by_tag[round(value, 3)]
+        spec = log.log_metadata.model_spec
+        assert (spec.name, spec.version.value) == (MODEL, 1), what
+        assert log.log_metadata.sampling_config.sampling_rate == 1.0
+        assert started - 1 <= log.log_metadata.timestamp_secs <= time.time() + 1
+        np.testing.assert_allclose(probabilities_of(log), answer, atol=1e-6, err_msg=what)
+        kinds[what] = (log.WhichOneof("log_type"), spec.signature_name)
+    assert kinds["tfs predict"] == ("predict_log", "serving_default")
+    assert kinds["tfs predict png"] == ("predict_log", "serving_images")
+    assert kinds["tfs classify"] == ("classify_log", "serving_examples")
+    assert kinds["kserve v2"] == kinds["sagemaker"] == ("predict_log", "serving_default")
+    assert kinds["grpc"] in {("predict_log", "serving_default"),
+                             ("classify_log", "serving_examples")}
+    # the model's input exactly as it received it: float32 [N, 28, 28, 1] in [0, 1]
+    import tensorflow as tf
+
+    images = tf.make_ndarray(by_tag[0.1].predict_log.request.inputs["images"])
+    assert images.dtype == np.float32 and images.shape == (2, 28, 28, 1)
+    np.testing.assert_array_equal(images, np.full((2, 28, 28, 1), 0.1, np.float32))
+    assert running.metric("serving_capture_records_total", model=MODEL, version="1") >= len(sent)
+    assert running.metric("serving_capture_write_errors_total") == 0
+
+
+def test_time_rotation_starts_a_new_file(servers: Servers) -> None:
+    running = servers.every
+    ok(requests.post(f"{running.rest}/v1/models/{MODEL}:predict", timeout=30,
+                     json={"instances": image(0.7)}))
+    first = wait_for(lambda: [f for f in finished_files(running.capture_dir)
+                              if any(round(tag_of(g), 3) == 0.7 for g in read_logs([f]))],
+                     10, "the 0.7 request in a finished file")
+    ok(requests.post(f"{running.rest}/v1/models/{MODEL}:predict", timeout=30,
+                     json={"instances": image(0.8)}))
+    second = wait_for(lambda: [f for f in finished_files(running.capture_dir)
+                               if any(round(tag_of(g), 3) == 0.8 for g in read_logs([f]))],
+                      10, "the 0.8 request in a finished file")
+    assert isinstance(first, list) and isinstance(second, list)
+    assert first[0] != second[0]  # a request after a rotation goes to a new file
+    assert first[0].name < second[0].name  # names sort by time and sequence
+
+
+def test_confidence_and_class_metrics_have_bounded_labels(servers: Servers) -> None:
+    running = servers.every
+    before = running.metric("serving_prediction_confidence_count", model=MODEL, version="1")
+    answer = ok(requests.post(f"{running.rest}/v1/models/{MODEL}:predict", timeout=30,
+                              json={"instances": image(0.9, batch=3)}))
+    predicted = np.asarray(answer["predictions"]).argmax(axis=1)
+    assert running.metric("serving_prediction_confidence_count", model=MODEL,
+                          version="1") == before + 3
+    text = requests.get(f"{running.rest}/metrics", timeout=10).text
+    classes = {s.labels["class"] for f in text_string_to_metric_families(text)
+               for s in f.samples if s.name == "serving_predicted_class_total"}
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    assert classes <= set(names) and names[int(predicted[0])] in classes
+    low = running.metric("serving_prediction_confidence_bucket", model=MODEL, version="1",
+                         le="0.1")
+    everything = running.metric("serving_prediction_confidence_bucket", model=MODEL,
+                                version="1", le="+Inf")
+    assert 0 <= low <= everything == before + 3
+
+
+def test_sampling_rotation_by_size_and_the_disk_budget(servers: Servers) -> None:
+    running = servers.budget
+    sent = 300
+    session = requests.Session()
+    for i in range(sent):
+        ok(session.post(f"{running.rest}/v1/models/{MODEL}:predict", timeout=30,
+                        json={"instances": image((i % 100) / 100.0)}))
+    time.sleep(0.5)  # the writer's last polls (every 0.05 s)
+    captured = running.metric("serving_capture_records_total", model=MODEL, version="1")
+    assert 0.35 * sent <= captured <= 0.65 * sent, captured  # rate 0.5 (binomial sd ~ 8.7)
+    assert running.metric("serving_capture_dropped_total") == 0
+    record = 3_400  # one image's PredictionLog (784 floats + 10 probabilities + spec)
+    rotate, budget = 20 * KB, 100 * KB
+    for path in finished_files(running.capture_dir):
+        assert path.stat().st_size < rotate + 2 * record, path
+    assert running.metric("serving_capture_deleted_files_total") >= 1
+    folder = Path(layout.version_dir(str(running.capture_dir), MODEL, 1))
+    # the file being written is finished when the server stops: send until one is open
+    for _ in range(100):
+        if list(folder.glob("*" + layout.PARTIAL_SUFFIX)):
+            break
+        ok(session.post(f"{running.rest}/v1/models/{MODEL}:predict", timeout=30,
+                        json={"instances": image(0.5)}))
+        time.sleep(0.06)  # one writer poll
+    partial = list(folder.glob("*" + layout.PARTIAL_SUFFIX))
+    assert len(partial) == 1
+    running.stop()
+    assert running.proc.returncode == 0
+    assert not list(folder.glob("*" + layout.PARTIAL_SUFFIX))
+    assert (folder / partial[0].name[:-len(layout.PARTIAL_SUFFIX)]).is_file()
+    files = finished_files(running.capture_dir)
+    total = sum(p.stat().st_size for p in files)
+    assert total <= budget, (total, budget)
+    # the oldest were deleted: what is left is the newest files, in sequence
+    seqs = [int(p.name.split("-")[-1].split(".")[0]) for p in files]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))) and seqs[0] > 1
+    assert len(read_logs(files)) >= 1
+
+
+def test_an_unwritable_directory_answers_every_request(servers: Servers) -> None:
+    running = servers.broken
+    sent = every_protocol(running.rest)
+    assert running.grpc is not None
+    sent.update({v: ("grpc", a) for v, a in grpc_calls(running.grpc, 0.6, 179).items()})
+    records = 7  # the five REST requests and two gRPC calls, all answered (ok() and stubs)
+    assert len(sent) == records
+    wait_for(lambda: running.metric("serving_capture_write_errors_total") == records, 10,
+             "every lost record counted")
+    assert running.metric("serving_capture_records_total", model=MODEL, version="1") == 0
+    for _ in range(20):
+        ok(requests.post(f"{running.rest}/v1/models/{MODEL}:predict", timeout=30,
+                         json={"instances": image(0.3)}))
+    wait_for(lambda: running.metric("serving_capture_write_errors_total") == records + 20, 10,
+             "the later errors counted")
+    running.stop()
+    log = running.log.read_text()
+    assert log.count("capture: cannot write to") == 1, log[-3000:]  # logged once
+    assert running.capture_dir.is_file()  # nothing was written over it
