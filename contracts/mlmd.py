@@ -37,4 +37,10 @@ PUSHED = "pushed"
 PUSHED_DESTINATION = "pushed_destination"
 PUSHED_VERSION = "pushed_version"
 
+# InfraBlessing (TFX's InfraValidator; `blessed` as above, plus ours from
+# pipeline/components/infra_validator.py).
+INFRA_BLESSING = "InfraBlessing"
+INFRA_FAILURE = "infra_failure"    # JSON: {"reason": str, "log": [server log lines], "tries": n}
+INFRA_REQUESTS = "infra_requests"  # requests the server answered when it passed
+
 ACCURACY_METRIC = "sparse_categorical_accuracy"

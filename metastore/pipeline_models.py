@@ -30,6 +30,7 @@ class Candidate:
     evaluation: dict[str, Any] = field(default_factory=dict)
     blessing: Any = None
     pushed: Any = None
+    infra_blessing: Any = None  # TFX's InfraValidator output (absent under --no-infra-validation)
 
     @property
     def model_id(self) -> int:
@@ -38,6 +39,19 @@ class Candidate:
     @property
     def blessed(self) -> bool | None:
         return None if self.blessing is None else bool(prop(self.blessing, keys.BLESSED, 0))
+
+    @property
+    def infra_blessed(self) -> bool | None:
+        """Did the model server load the model and answer? None when it was not checked."""
+        return None if self.infra_blessing is None else bool(
+            prop(self.infra_blessing, keys.BLESSED, 0))
+
+    @property
+    def infra_failure(self) -> dict[str, Any]:
+        """Why infra validation failed: ``{"reason", "log": [server lines], "tries"}`` or {}."""
+        if self.infra_blessing is None:
+            return {}
+        return _json(prop(self.infra_blessing, keys.INFRA_FAILURE, "")) or {}
 
     @property
     def pushed_dir(self) -> str:
@@ -124,7 +138,8 @@ def output_key(event: Any) -> str:
 
 
 def add_output(result: Candidate, artifact: Any) -> None:
-    """File an Evaluator/Pusher output under the candidate's evaluation, blessing or push."""
+    """File an Evaluator/InfraValidator/Pusher output under the candidate's evaluation,
+    blessing, infra blessing or push."""
     kind = artifact.type
     if kind == "ModelEvaluation":
         result.evaluation = _json(prop(artifact, keys.METRICS, "")) or {}
@@ -132,6 +147,8 @@ def add_output(result: Candidate, artifact: Any) -> None:
         result.blessing = artifact
     elif kind == "PushedModel":
         result.pushed = artifact
+    elif kind == keys.INFRA_BLESSING:
+        result.infra_blessing = artifact
 
 
 def candidate(store: Store, model: Any) -> Candidate:

@@ -133,6 +133,8 @@ def run_candidate(record: RunRecord) -> Candidate:
     for artifact in record.by_node("Evaluator"):
         if artifact.type != "ModelBlessing" or prop(artifact, keys.BLESSED) is not None:
             add_output(result, artifact)
+    for artifact in record.by_node("InfraValidator"):
+        add_output(result, artifact)
     for artifact in record.by_node("Pusher"):
         add_output(result, artifact)
     return result

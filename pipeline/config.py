@@ -113,6 +113,11 @@ class PipelineConfig:
         0.9, help="Bless only models with eval accuracy at least this.")
     max_accuracy_drop: float = flag(  # change threshold vs the last blessed model
         0.01, help="Bless only models at most this much less accurate than the last blessed one.")
+    infra_validation: bool = flag(
+        True, names=("--infra-validation/--no-infra-validation",),
+        help="Before pushing, start `serving start` on the candidate, send it a few eval "
+             "examples, and push only if it answers (TFX's InfraValidator; the pushed model "
+             "carries them as warm-up requests). Off on kubeflow_runner (docs/serving.md).")
     warm_start: bool = flag(
         False, help="Continue training from the latest model's weights (like IRIS "
                     "'fit ... retrain=True').")

@@ -1,8 +1,10 @@
 """The graph: ``create_pipeline(config, data) -> tfx Pipeline``, and nothing else.
 
 ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> [Tuner] -> Trainer
--> LatestBlessedModelResolver -> Evaluator -> Pusher, with a LatestModelResolver feeding the
-Trainer's ``base_model`` under ``--warm-start``. Every runner builds this same graph. Callers run ``contracts.runtime.configure_tensorflow()``
+-> LatestBlessedModelResolver -> Evaluator -> InfraValidator -> Pusher, with a LatestModelResolver
+feeding the Trainer's ``base_model`` under ``--warm-start``. The Pusher needs both the Evaluator's
+ModelBlessing and the InfraValidator's InfraBlessing (``--no-infra-validation``: the first only).
+Every runner builds this same graph. Callers run ``contracts.runtime.configure_tensorflow()``
 before importing this module (it imports TFX and TFMA, hence TensorFlow).
 """
 
@@ -14,9 +16,21 @@ from tfx import v1 as tfx
 from contracts import examples, signatures
 from pipeline.code_fingerprint import TRANSFORM_FILES, code_fingerprint
 from pipeline.components.image_example_gen import make_example_gen
+from pipeline.components.infra_validator import (
+    LocalInfraValidator,
+    request_spec,
+    serving_spec,
+    validation_spec,
+)
 from pipeline.components.standard import SummarizingEvaluator, SummarizingTrainer, VersioningPusher
 from pipeline.config import PipelineConfig
 from pipeline.datasets import ResolvedData
+
+# InfraValidator: eval examples sent (and pushed as warm-up requests), the server's start-up and
+# load budget, and tries (a second server on fresh ports if the first fails).
+INFRA_EXAMPLES = 5
+INFRA_MAX_LOADING_S = 120
+INFRA_TRIES = 2
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
@@ -125,14 +139,30 @@ def create_pipeline(
         baseline_model=baseline.outputs["model"],
         eval_config=eval_config(config),
     ).with_id("Evaluator")
+    components += [trainer, baseline, evaluator]
+    pusher_inputs: dict[str, object] = {}
+    if config.infra_validation:
+        infra_validator = LocalInfraValidator(
+            model=trainer.outputs["model"],
+            examples=example_gen.outputs["examples"],
+            serving_spec=serving_spec(config.model_name),
+            request_spec=request_spec(INFRA_EXAMPLES),
+            validation_spec=validation_spec(INFRA_MAX_LOADING_S, INFRA_TRIES),
+        ).with_id("InfraValidator")
+        # It needs only the model and examples (TFX runs it beside the Evaluator); placed after
+        # it, the graph and the run's progress read in the order the checks matter.
+        infra_validator.add_upstream_node(evaluator)
+        components.append(infra_validator)
+        pusher_inputs["infra_blessing"] = infra_validator.outputs["blessing"]
     pusher = VersioningPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.push_directory)
         ),
+        **pusher_inputs,
     ).with_id("Pusher")
-    components += [trainer, baseline, evaluator, pusher]
+    components.append(pusher)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root_uri,

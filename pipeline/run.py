@@ -16,7 +16,7 @@ from datasources.readers import DataError
 from pipeline.config import PipelineConfig
 from pipeline.datasets import ResolvedData, resolve_data
 from pipeline.progress import ProgressReporter, captured_output, reporting
-from pipeline.run_summary import RunSummary
+from pipeline.run_summary import RunSummary, infra_lines
 
 # DirectRunner in-process is about twice as fast as multi-processing here, even on all 70k
 # Fashion-MNIST images (STACK.md; ExampleGen 11.7 s vs 60 s). ``--sdk_container_image=none``
@@ -186,6 +186,7 @@ def format_summary(config: PipelineConfig, summary: RunSummary, elapsed: float,
     lines.append(accuracy + f"; threshold >= {config.accuracy_threshold}")
     if summary.blessed is False:
         lines += [f"  why not:       {reason}" for reason in not_blessed_advice(config, summary)]
+    lines += infra_lines(summary)
     if summary.pushed_version is not None:
         lines.append(f"  pushed:        version {summary.pushed_version} -> {summary.pushed_path}")
     else:

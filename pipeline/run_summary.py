@@ -28,6 +28,9 @@ class RunSummary:
     run_id: str
     states: dict[str, str]                      # component id -> COMPLETE / CACHED / FAILED / ...
     blessed: bool | None = None
+    infra_blessed: bool | None = None  # None: no InfraValidator ran (--no-infra-validation)
+    infra_failure: dict[str, Any] = dataclasses.field(default_factory=dict)
+    infra_requests: int | None = None
     accuracy: float | None = None
     baseline_accuracy: float | None = None
     per_label_accuracy: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -68,6 +71,10 @@ def summarize_run(store: metadata_store.MetadataStore, pipeline_name: str,
         budget = prop(run.model, keys.BUDGET)
         summary.training = (json.loads(budget) or {}) if budget else {}
     summary.blessed = run.blessed
+    summary.infra_blessed = run.infra_blessed
+    summary.infra_failure = run.infra_failure
+    if run.infra_blessing is not None:
+        summary.infra_requests = prop(run.infra_blessing, keys.INFRA_REQUESTS)
     if run.evaluation:
         summary.accuracy = run.accuracy
         summary.baseline_accuracy = run.baseline_accuracy
@@ -77,3 +84,26 @@ def summarize_run(store: metadata_store.MetadataStore, pipeline_name: str,
     for artifact in record.by_node("ExampleValidator"):
         summary.anomalies_uri = artifact.uri
     return summary
+
+
+INFRA_NODE = "InfraValidator"
+
+
+def infra_lines(summary: RunSummary) -> list[str]:
+    """The InfraValidator's lines of the end-of-run report: result, seconds, and on failure why,
+    with the model server's own log lines. None when the step did not run."""
+    if summary.infra_blessed is None and INFRA_NODE not in summary.states:
+        return ["  served:        not checked (--no-infra-validation)"]
+    seconds = summary.component_seconds.get(INFRA_NODE)
+    took = f" in {seconds:.1f} s" if seconds is not None else ""
+    if summary.states.get(INFRA_NODE) == "CACHED":
+        took = " (cached)"
+    if summary.infra_blessed:
+        sent = summary.infra_requests
+        answered = f", answered {sent} eval example(s)" if sent else ""
+        return [f"  served:        yes: `serving start` loaded it{answered}{took}"]
+    failure = summary.infra_failure or {}
+    lines = [f"  served:        NO: the model server could not serve it{took}; nothing pushed",
+             f"  why not:       {failure.get('reason', 'see the InfraValidator in the log')}"]
+    lines += [f"    server log:  {line}" for line in failure.get("log", [])]
+    return lines

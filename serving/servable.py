@@ -19,6 +19,7 @@ import numpy as np
 from contracts.dictionary import read_model_dictionary
 from contracts.runtime import configure_tensorflow
 from contracts.signatures import SAVED_MODEL_FILE, SERVING_DEFAULT
+from serving import warmup
 from serving.batching import Arrays, Batcher, BatchingConfig
 from serving.errors import ServingError, invalid
 
@@ -80,6 +81,7 @@ class Servable:
     signature_defs: dict[str, Any]  # TF Serving's JSON of the SignatureDefMap
     loaded_at: float = 0.0
     handle: Any = field(default=None, repr=False)  # the loaded SavedModel object, kept alive
+    warmup_records: int = 0  # assets.extra/tf_serving_warmup_requests replayed (serving/warmup.py)
 
     def signature(self, name: str | None) -> Signature:
         key = name or SERVING_DEFAULT
@@ -234,4 +236,6 @@ def load_servable(
             sig.batcher = Batcher(sig.call, executor, BatchingConfig(
                 max_batch=1, max_inflight=8, chunk_rows=2**62, parallel_slices=1))
         signatures[key] = sig
-    return Servable(name, version, path, class_names, signatures, signature_defs, time.time(), loaded)
+    warmed = warmup.replay(path, signatures)  # TF Serving's warm-up file, before AVAILABLE
+    return Servable(name, version, path, class_names, signatures, signature_defs, time.time(), loaded,
+                    warmed)

@@ -20,7 +20,7 @@ from tfx import types
 from tfx.components.pusher import executor as pusher_executor
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import io_utils, proto_utils
+from tfx.utils import io_utils, path_utils, proto_utils
 
 from contracts.versions import versions
 from metastore.locking import FileLock
@@ -77,6 +77,15 @@ def push_new_version(model_path: str, base_directory: str) -> tuple[int, str]:
 
 class PusherExecutor(pusher_executor.Executor):
     """Pushes blessed models to integer versions, atomically; records the version in MLMD."""
+
+    def GetModelPath(self, input_dict: dict[str, list[types.Artifact]]) -> str:  # noqa: N802
+        """The InfraValidator's copy with its warm-up requests when it made one, else the model
+        (TFX takes that copy only when the Pusher has no ``model`` input; we keep the input for
+        the registry's lineage)."""
+        infra = input_dict.get(standard_component_specs.INFRA_BLESSING_KEY) or []
+        if infra and infra[0].get_int_custom_property("has_model"):
+            return path_utils.stamped_model_path(infra[0].uri)
+        return super().GetModelPath(input_dict)
 
     def Do(self, input_dict: dict[str, list[types.Artifact]],
            output_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any]) -> None:
