@@ -21,7 +21,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 from contracts import mlmd as keys
 from metastore import pipeline_models
 from metastore.errors import NotFoundError
-from metastore.store import DEPLOYMENT, EVALUATION, REGISTERED_MODEL, REGISTRY_ACTION, prop
+from metastore.store import DEPLOYMENT, EVALUATION, REGISTRY_ACTION, prop
 from registry import list_index
 from registry.api import Registry, serving_order
 from registry.ui.graph import Graph, Node, layout
@@ -165,10 +165,6 @@ class Console:
         return False
 
     # ------------------------------------------------------------------ models
-    def _registered(self) -> dict[str, Any]:
-        return {c.name: c for c in self.store.by_type("context", REGISTERED_MODEL)
-                if not prop(c, "deleted", 0)} if not self.store.missing_database else {}
-
     def _accuracies(self) -> dict[str, tuple[float, str, int]]:
         """Model name -> (accuracy, where from, artifact id) of its newest evaluation.
 
@@ -198,7 +194,7 @@ class Console:
     def models(self, query: str = "", sort: str = "name", descending: bool = False,
                offset: int = 0, limit: int = 50) -> ModelTable:
         page = self.registry.list_page(limit=None, name_contains=query or None)
-        registered = self._registered()
+        registered = self.registry.registered()
         accuracy = self._accuracies() if page.rows else {}
         rows = []
         for row in page.rows:
@@ -210,7 +206,7 @@ class Console:
                 else "pipeline",
                 serving=row.serving,
                 current_version=int(prop(ctx, "current_version", 0) or 0) if ctx is not None else 0,
-                labels=self.registry._labels(ctx), accuracy=score[0] if score else None,
+                labels=self.registry.labels(ctx), accuracy=score[0] if score else None,
                 accuracy_source=score[1] if score else "", created=row.created,
                 modified=row.modified))
         sort = sort if sort in MODEL_SORTS else "name"
@@ -261,7 +257,7 @@ class Console:
         if not versions:
             return []
         deployments = {int(prop(a, "version")): a
-                       for a in self.registry._deployments(versions[0].serving_name)}
+                       for a in self.registry.deployments(versions[0].serving_name)}
         result = []
         for version in versions:
             artifact = deployments.get(version.version)
@@ -456,7 +452,7 @@ class Console:
             raise NotFoundError(f"model {name!r} has no deployed version {version}; deployed: "
                                 f"{[v.version for v in versions] or 'none'}")
         if chosen:
-            deployments = self.registry._deployments(chosen[0].serving_name)
+            deployments = self.registry.deployments(chosen[0].serving_name)
             start = [int(a.id) for a in deployments if int(prop(a, "version")) ==
                      chosen[0].version]
             what = f"version {chosen[0].version}"
