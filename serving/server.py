@@ -270,10 +270,12 @@ class GuardedTCPSite(web.TCPSite):
     """``web.TCPSite`` whose connections are ``GuardedRequestHandler``s."""
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, guard: ConnectionGuard,
-                 handler_kwargs: dict[str, Any], **kwargs: Any) -> None:
+                 handler_kwargs: dict[str, Any], sock: socket.socket | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(runner, host, port, **kwargs)
         self.guard = guard
         self._handler_kwargs = handler_kwargs
+        self._sock = sock  # a socket claimed before the models loaded (serving.listen)
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers the site; TCPSite.start would bind too
@@ -288,9 +290,13 @@ class GuardedTCPSite(web.TCPSite):
         # before the guard sees it: a small batch keeps bursts within FD_RESERVE (on EMFILE
         # asyncio stops accepting for a whole second), and a deep kernel queue behind it keeps
         # a burst of clients from losing SYNs (a 1 s retransmit each).
-        self._server = await loop.create_server(
-            protocol, self._host, self._port, backlog=ACCEPT_BATCH,
-            reuse_address=self._reuse_address, reuse_port=self._reuse_port)
+        if self._sock is not None:
+            self._server = await loop.create_server(protocol, sock=self._sock,
+                                                    backlog=ACCEPT_BATCH)
+        else:
+            self._server = await loop.create_server(
+                protocol, self._host, self._port, backlog=ACCEPT_BATCH,
+                reuse_address=self._reuse_address, reuse_port=self._reuse_port)
         for listening in self._server.sockets:
             with socket.socket(fileno=os.dup(listening.fileno())) as same:
                 same.listen(LISTEN_BACKLOG)  # the same socket: only its queue deepens
@@ -332,8 +338,10 @@ class AcceptErrorLog:
 
 async def serve(runtime: Runtime, config: ServerConfig, grace_s: float = 30.0,
                 stop: asyncio.Event | None = None,
-                started: threading.Event | None = None, bound: list[int] | None = None) -> None:
-    """Serve until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None)."""
+                started: threading.Event | None = None, bound: list[int] | None = None,
+                sock: socket.socket | None = None) -> None:
+    """Serve until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None). ``sock``: the
+    listening socket ``serving.listen`` claimed (or a worker inherited); else bind here."""
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     force = asyncio.Event()  # a second signal: stop waiting for requests
@@ -361,7 +369,7 @@ async def serve(runtime: Runtime, config: ServerConfig, grace_s: float = 30.0,
     await runner.setup()
     guard = ConnectionGuard(config.max_connections or default_max_connections(),
                             config.header_timeout_s)
-    site = GuardedTCPSite(runner, config.host, config.port, guard, handler_kwargs,
+    site = GuardedTCPSite(runner, config.host, config.port, guard, handler_kwargs, sock,
                           reuse_address=True, reuse_port=config.reuse_port or None)
     await site.start()
     port = site.port

@@ -1,19 +1,22 @@
-"""``serving start --workers N``: N server processes sharing one port (SO_REUSEPORT).
+"""``serving start --workers N``: N server processes sharing one listening socket.
 
 One process serves REST (and gRPC) from one Python interpreter: under load its event loop and
 the JSON work hold one GIL while the other core idles. With SO_REUSEPORT the kernel spreads new
-connections over N processes listening on the same port, each a complete server (its own model
-manager, registry poll and batching). Measured on this 2-core machine at concurrency 32 over
+connections over N processes accepting on the same socket, each a complete server (its own model
+manager, registry poll and batching). The supervisor claims the port before it starts any worker
+and the workers inherit the socket (``serving.listen``): no other group or process can join the
+port (with SO_REUSEPORT any process of the same user could, and took half the clients). Measured on this 2-core machine at concurrency 32 over
 keep-alive connections: 1,928 req/s with one process, 3,103 with two (1.6x). Each worker loads
 every model (N times the model memory) and has its own /metrics (a scrape sees one worker).
 
 The supervisor here only starts the workers, forwards SIGTERM/SIGINT to them (each drains as a
 single server does) and stops them all if one fails, exiting with the worst status.
 
-A worker listens only once its models are loaded (``wait_for_first_sync``): the kernel hands a
-listening socket its share of new connections at once, so a worker still loading would answer
-them with 503 while the others were ready (a load balancer's readiness probe, answered by a
-ready worker, cannot see that).
+A worker accepts only once its models are loaded (``wait_for_first_sync``): a worker accepting
+while still loading would answer its connections with 503 while the others were ready (a load
+balancer's readiness probe, answered by a ready worker, cannot see that). Until the first worker
+is ready, connections wait in the socket's queue. What happens when a process dies is in
+``serving.listen``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import sys
 import threading
 import time
 from types import FrameType
+
+from serving.listen import WORKER_FD_ENV, check_free, claim
 
 log = logging.getLogger("serving.workers")
 
@@ -47,7 +52,8 @@ def wait_for_first_sync(synced: threading.Event, limit_s: float = FIRST_SYNC_WAI
 
 
 def worker_argv(argv: list[str]) -> list[str]:
-    """``serving start`` arguments for one worker: ``--workers`` dropped, ``--reuse-port`` on."""
+    """``serving start`` arguments for one worker: ``--workers`` dropped, ``--reuse-port`` on
+    (a worker: accept on the inherited socket once loaded; gRPC with SO_REUSEPORT)."""
     out: list[str] = []
     skip = False
     for arg in argv:
@@ -63,10 +69,18 @@ def worker_argv(argv: list[str]) -> list[str]:
     return [*out, "--reuse-port"]
 
 
-def supervise(count: int, argv: list[str]) -> int:
-    """Run ``count`` workers of ``python -m serving <argv>`` until they exit; their worst code."""
+def supervise(count: int, argv: list[str], host: str = "127.0.0.1", port: int = 0,
+              grpc_port: int = 0) -> int:
+    """Run ``count`` workers of ``python -m serving <argv>`` until they exit; their worst code.
+    The port is claimed first (OSError naming it when taken), before any worker loads a model;
+    the workers inherit the listening socket."""
+    sock = claim(host, port)
+    check_free(host, grpc_port)
+    sock.set_inheritable(True)
+    env = dict(os.environ, **{WORKER_FD_ENV: str(sock.fileno())})
     command = [sys.executable, "-m", "serving", *worker_argv(argv)]
-    workers = [subprocess.Popen(command) for _ in range(count)]
+    workers = [subprocess.Popen(command, env=env, pass_fds=(sock.fileno(),))
+               for _ in range(count)]
     stopping = False
 
     def forward(signum: int, _frame: FrameType | None) -> None:
@@ -85,4 +99,5 @@ def supervise(count: int, argv: list[str]) -> int:
                   "stopping the others", file=sys.stderr)
             forward(signal.SIGTERM, None)
         time.sleep(0.2)  # polling the workers: wait() on one would miss the others
+    sock.close()
     return max(proc.returncode or 0 for proc in workers)

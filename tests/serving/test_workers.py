@@ -76,9 +76,10 @@ def test_workers_need_an_explicit_port() -> None:
 
 def test_a_worker_listens_only_once_its_models_are_loaded(tmp_path: Path,
                                                           saved_model: Path) -> None:
-    """The kernel gives a worker its share of new connections as soon as it listens; one still
-    loading would answer them 503 while a ready worker answers the readiness probe. So the
-    first answer a worker ever gives is "ready" (a single server listens at once instead)."""
+    """A worker accepting while still loading would answer 503 while a ready worker answers
+    the readiness probe. So the first answer a worker ever gives is "ready": it holds the port
+    from the start (issue 22: claimed before loading) and accepts once its models are loaded;
+    a connection made meanwhile waits in the queue."""
     shutil.copytree(saved_model, tmp_path / "serving" / "mnist" / "1")
     port = free_port()
     proc = subprocess.Popen(
@@ -90,7 +91,7 @@ def test_a_worker_listens_only_once_its_models_are_loaded(tmp_path: Path,
         deadline = time.monotonic() + 120
         while True:
             try:
-                first = requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=5)
+                first = requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=120)
                 break
             except requests.ConnectionError:  # not listening yet
                 assert proc.poll() is None and time.monotonic() < deadline

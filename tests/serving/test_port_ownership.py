@@ -1,0 +1,97 @@
+"""Issue 22: a worker group owns its port; a clash is refused before any model loads."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from serving.listen import check_free, claim
+from serving.server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _reuseport_socket(port: int) -> socket.socket:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind(("127.0.0.1", port))
+    return s
+
+
+def test_a_claimed_port_cannot_be_joined_even_with_so_reuseport() -> None:
+    held = claim("127.0.0.1", 0)
+    port = held.getsockname()[1]
+    try:
+        with pytest.raises(OSError) as caught:
+            _reuseport_socket(port).listen(1)
+        assert caught.value.errno == errno.EADDRINUSE
+        with pytest.raises(OSError, match=f"port 127.0.0.1:{port} is in use"):
+            claim("127.0.0.1", port)
+        with pytest.raises(OSError, match="in use"):
+            check_free("127.0.0.1", port)
+    finally:
+        held.close()
+    claim("127.0.0.1", port).close()  # free again once the holder is gone
+
+
+def test_check_free_sees_a_so_reuseport_group() -> None:
+    group = _reuseport_socket(0)
+    group.listen(1)
+    try:
+        with pytest.raises(OSError, match="gRPC port"):
+            check_free("127.0.0.1", group.getsockname()[1])
+    finally:
+        group.close()
+
+
+def _start(serving_dir: Path, port: int, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "serving", "start", "--source", "directory", "--serving-dir",
+         str(serving_dir), "--port", str(port), "--grpc-port", "0", *extra],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_second_group_or_server_on_the_port_is_refused_before_loading(
+        tmp_path: Path, saved_model: Path) -> None:
+    """Group A (2 workers) owns the port; group B (2 workers, another model) and a plain
+    server are refused within seconds, without loading, and every call still reaches A."""
+    shutil.copytree(saved_model, tmp_path / "a" / "mnist" / "1")
+    shutil.copytree(saved_model, tmp_path / "b" / "other" / "1")
+    port = free_port()
+    first = _start(tmp_path / "a", port, "--workers", "2")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)  # polling for the group to come up
+        for extra in (("--workers", "2"), ()):
+            started = time.monotonic()
+            second = _start(tmp_path / "b", port, *extra)
+            _, err = second.communicate(timeout=60)
+            took = time.monotonic() - started
+            assert second.returncode != 0 and "in use" in err, err
+            assert "Loading" not in err and took < 20, (took, err)
+        for _ in range(20):  # new connections: none reaches another group's model
+            r = requests.get(f"{url}/v1/models", timeout=10, headers={"Connection": "close"})
+            assert [m["name"] for m in r.json()["models"]] == ["mnist"]
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=60)
