@@ -22,5 +22,7 @@ def describe_training(budget: dict[str, Any]) -> str:
         parts.append(f"ran {budget['epochs_run']}, stopped by {budget.get('stopped_by', '?')}; "
                      f"kept epoch {budget.get('best_epoch', '?')}'s weights")
     if budget.get("augment") is not None:
-        parts.append("augmented" if budget["augment"] else "not augmented")
+        policy = budget.get("augmentation")
+        augmented = f"augmented ({policy})" if policy and policy != "none" else "augmented"
+        parts.append(augmented if budget["augment"] else "not augmented")
     return "; ".join(parts)

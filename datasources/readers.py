@@ -18,6 +18,7 @@ import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -358,6 +359,20 @@ def read_idx_pair(images_path: str, labels_path: str, num_classes: int) -> tuple
     return images, labels
 
 
+def read_idx_images(images_path: str) -> np.ndarray:
+    """``uint8 [n, 28, 28]`` from one IDX images file, without its labels (``serving predict``)."""
+    header = read_idx_header(images_path)
+    if header.kind != "images":
+        raise DataError(f"{images_path}: an IDX labels file, not images; pass the "
+                        "*-images-idx3-ubyte file (its labels are read from the file beside it)")
+    check_convertible(header.cols, header.rows, images_path)
+    images = _read_idx_body(header, header.rows * header.cols).reshape(
+        header.count, header.rows, header.cols)
+    if images.shape[1:] != (SIDE, SIDE):
+        images = np.stack([resize_grey(np.ascontiguousarray(img)) for img in images])
+    return images
+
+
 def max_idx_label(labels_path: str) -> int:
     """The highest label in an IDX labels file (one byte per label: cheap even for 60k)."""
     header = read_idx_header(labels_path)
@@ -517,6 +532,8 @@ def parse_example(record: bytes, source: str, num_classes: int) -> tuple[np.ndar
     except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and others
         raise DataError(f"{source}: not a serialized tf.Example ({exc})") from exc
     feats = example.features.feature
+    if TFX_MNIST_IMAGE in feats and TFX_MNIST_LABEL in feats and features.IMAGE_KEY not in feats:
+        return _parse_tfx_mnist(feats, source, num_classes)
     missing = [k for k in (features.IMAGE_KEY, features.LABEL_KEY) if k not in feats]
     if missing:
         raise DataError(
@@ -541,6 +558,23 @@ def parse_example(record: bytes, source: str, num_classes: int) -> tuple[np.ndar
         raise DataError(f"{source}: feature '{features.LABEL_KEY}' must be one int64 class index")
     pixels = np.round(arr * scale).astype(np.uint8).reshape(SIDE, SIDE)
     return pixels, check_label(int(label.int64_list.value[0]), num_classes, source)
+
+
+# TFX's own MNIST example (tfx/examples/mnist/data/mnist.tfrecord): 784 floats pixel/255 - 0.5.
+TFX_MNIST_IMAGE, TFX_MNIST_LABEL = "image_floats", "image_class"
+
+
+def _parse_tfx_mnist(feats: Any, source: str, num_classes: int) -> tuple[np.ndarray, int]:
+    """A record of TFX's MNIST example (``image_floats`` in [-0.5, 0.5], ``image_class``)."""
+    arr = np.asarray(feats[TFX_MNIST_IMAGE].float_list.value, dtype=np.float64)
+    label = feats[TFX_MNIST_LABEL].int64_list.value
+    if arr.size != PIXELS or arr.min(initial=0) < -0.5 - 1e-6 or arr.max(initial=0) > 0.5 + 1e-6:
+        raise DataError(f"{source}: feature '{TFX_MNIST_IMAGE}' must hold {PIXELS} floats in "
+                        f"[-0.5, 0.5] (TFX's MNIST example), got {arr.size} values")
+    if len(label) != 1:
+        raise DataError(f"{source}: feature '{TFX_MNIST_LABEL}' must be one int64 class index")
+    pixels = np.clip(np.round((arr + 0.5) * 255.0), 0, 255).astype(np.uint8).reshape(SIDE, SIDE)
+    return pixels, check_label(int(label[0]), num_classes, source)
 
 
 def iter_tfrecord(

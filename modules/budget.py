@@ -19,12 +19,17 @@ samples and scikit-learn's digits (docs/training.md has the numbers):
   low-rate final epochs are where small data converge.
 * **A time limit** (``--max-train-minutes``) stops training at the end of the batch that crosses
   it, keeping the best weights so far.
-* **Augmentation** (random shifts of up to one pixel and a little) is on when the classes are
-  small: at most ``AUGMENT_MAX_PER_CLASS`` examples per class. Above that the data vary enough
-  by themselves and augmentation only slows convergence.
+* **Augmentation** is on when the classes are small: at most ``AUGMENT_MAX_PER_CLASS``
+  examples per class. Above that the data vary enough by themselves and augmentation only slows
+  convergence. **Which** augmentation follows the training images, not the dataset's name: with
+  a median free margin around the ink of at least ``AFFINE_MIN_MARGIN_PX`` pixels
+  (``modules/image_profile.py``; digits 3-4 px) the objects survive rotation, zoom and shifts of
+  a tenth of the frame ("affine"); objects that fill the frame (Fashion-MNIST: 0 px) get shifts
+  of about one pixel ("shift"), as larger transforms cut them.
 
-Any of ``epochs``, ``batch_size`` and ``augment`` set explicitly in ``HParams`` (``--epochs``,
-``--batch-size``, ``--[no-]augment``) wins over the rule, and the reason says so.
+Any of ``epochs``, ``batch_size``, ``augment`` and ``augmentation`` set explicitly in
+``HParams`` (``--epochs``, ``--batch-size``, ``--[no-]augment``) wins over the rule, and the
+reason says so.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ LARGE_BATCH = 128
 MIN_PATIENCE = 10
 EARLY_STOPPING_MONITOR = "val_sparse_categorical_accuracy"
 AUGMENT_MAX_PER_CLASS = 1_000
+AFFINE_MIN_MARGIN_PX = 2.0
 DEFAULT_MAX_TRAIN_MINUTES = 60.0
 
 
@@ -57,6 +63,8 @@ class TrainingBudget:
     epochs: int
     steps_per_epoch: int
     augment: bool
+    augmentation: str  # "shift", "affine" or "none"
+    image_margin_px: float | None  # the measurement behind ``augmentation`` (None: not measured)
     patience: int
     watch_from_epoch: int  # 0-based: early stopping ignores the epochs before it
     max_train_minutes: float | None
@@ -68,8 +76,9 @@ class TrainingBudget:
 
     def apply(self, hparams: HParams) -> HParams:
         """``hparams`` with the budget's epochs, batch size and augmentation filled in."""
-        return dataclasses.replace(hparams, epochs=self.epochs, batch_size=self.batch_size,
-                                   augment=self.augment)
+        return dataclasses.replace(
+            hparams, epochs=self.epochs, batch_size=self.batch_size, augment=self.augment,
+            augmentation=self.augmentation if self.augment else hparams.augmentation)
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
@@ -95,7 +104,8 @@ def patience_for(epochs: int) -> int:
 
 def plan_budget(train_examples: int, hparams: HParams, *, eval_examples: int = 0,
                 num_classes: int = 10,
-                max_train_minutes: float | None = DEFAULT_MAX_TRAIN_MINUTES) -> TrainingBudget:
+                max_train_minutes: float | None = DEFAULT_MAX_TRAIN_MINUTES,
+                image_margin_px: float | None = None) -> TrainingBudget:
     """The recipe for ``train_examples`` examples, honouring what ``hparams`` sets explicitly."""
     if train_examples < 1:
         raise ValueError("the training split is empty: nothing to train on")
@@ -130,6 +140,9 @@ def plan_budget(train_examples: int, hparams: HParams, *, eval_examples: int = 0
         augment = per_class <= AUGMENT_MAX_PER_CLASS
         why.append(f"augmentation {'on' if augment else 'off'} ({per_class:,.0f} per class, "
                    f"{'<=' if augment else '>'} {AUGMENT_MAX_PER_CLASS:,})")
+    augmentation, policy_why = augmentation_for(hparams, image_margin_px)
+    if augment:
+        why.append(policy_why)
     patience = patience_for(epochs)
     watch_from = epochs // 2
     why.append(f"early stopping on eval accuracy from epoch {watch_from + 1}, patience {patience}")
@@ -138,8 +151,23 @@ def plan_budget(train_examples: int, hparams: HParams, *, eval_examples: int = 0
     return TrainingBudget(
         train_examples=train_examples, eval_examples=eval_examples, num_classes=num_classes,
         batch_size=batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch, augment=augment,
+        augmentation=augmentation if augment else "none", image_margin_px=image_margin_px,
         patience=patience, watch_from_epoch=watch_from, max_train_minutes=max_train_minutes, reason="; ".join(why),
     )
+
+
+def augmentation_for(hparams: HParams, image_margin_px: float | None) -> tuple[str, str]:
+    """Which augmentation ("shift" or "affine") and why, from the images' measured margin."""
+    if hparams.augmentation is not None:
+        return hparams.augmentation, f"{hparams.augmentation} (set in the hyperparameters)"
+    if image_margin_px is None:
+        return "shift", "shift (image margins not measured)"
+    if image_margin_px >= AFFINE_MIN_MARGIN_PX:
+        return "affine", (f"affine: rotation, zoom and shifts of a tenth (ink margin "
+                          f"{image_margin_px:g} px >= {AFFINE_MIN_MARGIN_PX:g}: objects sit "
+                          "inside the frame)")
+    return "shift", (f"shift of ~1 px (ink margin {image_margin_px:g} px < "
+                     f"{AFFINE_MIN_MARGIN_PX:g}: objects fill the frame)")
 
 
 def _size_band(train_examples: int) -> str:

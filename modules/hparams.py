@@ -7,8 +7,10 @@ import json
 from typing import Any
 
 LR_SCHEDULES = ("cosine", "constant")
+AUGMENTATIONS = ("shift", "affine")  # see modules/model.py and modules/budget.py
 # The type of the fields whose default is None (from_dict casts by the default's type).
-_OPTIONAL_KINDS: dict[str, object] = {"epochs": 0, "batch_size": 0, "augment": False}
+_OPTIONAL_KINDS: dict[str, object] = {"epochs": 0, "batch_size": 0, "augment": False,
+                                      "augmentation": ""}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +27,10 @@ class HParams:
     epochs: int | None = None
     batch_size: int | None = None
     augment: bool | None = None
+    # Which augmentation when augment is on: "shift" (about one pixel) or "affine" (rotation,
+    # zoom and shifts); None: chosen by modules/budget.py from the training images' margins.
+    augmentation: str | None = None
+    convs_per_block: int = 1  # 3x3 convolutions in each of the two conv blocks
     optimizer: str = "adam"  # "adam" or "sgd" (SGD with Nesterov momentum 0.9)
     # "cosine": the learning rate falls from learning_rate to ~0 over the epochs (per epoch);
     # "constant": it stays. Cosine gave Fashion-MNIST 0.919 vs 0.913 at 8 epochs, same time.
@@ -32,7 +38,7 @@ class HParams:
 
     def __post_init__(self) -> None:
         for name in ("filters_1", "filters_2", "hidden_units_1", "hidden_units_2", "epochs",
-                     "batch_size"):
+                     "batch_size", "convs_per_block"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ValueError(f"hyperparameter {name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
@@ -42,6 +48,9 @@ class HParams:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"hyperparameter lr_schedule must be one of {LR_SCHEDULES}, "
                              f"got {self.lr_schedule!r}")
+        if self.augmentation is not None and self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"hyperparameter augmentation must be one of {AUGMENTATIONS}, "
+                             f"got {self.augmentation!r}")
         if not 0.0 < self.learning_rate <= 1.0:
             raise ValueError(f"hyperparameter learning_rate must be in (0, 1], got {self.learning_rate}")
 

@@ -33,8 +33,10 @@ from contracts.training import TRAINING_SUMMARY_FILE
 from modules import features
 from modules.budget import DEFAULT_MAX_TRAIN_MINUTES, TrainingBudget, plan_budget
 from modules.hparams import HParams
-from modules.model import budget_callbacks, build_model, schedule_callbacks
+from modules.image_profile import SAMPLE, ink_margin_px
+from modules.model import ProgressFile, budget_callbacks, build_model, schedule_callbacks
 from modules.signatures import export_serving_model
+from modules.training_progress import PROGRESS_ENV
 
 KERAS_WEIGHTS_RELPATH = os.path.join("keras", "weights.h5")
 
@@ -140,12 +142,27 @@ def warm_start_weights(model: tf.keras.Model, base_model_dir: str | None) -> str
 
 
 def plan_for(custom_config: dict[str, Any], hparams: HParams, train_examples: int,
-             eval_examples: int, class_names: tuple[str, ...]) -> TrainingBudget:
-    """The run's budget from its data and the pipeline's settings (see modules/budget.py)."""
+             eval_examples: int, class_names: tuple[str, ...],
+             sample_images: np.ndarray | None = None) -> TrainingBudget:
+    """The run's budget from its data and the pipeline's settings (see modules/budget.py).
+
+    ``sample_images``: training images whose ink margin picks the augmentation (first 2,000).
+    """
     minutes = custom_config.get("max_train_minutes", DEFAULT_MAX_TRAIN_MINUTES)
+    margin = None if sample_images is None else ink_margin_px(sample_images)
     return plan_budget(train_examples, hparams, eval_examples=eval_examples,
                        num_classes=len(class_names),
-                       max_train_minutes=None if minutes is None else float(minutes))
+                       max_train_minutes=None if minutes is None else float(minutes),
+                       image_margin_px=margin)
+
+
+def _sample_images(file_pattern: list[str], tf_transform_output: Any) -> np.ndarray:
+    """The first ``image_profile.SAMPLE`` transformed training images of a streamed split."""
+    spec = {features.IMAGE_XF_KEY:
+            tf_transform_output.transformed_feature_spec()[features.IMAGE_XF_KEY]}
+    records = _records(_files(file_pattern)).take(SAMPLE).batch(SAMPLE)
+    batch = tf.io.parse_example(next(iter(records)), spec)[features.IMAGE_XF_KEY]
+    return batch.numpy().reshape([-1, *features.IMAGE_SHAPE])
 
 
 def _stop_reason(early: tf.keras.callbacks.EarlyStopping, limit: Any, epochs_run: int,
@@ -176,7 +193,9 @@ def run_fn(fn_args: Any) -> None:
     else:
         train_count = _count_records(fn_args.train_files)
         eval_count = _count_records(fn_args.eval_files)
-    budget = plan_for(custom_config, hparams, train_count, eval_count, class_names)
+    sample = train[0] if train is not None else _sample_images(fn_args.train_files,
+                                                                tf_transform_output)
+    budget = plan_for(custom_config, hparams, train_count, eval_count, class_names, sample)
     hparams = budget.apply(hparams)
     logging.info("Training budget: %s", budget.reason)
 
@@ -186,6 +205,9 @@ def run_fn(fn_args: Any) -> None:
     callbacks = [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch",
                                                 profile_batch=0), *schedule_callbacks(hparams),
                  early, time_limit]
+    if os.environ.get(PROGRESS_ENV):  # the runner shows the epochs (pipeline/progress.py)
+        callbacks.append(ProgressFile(os.environ[PROGRESS_ENV], budget.epochs,
+                                      budget.max_train_minutes))
     started = time.monotonic()
     if train is not None and evaluation is not None:
         history = model.fit(train[0], train[1], batch_size=hparams.batch_size,

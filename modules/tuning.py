@@ -144,7 +144,8 @@ def tuner_fn(fn_args: Any) -> Any:
         raise ValueError(f"--tune loads the data into memory and a split has more than {limit} "
                          "examples (--in-memory-examples): raise it or tune on a sample")
     class_names = tuple(custom_config.get("class_names") or features.DIGIT_CLASS_NAMES)
-    base = plan_for(custom_config, base, len(train[1]), len(evaluation[1]), class_names).apply(base)
+    base = plan_for(custom_config, base, len(train[1]), len(evaluation[1]), class_names,
+                    train[0]).apply(base)
     tuner = TfKerasRandomSearch(
         CnnHyperModel(base, num_classes=len(class_names)),
         hyperparameters=search_space(base),

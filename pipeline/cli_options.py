@@ -17,7 +17,7 @@ import click
 
 from contracts.flags import FLAG, NO_FLAG, Flag, field_default, option_spec, values_from_options
 from modules.budget import AUGMENT_MAX_PER_CLASS, MAX_EPOCHS, MIN_EPOCHS, MIN_STEPS
-from modules.hparams import LR_SCHEDULES, HParams
+from modules.hparams import AUGMENTATIONS, LR_SCHEDULES, HParams
 from pipeline.config import PipelineConfig
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -52,8 +52,13 @@ HPARAM_FLAGS: dict[str, Flag] = {
     "dropout": Flag(help="Dropout rate after each of the two dense layers."),
     "augment": Flag(
         names=("--augment/--no-augment",),
-        help="Random shifts of about one pixel while training. Default: on when the classes "
-             f"have at most {AUGMENT_MAX_PER_CLASS:,} training examples each."),
+        help="Random transforms of the training images (see --augmentation). Default: on when "
+             f"the classes have at most {AUGMENT_MAX_PER_CLASS:,} training examples each."),
+    "augmentation": Flag(
+        type=click.Choice(AUGMENTATIONS),
+        help="shift: about one pixel; affine: rotation, zoom and shifts of a tenth. Default: "
+             "from the training images (affine when the objects have room around them)."),
+    "convs_per_block": Flag(type=click.IntRange(1), help="3x3 convolutions per conv block."),
 }
 # One flag, two HParams fields: --filters A B sets filters_1 and filters_2.
 HPARAM_PAIRS: dict[str, tuple[tuple[str, str], str]] = {

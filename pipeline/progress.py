@@ -3,7 +3,10 @@
 TFX's orchestrators have no progress callback, and their "Component X is running." log lines
 vanish once a library lowers absl's verbosity mid-run. So we wrap the portable ``Launcher`` that
 both LocalDagRunner and BeamDagRunner use for every node: its ``launch`` gives start and end,
-and its ``_prepare_execution`` tells whether a cached execution was reused. Everything else
+and its ``_prepare_execution`` tells whether a cached execution was reused. The Trainer's epochs
+arrive through a side channel (``modules/training_progress.py``): a file named in the
+environment, one JSON line per epoch, watched by a thread and shown under the running node, in
+place on a terminal, one line per epoch otherwise. Everything else
 (TFX, Beam, TensorFlow, Keras epochs, C++ logs of worker processes) goes to the log file, unless
 ``--verbose``: we redirect file descriptors 1 and 2, so even subprocesses are captured.
 """
@@ -15,9 +18,15 @@ import dataclasses
 import logging
 import os
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any, TextIO
+
+from modules.training_progress import PROGRESS_ENV, EpochProgress
+
+POLL_SECONDS = 0.25
 
 
 @dataclasses.dataclass
@@ -37,6 +46,9 @@ class ProgressReporter:
         self.total = total
         self.timings: dict[str, ComponentTiming] = {}
         self.current: str | None = None
+        self.in_place = _is_terminal(stream)
+        self._pending = False  # an in-place progress line is on the terminal, without newline
+        self._lock = threading.Lock()
 
     def started(self, name: str) -> None:
         self.current = name
@@ -55,9 +67,92 @@ class ProgressReporter:
         if not failed:
             self.current = None
 
+    def epoch(self, progress: EpochProgress) -> None:
+        """Show where the running node's training stands (in place on a terminal)."""
+        name = self.current or "Trainer"
+        index = list(self.timings).index(name) + 1 if name in self.timings else 0
+        line = f"[{index:>2}/{self.total}] {name:<28} {progress.describe()}"
+        with self._lock:
+            if self.in_place:
+                self.stream.write("\r\033[K" + line)
+                self._pending = True
+            else:
+                self.stream.write(line + "\n")
+            self.stream.flush()
+
     def _write(self, line: str) -> None:
-        self.stream.write(line + "\n")
-        self.stream.flush()
+        with self._lock:
+            if self._pending:
+                self.stream.write("\r\033[K")
+                self._pending = False
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class EpochWatcher:
+    """Follow the Trainer's progress file in a thread and hand each new epoch to ``reporter``."""
+
+    def __init__(self, path: str, reporter: ProgressReporter) -> None:
+        self.path = path
+        self.reporter = reporter
+        self._offset = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="epoch-watcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.poll()  # the last epochs written before the stop
+
+    def poll(self) -> None:
+        """Report the complete lines written since the last call."""
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                handle.seek(self._offset)
+                chunk = handle.read()
+        except OSError:
+            return
+        complete = chunk[: chunk.rfind("\n") + 1]
+        self._offset += len(complete.encode("utf-8"))
+        for line in complete.splitlines():
+            record = EpochProgress.from_line(line)
+            if record is not None:
+                self.reporter.epoch(record)
+
+    def _run(self) -> None:
+        while not self._stop.wait(POLL_SECONDS):
+            self.poll()
+
+
+@contextlib.contextmanager
+def training_progress(reporter: ProgressReporter) -> Iterator[EpochWatcher]:
+    """Name a fresh progress file in ``PROGRESS_ENV`` and show its epochs while the block runs."""
+    handle, path = tempfile.mkstemp(prefix="training-progress-", suffix=".jsonl")
+    os.close(handle)
+    previous = os.environ.get(PROGRESS_ENV)
+    os.environ[PROGRESS_ENV] = path
+    watcher = EpochWatcher(path, reporter)
+    watcher.start()
+    try:
+        yield watcher
+    finally:
+        watcher.stop()
+        if previous is None:
+            os.environ.pop(PROGRESS_ENV, None)
+        else:
+            os.environ[PROGRESS_ENV] = previous
+        with contextlib.suppress(OSError):
+            os.remove(path)
 
 
 @contextlib.contextmanager
@@ -89,7 +184,8 @@ def reporting(reporter: ProgressReporter) -> Iterator[ProgressReporter]:
     launcher.Launcher.launch = launch  # type: ignore[method-assign]
     launcher.Launcher._prepare_execution = prepare  # type: ignore[method-assign]
     try:
-        yield reporter
+        with training_progress(reporter):
+            yield reporter
     finally:
         launcher.Launcher.launch = original_launch  # type: ignore[method-assign]
         launcher.Launcher._prepare_execution = original_prepare  # type: ignore[method-assign]

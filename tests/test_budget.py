@@ -132,7 +132,9 @@ def test_a_run_without_training_flags_records_a_data_derived_budget(tmp_path) ->
     out = io.StringIO()
     summary = run_pipeline(config, out=out)
     training = summary.training
-    expected = plan_budget(training["train_examples"], hparams, num_classes=10)
+    expected = plan_budget(training["train_examples"], hparams, num_classes=10,
+                           image_margin_px=training["image_margin_px"])
+    assert training["image_margin_px"] is not None  # measured from the training images
     assert training["batch_size"] == expected.batch_size == 32
     assert training["epochs"] == expected.epochs and training["augment"] is True
     assert 1 <= training["best_epoch"] <= training["epochs_run"] <= training["epochs"]
@@ -144,3 +146,45 @@ def test_a_run_without_training_flags_records_a_data_derived_budget(tmp_path) ->
     shown = json.loads(result.output)
     assert shown["training"]["epochs_run"] == training["epochs_run"]
     assert shown["parameter"]["batch_size"] == 32 and shown["parameter"]["epochs"] == expected.epochs
+
+
+def _frames(margin: int, n: int = 12) -> np.ndarray:
+    """``n`` 28x28 images whose ink (random strokes) stops ``margin`` pixels from every edge."""
+    rng = np.random.default_rng(margin)
+    images = np.zeros((n, 28, 28, 1), np.float32)
+    inner = slice(margin, 28 - margin)
+    images[:, inner, inner, 0] = rng.random((n, 28 - 2 * margin, 28 - 2 * margin)) * 0.5
+    images[:, margin, inner, 0] = images[:, 27 - margin, inner, 0] = 1.0  # ink on the box's edges
+    images[:, inner, margin, 0] = images[:, inner, 27 - margin, 0] = 1.0
+    return images
+
+
+def test_ink_margin_is_measured_from_the_pixels() -> None:
+    from modules.image_profile import ink_margin_px
+
+    assert ink_margin_px(_frames(4)) == 4.0
+    assert ink_margin_px(_frames(0)[..., 0]) == 0.0  # (N, H, W) too
+    assert ink_margin_px(np.zeros((3, 28, 28))) == 0.0  # blank images carry no margin
+    faint = _frames(4)
+    faint[:, 1, 1, 0] = 0.1  # blur below a fifth of the peak is not ink
+    assert ink_margin_px(faint) == 4.0
+    with pytest.raises(ValueError, match="ink_margin_px needs images"):
+        ink_margin_px(np.zeros((28, 28)))
+
+
+def test_augmentation_policy_follows_the_images_not_the_name() -> None:
+    from modules.budget import AFFINE_MIN_MARGIN_PX
+    from modules.image_profile import ink_margin_px
+
+    inside = plan_budget(800, HParams(), image_margin_px=ink_margin_px(_frames(4)))
+    filling = plan_budget(800, HParams(), image_margin_px=ink_margin_px(_frames(0)))
+    assert (inside.augmentation, filling.augmentation) == ("affine", "shift")
+    assert "ink margin 4 px" in inside.reason and "objects fill the frame" in filling.reason
+    assert plan_budget(800, HParams(), image_margin_px=AFFINE_MIN_MARGIN_PX).augmentation == "affine"
+    assert plan_budget(800, HParams()).augmentation == "shift"  # not measured: the old default
+    big = plan_budget(60_000, HParams(), image_margin_px=4.0)  # augmentation off: no policy
+    assert (big.augment, big.augmentation) == (False, "none")
+    forced = plan_budget(800, HParams(augmentation="shift"), image_margin_px=4.0)
+    assert forced.augmentation == "shift" and "set in the hyperparameters" in forced.reason
+    assert inside.apply(HParams()).augmentation == "affine"
+    assert inside.to_dict()["image_margin_px"] == 4.0

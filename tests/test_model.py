@@ -38,6 +38,24 @@ def test_build_model_shapes_and_parameters() -> None:
     assert "aug_shift" not in {layer.name for layer in build_model(HParams(augment=False)).layers}
 
 
+def test_affine_augmentation_and_two_convs_per_block() -> None:
+    from modules.model import build_model
+
+    model = build_model(HParams(filters_1=4, filters_2=8, hidden_units_1=8, hidden_units_2=8,
+                                augmentation="affine", convs_per_block=2))
+    names = {layer.name for layer in model.layers}
+    assert {"aug_rotate", "aug_zoom", "aug_shift"} <= names
+    assert {"conv1", "conv1_2", "conv2", "conv2_2", "bn1_2", "bn2_2"} <= names
+    image = np.random.default_rng(0).random((2, 28, 28, 1)).astype(np.float32)
+    # inert at inference: the same input gives the same output every call
+    np.testing.assert_allclose(model(image, training=False), model(image, training=False))
+    one = build_model(HParams(filters_1=4, filters_2=8, hidden_units_1=8, hidden_units_2=8,
+                              convs_per_block=1))
+    assert "conv1_2" not in {layer.name for layer in one.layers}
+    with pytest.raises(ValueError, match="augmentation must be one of"):
+        HParams(augmentation="rotate")
+
+
 def test_learning_rate_schedules() -> None:
     from modules.model import epoch_learning_rate, schedule_callbacks
 

@@ -184,7 +184,8 @@ def test_help_keeps_the_budget_wording() -> None:
     text = " ".join(result.output.split())
     for words in ("Training epochs. Default: from the training split's size",
                   "Default: from the training split's size (32 up to 5,000 examples",
-                  "Random shifts of about one pixel while training. Default: on when the classes",
+                  "Random transforms of the training images (see --augmentation). Default: on "
+                  "when the classes",
                   "(env MNIST_TFX_METADATA)", "(env MNIST_TFX_SERVING_DIR)",
                   "[default: runs/metadata.sqlite]", "[default: stable]", "[default: cache]"):
         assert words in text, words
@@ -197,6 +198,7 @@ def test_every_flag_reaches_its_field(tmp_path: Path) -> None:
             "--metadata", "m.sqlite", "--serving-dir", "s", "--log-dir", "l",
             "--filters", "8", "16", "--hidden-units", "32", "16", "--dropout", "0.5",
             "--learning-rate", "0.01", "--epochs", "3", "--batch-size", "16", "--no-augment",
+            "--augmentation", "affine", "--convs-per-block", "3",
             "--lr-schedule", "constant", "--max-train-minutes", "2.5",
             "--accuracy-threshold", "0.8", "--max-accuracy-drop", "0.05", "--warm-start",
             "--tune", "--tune-trials", "3", "--in-memory-examples", "100", "--no-cache",
@@ -213,6 +215,7 @@ def test_every_flag_reaches_its_field(tmp_path: Path) -> None:
         log_dir="l", hparams=HParams(filters_1=8, filters_2=16, hidden_units_1=32,
                                      hidden_units_2=16, dropout=0.5, learning_rate=0.01,
                                      epochs=3, batch_size=16, augment=False,
+                                     augmentation="affine", convs_per_block=3,
                                      lr_schedule="constant"),
         max_train_minutes=2.5, accuracy_threshold=0.8, max_accuracy_drop=0.05, warm_start=True,
         tune=True, tune_trials=3, in_memory_examples=100, enable_cache=False,

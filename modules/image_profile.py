@@ -1,0 +1,42 @@
+"""Measured properties of the training images that the budget's augmentation rule reads.
+
+Pure numpy (no TensorFlow): ``ink_margin_px(images)`` is the median, over the images, of the
+free border around each image's ink (the pixels brighter than a fifth of the image's maximum):
+the fewest pixels between the ink's bounding box and any edge of the frame.
+
+Measured on 2,000 images each: scikit-learn's digits upscaled MNIST-style 4 px (every image);
+MNIST's test digits 3 px (89% at least 2 px); Fashion-MNIST 0 px (0.2% at least 2 px: the items
+fill the frame). Objects with room around them survive a rotation, zoom or shift of a tenth of
+the frame whole; objects that touch the edges are cut by them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+INK_THRESHOLD = 0.2  # of each image's own maximum: blur and noise below it are not ink
+SAMPLE = 2_000  # images measured (the first ones; the statistic is a median)
+
+
+def ink_margin_px(images: np.ndarray) -> float:
+    """Median free margin, in pixels, of ``images`` (N, H, W) or (N, H, W, 1); blank ones skipped."""
+    x = np.asarray(images[:SAMPLE], dtype=np.float32)
+    if x.ndim == 4:
+        x = x[..., 0]
+    if x.ndim != 3 or len(x) == 0:
+        raise ValueError(f"ink_margin_px needs images shaped (N, H, W[, 1]), got {x.shape}")
+    peak = x.reshape(len(x), -1).max(axis=1)
+    x = x[peak > 0] / peak[peak > 0, None, None]
+    if len(x) == 0:
+        return 0.0
+    ink = x > INK_THRESHOLD
+    margins = np.minimum(_margin(ink.any(axis=2)), _margin(ink.any(axis=1)))
+    return float(np.median(margins))
+
+
+def _margin(lines: np.ndarray) -> np.ndarray:
+    """Per image, the fewer of the empty lines before the first and after the last inked one."""
+    size = lines.shape[1]
+    first = lines.argmax(axis=1)
+    last = size - 1 - lines[:, ::-1].argmax(axis=1)
+    return np.minimum(first, size - 1 - last)
