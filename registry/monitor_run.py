@@ -48,7 +48,7 @@ class MonitorResult:
 def _training(reg: Any, target: MonitoredVersion, request: MonitorRequest,
               class_names: list[str]) -> tuple[np.ndarray, np.ndarray, dict[str, Any], Any]:
     if request.baseline:
-        from registry.offline_data import read_offline
+        from datasources.offline import read_offline
 
         try:
             data = read_offline(request.baseline, class_names, "train")

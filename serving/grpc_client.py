@@ -65,7 +65,6 @@ def predict_inputs_grpc(url: str, name: str, paths: list[str], version: int | No
         prediction_service_pb2_grpc,
     )
 
-    items = collect(paths, limit)
     target = _target(url)
     metadata = (("authorization", f"Bearer {token}"),) if token else None
     with grpc.insecure_channel(target, options=[
@@ -84,6 +83,7 @@ def predict_inputs_grpc(url: str, name: str, paths: list[str], version: int | No
             if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAUTHENTICATED,
                               grpc.StatusCode.UNAVAILABLE):
                 raise _error(exc, target) from None
+        items = collect(paths, limit, names)
         report = Report(name, "")
         for start in range(0, len(items), batch_size):
             chunk = items[start:start + batch_size]

@@ -9,20 +9,20 @@ of classes; a folder named after a class index or a class name gives the true la
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import os
-import struct
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import requests
 
-from contracts.examples import DIGIT_CLASS_NAMES, IMAGE_KEY, IMAGE_PIXELS
+from contracts.examples import IMAGE_KEY, IMAGE_PIXELS, MAX_CLASSES
 from contracts.signatures import SERVING_DEFAULT, SERVING_IMAGES
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp")
+from datasources import readers
+from datasources.layouts import names_for_indices
+from datasources.offline import UNKNOWN, read_offline
 
 
 @dataclass
@@ -71,66 +71,54 @@ def _label_of(path: str) -> int | None:
 
 
 def _file_item(path: str) -> Item:
-    return Item(path, _label_of(path), image_bytes=_open(path), folder=_folder_of(path))
-
-
-def _open(path: str) -> bytes:
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        return f.read()
-
-
-def read_idx(path: str) -> np.ndarray:
-    data = _open(path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise ValueError(f"{path} is not an IDX file of unsigned bytes (bad magic number)")
-    ndim = data[3]
-    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: header says {dims} but it holds {body.size} bytes; the file is "
-                         "truncated")
-    return body.reshape(dims)
-
-
-def _is_idx(path: str) -> bool:
-    return "idx" in os.path.basename(path).lower() and "ubyte" in os.path.basename(path).lower()
+    with open(path, "rb") as f:
+        return Item(path, _label_of(path), image_bytes=f.read(), folder=_folder_of(path))
 
 
 def _idx_items(path: str) -> list[Item]:
-    images = read_idx(path)
-    if images.ndim != 3:
-        raise ValueError(f"{path} holds {images.ndim - 1}-d records, not images; pass the "
-                         "*-images-idx3-ubyte file (labels are read from the file beside it)")
+    """The images of one IDX file, with the labels of the file beside it when there is one."""
+    images = readers.read_idx_images(path)
+    head, _kind = readers.idx_prefix(os.path.basename(path)) or ("", "")
     labels: np.ndarray | None = None
-    base = os.path.basename(path)
-    for candidate in (base.replace("images-idx3", "labels-idx1"),
-                      base.replace("images.idx3", "labels.idx1")):
-        label_path = os.path.join(os.path.dirname(path), candidate)
-        if candidate != base and os.path.exists(label_path):
-            labels = read_idx(label_path)
+    for suffix in ("", ".gz"):
+        label_path = os.path.join(os.path.dirname(path), f"{head}-labels-idx1-ubyte{suffix}")
+        if os.path.exists(label_path):
+            labels = readers.read_idx_pair(path, label_path, MAX_CLASSES)[1]
             break
     return [Item(f"{path}[{i}]", int(labels[i]) if labels is not None else None,
                  pixels=images[i]) for i in range(len(images))]
 
 
-def collect(paths: list[str], limit: int | None = None) -> list[Item]:
-    """Every image under ``paths``: image files, folders (recursively, sorted) and IDX files."""
+def _example_items(path: str, class_names: Sequence[str], limit: int | None) -> list[Item]:
+    """A TFRecord of tf.Examples, an IRIS TSV, or any layout the pipeline's --data reads."""
+    found = read_offline(path, class_names or names_for_indices(MAX_CLASSES), limit=limit)
+    return [Item(source, None if label == UNKNOWN else int(label), pixels=pixels)
+            for source, label, pixels in zip(found.inputs, found.labels, found.pixels,
+                                             strict=True)]
+
+
+def collect(paths: list[str], limit: int | None = None,
+            class_names: Sequence[str] = ()) -> list[Item]:
+    """Every image under ``paths``, read as the pipeline reads its --data (datasources/):
+    image files and folders of them (recursively, sorted; sent as files, decoded by the
+    server), IDX files, and TFRecord / TSV files or any other layout --data reads (decoded here;
+    labels checked against ``class_names``, the model's)."""
     items: list[Item] = []
     for path in paths:
+        name = os.path.basename(path)
         if os.path.isdir(path):
-            found = sorted(
-                os.path.join(root, f) for root, _, files in os.walk(path) for f in files
-                if f.lower().endswith(IMAGE_EXTENSIONS))
-            if not found:
-                raise ValueError(f"{path} holds no {'/'.join(IMAGE_EXTENSIONS)} images")
-            items.extend(_file_item(f) for f in found)
-        elif _is_idx(path):
-            items.extend(_idx_items(path))
-        elif path.lower().endswith(IMAGE_EXTENSIONS):
+            found = sorted(os.path.join(root, f) for root, _, files in os.walk(path)
+                           for f in files if readers.is_image_name(f))
+            if found:
+                items.extend(_file_item(f) for f in found)
+            else:
+                items.extend(_example_items(path, class_names, limit))
+        elif readers.is_image_name(name):
             items.append(_file_item(path))
+        elif (readers.idx_prefix(name) or ("", ""))[1] == "images":
+            items.extend(_idx_items(path))
         else:
-            raise ValueError(f"{path}: not a PNG/JPEG image, a folder of them or an IDX file")
+            items.extend(_example_items(path, class_names, limit))
         if limit is not None and len(items) >= limit:
             return items[:limit]
     return items
@@ -198,11 +186,9 @@ def _class_names(session: requests.Session, base: str) -> list[str]:
 
 
 def default_class_names(count: int) -> list[str]:
-    """Names for ``count`` outputs when the server gave none: the digits for a ten-output model
-    (the server's own default for a model without dict.tsv), else the class indices."""
-    if count == len(DIGIT_CLASS_NAMES):
-        return list(DIGIT_CLASS_NAMES)
-    return [str(i) for i in range(count)]
+    """Names for ``count`` outputs when the server gave none: the pipeline's rule (the digits'
+    names up to ten classes, else the indices; ``datasources.layouts.names_for_indices``)."""
+    return list(names_for_indices(count))
 
 
 def label_from_folder(item: Item, names: list[str]) -> int | None:
@@ -217,7 +203,6 @@ def label_from_folder(item: Item, names: list[str]) -> int | None:
 def predict_inputs(url: str, name: str, paths: list[str], version: int | None = None,
                    label: str | None = None, token: str | None = None, batch_size: int = 64,
                    limit: int | None = None) -> Report:
-    items = collect(paths, limit)
     base = f"{url.rstrip('/')}/v1/models/{name}"
     if version is not None:
         base += f"/versions/{version}"
@@ -233,6 +218,7 @@ def predict_inputs(url: str, name: str, paths: list[str], version: int | None = 
                           status.status_code)
     meta = _post_get(session, f"{base}/metadata")
     names = _class_names(session, base)
+    items = collect(paths, limit, names)
     report = Report(name, meta["model_spec"]["version"])
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]

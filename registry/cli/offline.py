@@ -1,6 +1,6 @@
 """``mlmodel eval`` and ``mlmodel predict``: the IRIS ``eval``/``predict`` steps, without a server.
 
-Both read DATA with the pipeline's readers (``registry/offline_data.py``), load only the chosen
+Both read DATA with the pipeline's readers (``datasources/offline.py``), load only the chosen
 version, and run it with Beam's RunInference (``registry/offline_inference.py``); TensorFlow and
 Beam are imported only after the arguments, the model and the data have been checked.
 Added to the ``mlmodel`` group, when one of them runs, by the table in ``registry/cli/__init__.py``.
@@ -67,8 +67,8 @@ def _chosen(reg: Any, name: str, version: int | None, label: str | None) -> tupl
 
 def _read(data: str, class_names: list[str], split: str, limit: int | None,
           allow_unlabelled: bool) -> Any:
+    from datasources.offline import read_offline
     from datasources.readers import DataError
-    from registry.offline_data import read_offline
 
     try:
         return read_offline(data, class_names, split, limit, allow_unlabelled=allow_unlabelled)

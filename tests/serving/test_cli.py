@@ -120,6 +120,33 @@ def test_predict_folder_and_idx_json(process, tmp_path: Path) -> None:
     assert report["labelled"] == 11 and report["accuracy"] == pytest.approx(right / 11)
 
 
+def test_predict_reads_what_the_pipeline_reads(process, tmp_path: Path) -> None:
+    """TFRecord and IRIS TSV files (read by datasources/, as --data and mlmodel predict read
+    them), which serving predict's own reader used to refuse."""
+    from tests import datagen
+
+    _, url = process
+    record = datagen.write_tfrecord(tmp_path / "rec" / "digits.tfrecord", 4)
+    tsv = datagen.write_iris_tsv(tmp_path / "iris", n_per_class=1, dictionary=False)
+    result = CliRunner().invoke(main, ["predict", "mnist", str(record), str(tsv / "train.tsv"),
+                                       "--url", url, "--output", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    inputs = [p["input"] for p in report["predictions"]]
+    assert sum("digits.tfrecord" in i for i in inputs) == 4
+    assert sum("train.tsv" in i for i in inputs) == 10
+    assert all(p["label"] is not None for p in report["predictions"])
+
+
+def test_default_class_names_follow_the_pipelines_rule() -> None:
+    from datasources.layouts import names_for_indices
+    from serving.predict_client import default_class_names
+
+    for count in (2, 3, 10, 11):
+        assert default_class_names(count) == list(names_for_indices(count))
+    assert default_class_names(3) == ["zero", "one", "two"]
+
+
 def test_predict_table_and_errors(process, tmp_path: Path) -> None:
     _, url = process
     folder = write_png_folder(tmp_path / "testing", per_class=1)
