@@ -11,6 +11,10 @@ No HTTP here: the REST app, a later gRPC front end and the dashboard all call th
   table or the new one. A request that already holds a servable finishes on it.
 * A version that fails to load is reported as ``END`` with its error, and the version that served
   before keeps serving (even if the registry has stopped it) until a replacement loads.
+* A deployed version whose directory is gone (deleted while serving) is reported as ``END`` with
+  ``NOT_FOUND`` and a message naming the directory and the fallback; when it was the current
+  version, unlabelled requests go to the newest remaining version the source still lists (below
+  it when there is one: a rolled-back newer version is not preferred), not the oldest labelled.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UN
 
 
 class DeployedVersionLike(Protocol):
-    """What the manager reads from a source (``registry.api.DeployedVersion`` fits)."""
+    """What the manager reads from a source (``registry.api.DeployedVersion`` fits). A source
+    may add ``missing = True`` to a listed version whose directory is gone."""
 
     @property
     def serving_name(self) -> str: ...
@@ -116,6 +121,48 @@ def settle_heap() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+@dataclass(frozen=True)
+class _Fallback:
+    """A listed version promoted to current because the current one's directory is gone."""
+
+    serving_name: str
+    version: int
+    path: str
+    labels: tuple[str, ...]
+    serving: bool = True
+    current: bool = True
+    deployed_at: float = 0.0
+
+
+def wanted_path(deployed: Sequence[DeployedVersionLike], version: int) -> str:
+    return next((dv.path for dv in deployed if dv.version == version), "")
+
+
+def _present(deployed: Sequence[DeployedVersionLike]
+             ) -> tuple[dict[int, DeployedVersionLike], dict[int, str]]:
+    """(versions to serve, {version whose directory is gone: why}). When the current version's
+    directory is gone, the newest remaining listed version (below it if any) becomes current."""
+    on_disk = {dv.version: dv for dv in deployed if not getattr(dv, "missing", False)}
+    wanted: dict[int, DeployedVersionLike] = {v: dv for v, dv in on_disk.items() if dv.serving}
+    gone = [dv for dv in deployed if dv.serving and dv.version not in on_disk]
+    missing: dict[int, str] = {}
+    for dv in gone:
+        missing[dv.version] = f"the version directory {dv.path} is missing (deleted?)"
+        if not dv.current:
+            continue
+        below = [v for v in on_disk if v < dv.version]
+        fallback = max(below or on_disk, default=None)
+        if fallback is None:
+            missing[dv.version] += "; no other version of the model is on disk to serve"
+            continue
+        fb = on_disk[fallback]
+        wanted[fallback] = _Fallback(fb.serving_name, fb.version, fb.path, fb.labels,
+                                     deployed_at=fb.deployed_at)
+        missing[dv.version] += (f"; unlabelled requests go to version {fallback}, the newest "
+                                "remaining one (redeploy or roll back to fix)")
+    return wanted, missing
 
 
 class ModelManager:
@@ -215,7 +262,7 @@ class ModelManager:
 
     def _sync_model(self, name: str, deployed: list[DeployedVersionLike]) -> None:
         old = self._routes.get(name, ModelRoutes(name))
-        wanted = {dv.version: dv for dv in deployed if dv.serving}
+        wanted, missing = _present(deployed)
         servables = dict(old.servables)
         statuses = dict(old.statuses)
 
@@ -277,6 +324,9 @@ class ModelManager:
             st = statuses.get(version)
             statuses[version] = VersionStatus(version, END, path=st.path if st else "",
                                               labels=())
+        for version, message in missing.items():
+            statuses[version] = VersionStatus(version, END, "NOT_FOUND", message,
+                                              wanted_path(deployed, version))
         new = ModelRoutes(
             name,
             {v: s for v, s in servables.items() if v in keep},

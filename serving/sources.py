@@ -30,6 +30,19 @@ class DirectoryVersion:
     deployed_at: float = 0.0
 
 
+@dataclass(frozen=True)
+class MissingVersion(DirectoryVersion):
+    """A version the registry lists whose directory is gone: the manager reports it (END,
+    NOT_FOUND) and, for the current version, falls back to the newest remaining one."""
+
+    missing: bool = True
+
+    @classmethod
+    def of(cls, v: DeployedVersionLike) -> MissingVersion:
+        return cls(v.serving_name, getattr(v, "model_name", v.serving_name), v.version, v.path,
+                   v.labels, v.serving, v.current, v.deployed_at)
+
+
 def resolve_serving_dir(serving_dir: str | None) -> str:
     """``serving_dir``, else $MNIST_TFX_SERVING_DIR, else ``serving_model``; absolute."""
     return os.path.abspath(serving_dir or default_serving_dir())
@@ -76,6 +89,6 @@ def registry_source(metadata: str | None = None, serving_dir: str | None = None)
             cache["versions"] = registry.serving_snapshot(check_dirs=False)
             cache["marker"] = marker
         versions: list[DeployedVersionLike] = cache["versions"]  # type: ignore[assignment]
-        return [v for v in versions if os.path.isdir(v.path)]
+        return [v if os.path.isdir(v.path) else MissingVersion.of(v) for v in versions]
 
     return snapshot
