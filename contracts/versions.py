@@ -7,6 +7,7 @@ renamed); non-numeric and dot-prefixed entries are never versions.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 
 def version_dirs(parent: str) -> dict[int, str]:
@@ -24,7 +25,7 @@ def versions(parent: str) -> list[int]:
     return sorted(version_dirs(parent))
 
 
-def next_version(parent: str) -> int:
-    """The version a new push or deploy gets: one more than the highest, else 1."""
-    found = versions(parent)
-    return found[-1] + 1 if found else 1
+def next_version(parent: str, taken: Iterable[int] = ()) -> int:
+    """The version a new push or deploy gets: one more than the highest directory or ``taken``
+    version (recorded elsewhere, even if its directory is gone), else 1."""
+    return max([*versions(parent), *taken], default=0) + 1

@@ -19,9 +19,9 @@ import tarfile
 import zlib
 from dataclasses import dataclass
 
+from contracts import publish
 from contracts.signatures import SAVED_MODEL_FILE
 from metastore.errors import InputError
-from registry import files
 
 DEFAULT_MAX_MEMBER_BYTES = 2 * 1024**3  # 2 GiB per member
 MAX_MEMBER_ENV = "MLMODEL_IMPORT_MAX_MEMBER_BYTES"
@@ -116,12 +116,12 @@ _READ_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)
 def remove_stale_staging(parent: str) -> list[str]:
     """Remove staging directories that imports killed before they finished left in ``parent``.
 
-    Safe without the registry lock: ``files.stale_staging`` lists only directories named after
+    Safe without the registry lock: ``publish.stale_staging`` lists only directories named after
     a process on this host that no longer runs, which nobody can rename or write to any more
     (two importers removing the same one tolerate each other).
     """
     removed = []
-    for path in files.stale_staging(parent):
+    for path in publish.stale_staging(parent):
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     return removed
@@ -162,7 +162,7 @@ def extract_model(archive: str, parent: str, fmt: str, cap: int | None = None) -
                              "(tar the model directory, e.g. `tar -cf model.tar -C DIR .`)")
         os.makedirs(parent, exist_ok=True)
         remove_stale_staging(parent)
-        staging = files.staging_dir(parent)
+        staging = publish.staging_dir(parent)
         os.mkdir(staging)
         try:
             for member, rel in checked:

@@ -7,8 +7,9 @@ command finds it everywhere under the serving directory.
 
 Findings, and what ``--repair`` does (under the registry's write lock):
 
-* ``staging``: a ``.tmp-<host>-<pid>-*`` directory of a deploy or import whose process is gone
-  (on this host) -> removed;
+* ``staging``: a ``.tmp-<host>-<pid>-*`` directory of a deploy, import or pipeline push whose
+  process is gone (on this host), or a ``.push-*`` one of an older Pusher (``contracts.publish``)
+  -> removed;
 * ``half-deleted``: a ``.deleting-*`` directory a killed delete was removing -> removed;
 * ``unrecorded version``: ``<serving_name>/<N>`` of a model the registry serves, with no
   deployment record (a deploy killed between the rename and the record; never served) -> removed;
@@ -24,6 +25,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from contracts import publish
 from contracts.versions import version_dirs
 from registry import files
 from registry.api import Registry
@@ -48,7 +50,7 @@ def _subdirs(parent: str) -> list[str]:
 
 def _debris(parent: str, what: str) -> list[Finding]:
     found = [Finding("staging", path, f"{what} staging of a process that is gone", True)
-             for path in files.stale_staging(parent)]
+             for path in publish.stale_staging(parent)]
     found += [Finding("half-deleted", path, "a delete was killed while removing it", True)
               for path in _subdirs(parent)
               if os.path.basename(path).startswith(DELETING_PREFIX)]
@@ -66,7 +68,7 @@ def diagnose(reg: Registry) -> list[Finding]:
         name = os.path.basename(parent)
         if name.startswith("."):
             continue
-        findings += _debris(parent, "deploy")
+        findings += _debris(parent, "deploy or push")
         if name in recorded:
             findings += [
                 Finding("unrecorded version", path,

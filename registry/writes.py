@@ -13,6 +13,7 @@ from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from contracts import publish
 from contracts.signatures import SAVED_MODEL_FILE
 from metastore import pipeline_models
 from metastore.errors import ConflictError, InputError, NotFoundError
@@ -100,7 +101,8 @@ class Registry(RegistryReader):
         """Copy the model's latest blessed push (or its imported files) into a new version.
 
         The version is the previous one + 1 (from 1), becomes current and serving; ``label``
-        points at it. Safe under concurrency and crashes (see ``registry.files``).
+        points at it. Safe under concurrency and crashes (see ``registry.files`` and
+        ``contracts.publish``, which the pipeline's Pusher uses too).
         """
         user = user or default_user()
         check_name(user, "user")
@@ -122,10 +124,8 @@ class Registry(RegistryReader):
                 deployed = self._deployments(serving_name)
                 recorded = {int(prop(a, "version")) for a in deployed}
                 files.reconcile(parent, recorded)
-                version = max(recorded, default=0) + 1
-                target = os.path.join(parent, str(version))
                 files.crash_point("before_rename")
-                os.rename(staging, target)
+                version, target = publish.publish(staging, parent, recorded)
                 files.crash_point("after_rename")
                 labels = self._labels(model.ctx if model.ctx is not None
                                       and not prop(model.ctx, "deleted", 0) else None)

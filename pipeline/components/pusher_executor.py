@@ -2,9 +2,10 @@
 
 TFX 1.16's Pusher names versions after the unix time and copies files in place (saved_model.pb
 last). We want what TF Serving users expect and what our registry shows: versions 1, 2, 3 ... and
-a version directory that appears whole or not at all. So the model is copied into a dot-prefixed
-temporary directory beside the versions (never served: not numeric) and renamed to the next free
-integer. An exclusive lock on ``<base>/.push.lock`` serialises concurrent pushes.
+a version directory that appears whole or not at all. So the model is published the way
+``mlmodel deploy`` publishes one (``contracts.publish``): copied into a dot-prefixed staging
+directory beside the versions (never served: not numeric) that names its host and process, then
+renamed to the next version. An exclusive lock on ``<base>/.push.lock`` serialises pushes.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from typing import Any
 
 from absl import logging
@@ -22,13 +22,9 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, path_utils, proto_utils
 
+from contracts import publish
 from contracts.versions import versions
 from metastore.locking import FileLock
-
-
-def existing_versions(base_directory: str) -> list[int]:
-    """Integer version directories under ``base_directory`` (missing dir -> [])."""
-    return versions(base_directory)
 
 
 def _locked(base_directory: str) -> contextlib.AbstractContextManager[None]:
@@ -38,6 +34,7 @@ def _locked(base_directory: str) -> contextlib.AbstractContextManager[None]:
 
 
 PUSHED_FROM_RELPATH = os.path.join("assets.extra", "pushed_from.txt")
+PUSH_CRASH_ENV = "MNIST_TFX_TEST_PUSH_CRASH_AT"
 
 
 def _pushed_from(version_dir: str) -> str | None:
@@ -49,30 +46,36 @@ def _pushed_from(version_dir: str) -> str | None:
 
 
 def push_new_version(model_path: str, base_directory: str) -> tuple[int, str]:
-    """Copy the SavedModel at ``model_path`` to ``base_directory/<max+1>``; returns (N, path).
+    """Copy the SavedModel at ``model_path`` to ``base_directory/<N>``; returns (N, path).
 
-    Idempotent: if the newest version was pushed from the same ``model_path`` (a re-run whose
-    Trainer was cached, blessed again), that version is returned and nothing is copied.
+    Staging, numbering and the rename are ``contracts.publish``'s, as for ``mlmodel deploy``, so
+    ``mlmodel doctor`` finds what a killed push left. Idempotent: if the newest version was pushed
+    from the same ``model_path`` (a re-run whose Trainer was cached, blessed again), that version
+    is returned and nothing is copied.
     """
     with _locked(base_directory):
-        versions = existing_versions(base_directory)
-        if versions:
-            newest = os.path.join(base_directory, str(versions[-1]))
+        found = versions(base_directory)
+        if found:
+            newest = os.path.join(base_directory, str(found[-1]))
             if _pushed_from(newest) == os.path.abspath(model_path):
-                return versions[-1], newest
-        version = (versions or [0])[-1] + 1
-        staging = tempfile.mkdtemp(prefix=f".push-{version}-", dir=base_directory)
+                return found[-1], newest
+        staging = publish.stage_copy(model_path, base_directory)
         try:
-            shutil.copytree(model_path, staging, dirs_exist_ok=True)
             os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
             with open(os.path.join(staging, PUSHED_FROM_RELPATH), "w") as handle:
                 handle.write(os.path.abspath(model_path) + "\n")
-            destination = os.path.join(base_directory, str(version))
-            os.rename(staging, destination)
+            crash_point("before_publish")
+            return publish.publish(staging, base_directory)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-    return version, destination
+
+
+def crash_point(step: str) -> None:
+    """Test hook: exit hard at ``step`` when $MNIST_TFX_TEST_PUSH_CRASH_AT names it (a killed
+    Pusher, for ``mlmodel doctor``'s test)."""
+    if os.environ.get(PUSH_CRASH_ENV) == step:
+        os._exit(97)
 
 
 class PusherExecutor(pusher_executor.Executor):

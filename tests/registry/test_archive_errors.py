@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from contracts import publish
 from metastore.errors import InputError
 from registry import archive, files
 from tests.registry.conftest import Env
@@ -135,7 +136,12 @@ def test_cli_prints_one_line_and_exits_2(sqlite_env: Env, tmp_path: Path, case: 
 def test_duplicate_directories_are_fine(sqlite_env: Env, tmp_path: Path) -> None:
     path = make_tar(tmp_path / "dirs.tar", [dir_info("model"), dir_info("model/"), PB,
                                             dir_info("model/variables"), VARS])
-    sqlite_env.registry().import_model("dirs", str(path), validate=False)
+    reg = sqlite_env.registry()
+    artifact_id = reg.import_model("dirs", str(path), validate=False)
+    uri = reg.model_files("dirs")[0]
+    assert artifact_id > 0 and [r.name for r in reg.list_models()] == ["dirs"]
+    assert sorted(os.listdir(uri)) == ["saved_model.pb", "variables"]
+    assert os.path.isfile(os.path.join(uri, "saved_model.pb"))
 
 
 def sparse_tar(tmp_path: Path, size: str, fmt: str) -> Path:
@@ -158,7 +164,7 @@ def forbid_staging(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(parent: str) -> str:
         raise AssertionError("a staging directory was created before the archive was checked")
 
-    monkeypatch.setattr(files, "staging_dir", refuse)
+    monkeypatch.setattr(publish, "staging_dir", refuse)
 
 
 @pytest.mark.parametrize("fmt", ["gnu", "pax"])

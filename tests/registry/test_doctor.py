@@ -91,3 +91,65 @@ def test_doctor_on_a_folder_without_a_registry_creates_nothing(
     code, _, err = mlmodel(capsys, env, "doctor", "--repair")
     assert code == 0 and "nothing to fix" in err
     assert not (tmp_path / "runs" / "metadata.sqlite").exists()
+
+
+KILLED_PUSH = """
+import sys
+from pipeline.components.pusher_executor import push_new_version
+push_new_version(sys.argv[1], sys.argv[2])
+"""
+
+
+def test_a_killed_pushers_staging_is_found_and_repaired(capsys: pytest.CaptureFixture[str],
+                                                        sqlite_env: Env, tmp_path: Path) -> None:
+    """The Pusher publishes as deploy does (contracts.publish): what a killed one leaves is the
+    same kind of staging directory, under the pipeline's serving name, and doctor removes it."""
+    from pipeline.components.pusher_executor import PUSH_CRASH_ENV
+
+    model = tmp_path / "trainer" / "Format-Serving"
+    (model / "variables").mkdir(parents=True)
+    (model / "saved_model.pb").write_bytes(b"\x08\x01")
+    base = Path(sqlite_env.serving_dir) / "mnist"
+    proc = subprocess.run([sys.executable, "-c", KILLED_PUSH, str(model), str(base)],
+                          env={**os.environ, PUSH_CRASH_ENV: "before_publish"},
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 97, proc.stderr[-2000:]
+    left = [p for p in base.iterdir() if p.is_dir()]
+    assert [p.name.startswith(".tmp-") for p in left] == [True]
+    assert (left[0] / "saved_model.pb").is_file()  # the copy was whole; only the rename missed
+
+    code, out, err = mlmodel(capsys, sqlite_env, "doctor", "--output", "json")
+    assert code == 1, err
+    assert [(r["kind"], r["path"], r["action"]) for r in json.loads(out)] == [
+        ("staging", str(left[0]), "remove with --repair")]
+    code, out, err = mlmodel(capsys, sqlite_env, "doctor", "--repair")
+    assert code == 0, err
+    assert not [p for p in base.iterdir() if p.is_dir()]
+    code, _, _ = mlmodel(capsys, sqlite_env, "doctor")
+    assert code == 0
+
+
+def test_an_older_pushers_staging_is_found(capsys: pytest.CaptureFixture[str],
+                                           sqlite_env: Env) -> None:
+    legacy = Path(sqlite_env.serving_dir) / "mnist" / ".push-3-k2j4h5g6"
+    (legacy / "variables").mkdir(parents=True)
+    code, out, _ = mlmodel(capsys, sqlite_env, "doctor", "--output", "json")
+    assert code == 1
+    assert [(r["kind"], r["path"]) for r in json.loads(out)] == [("staging", str(legacy))]
+
+
+def test_deploy_and_push_number_versions_alike(tmp_path: Path) -> None:
+    """One numbering rule: one more than every directory and every recorded version."""
+    from contracts import publish
+
+    parent = tmp_path / "m"
+    (parent / "2").mkdir(parents=True)
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "f").write_text("x")
+    assert publish.publish(publish.stage_copy(str(source), str(parent)), str(parent))[0] == 3
+    version, path = publish.publish(publish.stage_copy(str(source), str(parent)), str(parent),
+                                    taken={7})
+    assert (version, os.path.basename(path)) == (8, "8")
+    assert sorted(os.listdir(parent)) == ["2", "3", "8"]
