@@ -11,6 +11,7 @@ a store tf.io.gfile cannot list (s3://), ExampleGen's driver hook runs
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import click
@@ -49,6 +50,9 @@ def main(output: str, image: str, **options: object) -> None:
         config = config_from_options(dict(options))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    # No InfraValidator on Kubeflow (docs/serving.md, "InfraValidator"): TFX's KubernetesRunner
+    # needs KFP v1's Argo pod and runs the tensorflow/serving image, not our server.
+    config = dataclasses.replace(config, infra_validation=False)
     beam = beam_options(config, MULTI_PROCESS_BEAM)
     storage.configure(beam)  # remote --data is looked at (its layout) when compiling
     data = resolve_data(config.data, config.dataset, config.data_root, config.class_names)

@@ -467,6 +467,11 @@ class RegistryReader:
                     "trainer_execution_id": int(trainer.id) if trainer is not None else None,
                     "blessing_artifact_id": int(cand.blessing.id) if cand.blessing else None,
                     "blessed": cand.blessed,
+                    # TFX's InfraValidator: did `serving start` load it and answer (None: not run)
+                    "infra_blessing_artifact_id": (int(cand.infra_blessing.id)
+                                                   if cand.infra_blessing else None),
+                    "infra_blessed": cand.infra_blessed,
+                    "infra_failure": cand.infra_failure.get("reason", ""),
                     "pushed_model_artifact_id": int(cand.pushed.id) if cand.pushed else None,
                     "pushed_destination": cand.pushed_dir,
                 }

@@ -91,6 +91,19 @@ class ReportData:
     predictions: Predictions | None = None
     not_scored: str = ""                       # why there are no predictions
     previous: PreviousModel | None = None
+    infra: str = ""                            # the InfraValidator's verdict ("" = not run)
+
+
+def infra_verdict(cand: pipeline_models.Candidate) -> str:
+    """The InfraValidator's InfraBlessing in words: served, or why not; "" when it did not run."""
+    if cand.infra_blessed is None:
+        return ""
+    if cand.infra_blessed:
+        return "yes: `serving start` loaded it and answered the eval examples"
+    failure = cand.infra_failure
+    log = "; ".join(failure.get("log", [])[-3:])
+    return f"no: {failure.get('reason', 'see the run log')}" + (f" (server log: {log})" if log
+                                                                 else "")
 
 
 # ---------------------------------------------------------------------------- MLMD lookups
@@ -299,6 +312,7 @@ def gather_report(registry: Any, name: str) -> ReportData:
         eval_examples=facts["eval_examples"], train_seconds=facts["train_seconds"],
         hparams=facts["hparams"], class_names=[], evaluation=run.candidate.evaluation or {},
         generated=datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"))
+    data.infra = infra_verdict(run.candidate)
     if run.statistics is not None:
         data.statistics = read_statistics(run.statistics.uri)
         data.statistics_uri = run.statistics.uri

@@ -232,6 +232,7 @@ def render_header(data: ReportData) -> str:
         ["model artifact", f"{data.model_id} &nbsp; <code>{html.escape(data.model_uri)}</code>"],
         ["pipeline run", html.escape(data.pipeline_run or "n/a")],
         ["blessed", blessed_html],
+        ["served (InfraValidator)", html.escape(data.infra or "not checked")],
         ["pushed to", html.escape(data.pushed_dir or "not pushed")],
         ["eval accuracy", _fmt(overall.get(ACCURACY))],
         ["train / eval examples", f"{data.train_examples} / {data.eval_examples}"],

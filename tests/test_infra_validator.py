@@ -283,3 +283,88 @@ def test_the_executor_refuses_a_docker_or_kubernetes_spec(good_model: Path) -> N
     with pytest.raises(ValueError, match="local_docker"):
         iv.InfraValidatorExecutor()._ValidateOnce(  # noqa: SLF001
             str(good_model), None, spec, infra_validator_pb2.ValidationSpec(), [])  # type: ignore[arg-type]
+
+
+# -- in the graph (the shared tiny run) -----------------------------------------------------
+@pytest.mark.slow
+def test_the_tiny_run_infra_validates_then_pushes_the_warmed_model(tiny_pipeline_run: Any) -> None:
+    run = tiny_pipeline_run
+    summary = run.summary
+    assert summary.states["InfraValidator"] == "COMPLETE"
+    assert summary.infra_blessed is True and summary.infra_requests >= 1
+    assert summary.pushed_version is not None
+    pushed = Path(run.serving_dir) / run.model_name / str(summary.pushed_version)
+    warm = pushed / "assets.extra" / "tf_serving_warmup_requests"
+    assert warm.is_file() and (pushed / "assets.extra" / "dict.tsv").is_file()
+    assert "served:        yes" in run.output
+    assert "InfraValidator" in run.output  # its progress line, with its seconds
+    # MLMD: the run's model carries its InfraBlessing in the lineage the registry reads
+    from metastore.pipeline_models import candidate, latest_artifact
+    from metastore.store import Store, parse_backend
+
+    store = Store(parse_backend(run.metadata_path))
+    model = candidate(store, latest_artifact(store, "Model", run.model_name))
+    assert model.infra_blessed is True and model.infra_failure == {}
+
+
+def test_no_infra_validation_leaves_it_out_of_the_graph(tmp_path: Path) -> None:
+    from pipeline.config import PipelineConfig
+    from pipeline.datasets import ResolvedData
+    from pipeline.pipeline import create_pipeline
+    from tests.datagen import write_png_folder
+
+    folder = str(write_png_folder(tmp_path / "data", n_per_class=4, classes=(0, 1), split_folders=True))
+    data = ResolvedData(path=folder, class_names=("zero", "one"), description="test")
+    ids = {}
+    for enabled in (True, False):
+        config = PipelineConfig(data=folder, infra_validation=enabled,
+                                pipeline_root=str(tmp_path / "root"))
+        pipeline = create_pipeline(config, data)
+        ids[enabled] = [c.id for c in pipeline.components]
+        pusher = next(c for c in pipeline.components if c.id == "Pusher")
+        assert ("infra_blessing" in pusher.inputs) is enabled
+    assert ids[True].index("Evaluator") < ids[True].index("InfraValidator") < ids[True].index(
+        "Pusher")
+    assert "InfraValidator" not in ids[False]
+
+
+def test_the_runner_flag_turns_it_off() -> None:
+    from pipeline.cli_options import config_from_options
+
+    assert config_from_options({"infra_validation": False}).infra_validation is False
+    assert config_from_options({}).infra_validation is True
+
+
+# -- where it is shown: mlmodel summary, the report, the console's lineage graph -------------
+@pytest.mark.slow
+def test_mlmodel_summary_shows_the_infra_blessing(tiny_pipeline_run: Any) -> None:
+    from registry.api import open_registry
+
+    run = tiny_pipeline_run
+    lineage = open_registry(run.metadata_path, run.serving_dir).summary(run.model_name).lineage
+    assert lineage["infra_blessed"] is True and lineage["infra_blessing_artifact_id"]
+    assert lineage["infra_failure"] == ""
+
+
+def test_the_report_and_the_lineage_graph_name_a_failed_infra_validation() -> None:
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    from metastore.pipeline_models import Candidate, add_output
+    from registry.report_data import infra_verdict
+    from registry.ui.graph import blessing_word
+
+    blessing = pb.Artifact(type=mlmd.INFRA_BLESSING)
+    blessing.custom_properties[mlmd.BLESSED].int_value = 0
+    blessing.custom_properties[mlmd.INFRA_FAILURE].string_value = json.dumps(
+        {"reason": "the server answered a request with INVALID_ARGUMENT: bad shape",
+         "log": ["serving.grpc WARNING boom"], "tries": 2})
+    cand = Candidate(model=None)
+    assert infra_verdict(cand) == ""
+    add_output(cand, blessing)
+    assert cand.infra_blessed is False
+    verdict = infra_verdict(cand)
+    assert verdict.startswith("no: the server answered") and "boom" in verdict
+    assert blessing_word(mlmd.INFRA_BLESSING, 0) == " infra failed"
+    assert blessing_word(mlmd.INFRA_BLESSING, 1) == " infra-validated"
+    assert blessing_word("ModelBlessing", 1) == " blessed"
+    assert blessing_word("PushedModel", 1) == ""

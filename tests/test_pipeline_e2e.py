@@ -18,7 +18,7 @@ from tests.conftest import TINY_HPARAMS, TinyRun, run_tiny
 pytestmark = pytest.mark.slow
 
 COMPONENTS = ["ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
-              "Trainer", "LatestBlessedModelResolver", "Evaluator", "Pusher"]
+              "Trainer", "LatestBlessedModelResolver", "Evaluator", "InfraValidator", "Pusher"]
 ARTIFACT_TYPES = {
     "ExampleGen": {"Examples"},
     "StatisticsGen": {"ExampleStatistics"},
@@ -27,6 +27,7 @@ ARTIFACT_TYPES = {
     "Transform": {"TransformGraph", "Examples"},
     "Trainer": {"Model", "ModelRun"},
     "Evaluator": {"ModelEvaluation", "ModelBlessing"},
+    "InfraValidator": {"InfraBlessing"},
     "Pusher": {"PushedModel"},
 }
 

@@ -17,6 +17,18 @@ ROW_GAP = 26      # between rows
 MARGIN = 10
 
 
+# What a blessing artifact's node says: the Evaluator's ModelBlessing (accurate enough) and the
+# InfraValidator's InfraBlessing (`serving start` loaded the model and answered eval examples).
+BLESSING_WORDS = {"ModelBlessing": ("blessed", "not blessed"),
+                  "InfraBlessing": ("infra-validated", "infra failed")}
+
+
+def blessing_word(type_name: str, blessed: object) -> str:
+    """' blessed' / ' not blessed' (or the InfraBlessing's words) for a blessing node, else ''."""
+    words = BLESSING_WORDS.get(type_name)
+    return "" if words is None else " " + words[0 if blessed else 1]
+
+
 @dataclass
 class Node:
     key: str            # unique: "a42" (artifact 42), "e7" (execution 7)

@@ -24,7 +24,7 @@ from metastore.errors import NotFoundError
 from metastore.store import DEPLOYMENT, EVALUATION, REGISTRY_ACTION, prop
 from registry import list_index
 from registry.api import Registry, serving_order
-from registry.ui.graph import Graph, Node, layout
+from registry.ui.graph import Graph, Node, blessing_word, layout
 
 MODEL_SORTS = ("name", "user", "serving", "version", "accuracy", "modified", "created")
 RUNS_PER_PAGE = 25
@@ -565,8 +565,8 @@ class Console:
             subtitle = f"#{artifact.id}"
             if type_name == DEPLOYMENT:
                 subtitle += f" version {prop(artifact, 'version', '?')}"
-            elif type_name == "ModelBlessing":
-                subtitle += " blessed" if prop(artifact, keys.BLESSED, 0) else " not blessed"
+            else:
+                subtitle += blessing_word(type_name, prop(artifact, keys.BLESSED, 0))
             kind = "deployment" if type_name == DEPLOYMENT else "artifact"
             graph.add_node(Node(f"a{artifact.id}", type_name.replace("mlmodel.", ""), subtitle,
                                 f"/artifacts/{artifact.id}", kind))
