@@ -72,4 +72,4 @@ def check_pixels(data: bytes, source: str, max_pixels: int = DEFAULT_MAX_IMAGE_P
 
 def _refuse(source: str, pixels: str, max_pixels: int) -> None:
     raise ImageTooLarge(f"{source}: the image is {pixels} pixels, more than the {max_pixels:,} "
-                        "allowed; downscale it (the model sees 28 x 28) and send it again")
+                        "allowed; downscale it first (the model sees 28 x 28)")

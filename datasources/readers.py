@@ -25,6 +25,7 @@ import numpy as np
 from contracts import examples as features
 from datasources import storage
 from datasources.errors import DataError
+from datasources.images import DEFAULT_MAX_IMAGE_PIXELS, ImageTooLarge, check_pixels
 
 SIDE = features.IMAGE_HEIGHT
 PIXELS = features.IMAGE_PIXELS
@@ -98,9 +99,14 @@ def check_label(label: int, num_classes: int, source: str) -> int:
 
 
 def decode_image(data: bytes, source: str) -> np.ndarray:
-    """Encoded image bytes -> uint8 [28, 28] grey; DataError if corrupted or not convertible."""
+    """Encoded image bytes -> uint8 [28, 28] grey; DataError if corrupted or not convertible,
+    or if its header claims more pixels than the cap (``datasources.images``), before decoding."""
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        check_pixels(data, source, DEFAULT_MAX_IMAGE_PIXELS)
+    except ImageTooLarge as exc:
+        raise DataError(str(exc)) from None
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()

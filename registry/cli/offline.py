@@ -56,6 +56,14 @@ def _model_options(fn: Any) -> Any:
     return fn
 
 
+def _finite(value: float, flag: str) -> float:
+    """click's FloatRange lets NaN through (every comparison with it is False)."""
+    if value != value:
+        raise click.BadParameter(f"{value} is not a number; give a share in (0, 1]",
+                                 param_hint=flag)
+    return value
+
+
 def _chosen(reg: Any, name: str, version: int | None, label: str | None) -> tuple[Any, ...]:
     if version is not None and label is not None:
         raise click.UsageError("give --version or --label, not both")
@@ -90,7 +98,8 @@ def _infer(path: str, pixels: Any, beam_args: tuple[str, ...]) -> Any:
 @click.argument("data")
 @_model_options
 @click.option("--rate", type=click.FloatRange(0, 1, min_open=True), default=0.8,
-              show_default=True, help="Share of the examples each repetition scores.")
+              show_default=True, callback=lambda _c, _p, v: _finite(v, "--rate"),
+              help="Share of the examples each repetition scores.")
 @click.option("--repeat", type=click.IntRange(1, 100), default=3, show_default=True,
               help="Repetitions, each on its own random sample.")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -229,6 +238,8 @@ def predict_cmd(ctx: click.Context, name: str, data: str, version: int | None, l
     """
     reg, group_output = settings_registry(ctx)
     output = output_format or group_output
+    if out_file and output not in ("json", "csv"):  # checked before TensorFlow loads
+        raise click.UsageError("--out needs --output json or csv")
     path, picked, _, class_names = _chosen(reg, name, version, label)
     examples = _read(data, class_names, split, limit, allow_unlabelled=True)
     probabilities = _infer(path, examples.pixels, beam_args)
@@ -245,8 +256,6 @@ def predict_cmd(ctx: click.Context, name: str, data: str, version: int | None, l
     else:
         text = ""
     if out_file:
-        if not text:
-            raise click.UsageError("--out needs --output json or csv")
         _write_atomically(out_file, text)
         render.note(f"wrote {len(rows):,} predictions to {out_file}")
     elif text:
