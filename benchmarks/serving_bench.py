@@ -14,6 +14,11 @@
   streams, the cheapest client, so that it takes little of the cores it shares with the server;
   ``aiohttp``: aiohttp's client).
 Each figure is the median of ``--repeats`` runs; the baselines and the server take turns.
+
+``--capture``: instead, request capture's cost (issue 25). Two servers run side by side on the
+same model, one with ``--capture-rate 1.0`` (every request written as a PredictionLog) and one
+without; they take turns (which goes first alternates) at concurrency 1 (p50) and 32
+(throughput), REST and gRPC. The target: with capture within 10% of without.
 """
 
 from __future__ import annotations
@@ -292,6 +297,79 @@ def start_server(serving_dir: Path, port: int, window_ms: float,
     raise RuntimeError("the server did not become ready within 180 s")
 
 
+def capture_case(args: argparse.Namespace) -> None:
+    """Capture on (rate 1.0) vs off: c1 p50 and c32 throughput, REST and gRPC, turn by turn."""
+    import requests
+
+    from serving.server import free_port
+
+    load = load_raw if args.client == "raw" else load_aiohttp
+    with tempfile.TemporaryDirectory() as tmp:
+        serving_dir = Path(tmp) / "serving_model"
+        version_dir = serving_dir / "mnist" / "1"
+        if args.model_dir is not None:
+            import shutil
+
+            shutil.copytree(args.model_dir, version_dir)
+        else:
+            build_model(version_dir)
+        servers: dict[str, tuple[int, int, subprocess.Popen[bytes]]] = {}
+        for which, extra in (("off", []), ("on", ["--capture-rate", "1.0", "--capture-dir",
+                                                  str(Path(tmp) / "capture")])):
+            port, grpc_port = free_port(), free_port()
+            servers[which] = (port, grpc_port, start_server(
+                serving_dir, port, args.batch_window_ms,
+                ["--grpc-port", str(grpc_port), "--capture-max-mb", "0", *extra]))
+        image = [[[0.5] for _ in range(28)] for _ in range(28)]
+        body = json.dumps({"signature_name": SERVING_DEFAULT, "instances": [image]}).encode()
+        grpc_body = grpc_request()
+        runs: dict[str, list[float]] = {}
+        failures = 0
+        try:
+            for repeat in range(args.repeats):
+                order = ["off", "on"] if repeat % 2 == 0 else ["on", "off"]
+                for which in order:
+                    port, grpc_port, _ = servers[which]
+                    url = f"http://127.0.0.1:{port}/v1/models/mnist/versions/1:predict"
+                    for c in (1, 32):
+                        for api, (rps, latencies, failed) in (
+                                ("rest", asyncio.run(load(url, body, c, args.seconds))),
+                                ("grpc", asyncio.run(load_grpc(f"127.0.0.1:{grpc_port}",
+                                                               grpc_body, c, args.seconds,
+                                                               args.grpc_channels)))):
+                            failures += failed
+                            key = (f"{which}_{api}_p50_ms" if c == 1 else f"{which}_{api}_c32_rps")
+                            value = percentile(latencies, 50) * 1e3 if c == 1 else rps
+                            runs.setdefault(key, []).append(value)
+            metrics = requests.get(f"http://127.0.0.1:{servers['on'][0]}/metrics", timeout=10).text
+            captured = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                           if line.startswith("serving_capture_records_total"))
+            dropped = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                          if line.startswith(("serving_capture_dropped_total",
+                                              "serving_capture_write_errors_total")))
+        finally:
+            for _, _, proc in servers.values():
+                proc.terminate()
+                proc.wait(30)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    if args.output == "json":
+        print(json.dumps({"medians": med, "runs": runs, "failures": failures,
+                          "captured": captured, "dropped_or_errors": dropped,
+                          "repeats": args.repeats, "seconds": args.seconds}, indent=2))
+        return
+    print(f"capture benchmark: median of {args.repeats} x {args.seconds:g} s per figure, "
+          f"{os.cpu_count()} CPUs, {args.client} client, {failures} failed requests, "
+          f"{captured:.0f} records captured, {dropped:.0f} dropped or lost")
+    print(f"{'measure':44} {'off':>9} {'rate 1.0':>9} {'ratio':>7} {'target':>8}")
+    for api in ("rest", "grpc"):
+        off, on = med[f"off_{api}_p50_ms"], med[f"on_{api}_p50_ms"]
+        print(f"{api} p50 latency, concurrency 1 (ms){'':10} {off:9.3f} {on:9.3f} "
+              f"{on / off:6.2f}x {'<= 1.10x':>8}")
+        off, on = med[f"off_{api}_c32_rps"], med[f"on_{api}_c32_rps"]
+        print(f"{api} throughput, concurrency 32 (req/s){'':7} {off:9.1f} {on:9.1f} "
+              f"{on / off:6.2f}x {'>= 0.90x':>8}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
@@ -313,7 +391,12 @@ def main() -> None:
                         help="gRPC connections the callers are spread over (1 for one caller)")
     parser.add_argument("--server-threads", action="store_true",
                         help="start the server with --intra-op-threads/--inter-op-threads too")
+    parser.add_argument("--capture", action="store_true",
+                        help="only the capture case: --capture-rate 1.0 vs off, same run")
     args = parser.parse_args()
+    if args.capture:
+        capture_case(args)
+        return
     if args.baseline_worker is not None:
         baseline_worker(args.baseline_worker, args.intra, args.inter)
         return

@@ -370,3 +370,21 @@ def test_an_unwritable_directory_answers_every_request(servers: Servers) -> None
     log = running.log.read_text()
     assert log.count("capture: cannot write to") == 1, log[-3000:]  # logged once
     assert running.capture_dir.is_file()  # nothing was written over it
+
+
+def test_predict_records_written_directly_parse_as_the_proto_would_build_them() -> None:
+    """``record_bytes`` writes predict logs' wire format by hand (for speed): it must parse to
+    exactly the message the proto classes build, for every dtype a signature may take."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from serving import capture
+
+    item = capture._Item(
+        "root_mnist", 300, "serving_images", capture.PREDICT,
+        {"image_bytes": np.array([b"\x89PNG\r\n", b"x" * 200, b""], dtype=object),
+         "ids": np.arange(-2, 3, dtype=np.int64), "empty": np.zeros((2, 0), np.uint8),
+         "images": np.linspace(0, 1, 784 * 2, dtype=np.float32).reshape(2, 28, 28, 1)},
+        {"probabilities": np.full((3, 10), 0.1, np.float32)}, [], 1_796_000_000.7)
+    parsed = prediction_log_pb2.PredictionLog.FromString(capture.record_bytes(item, 0.25))
+    assert parsed == capture.prediction_log(item, 0.25)
+    assert parsed.log_metadata.timestamp_secs == 1_796_000_000
