@@ -6,6 +6,8 @@ sorting them sees what the model answered; the same capture always gets the same
 exporting twice does not duplicate. A person moves each file into ``OUT/<class>/`` (a class name
 or index, as the pipeline's image-folder layout reads) and deletes ``unlabelled/``; then
 ``python -m pipeline.local_runner --data OUT --warm-start`` retrains from the served model.
+``OUT/dict.tsv`` (the model's class names) keeps the classes in the model's order, whether the
+folders are named by class name or by index.
 
 Atomic: the PNGs are written into a hidden staging folder inside OUT, which becomes
 ``OUT/unlabelled`` by one rename (or, when that folder exists, each file is renamed into it), so
@@ -26,6 +28,7 @@ from metastore.errors import InputError
 from registry import monitor_capture, monitor_lineage
 
 UNLABELLED = "unlabelled"
+DICTIONARY_FILE = "dict.tsv"  # what the pipeline's layouts read at the data root
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
 
 
@@ -42,6 +45,16 @@ def _write_png(path: str, pixels: np.ndarray) -> None:
     from PIL import Image
 
     Image.fromarray(np.asarray(pixels, dtype=np.uint8), mode="L").save(path, format="PNG")
+
+
+def _write_dictionary(out: str, class_names: list[str]) -> None:
+    from contracts.dictionary import format_dictionary
+
+    path = os.path.join(out, DICTIONARY_FILE)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(format_dictionary(class_names))
+    os.replace(tmp, path)
 
 
 def export_captured(reg: Any, name: str, out_dir: str, version: int | None = None,
@@ -87,6 +100,7 @@ def export_captured(reg: Any, name: str, out_dir: str, version: int | None = Non
     finally:
         if os.path.isdir(staging):
             shutil.rmtree(staging, ignore_errors=True)
+    _write_dictionary(out, class_names)
     return {"model": name, "version": target.version, "out": out, "folder": final,
             "captured": len(captured), "selected": int(len(chosen)), "written": len(names),
             "class_names": list(class_names)}

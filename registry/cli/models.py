@@ -19,7 +19,7 @@ SUMMARY_FIELDS = ["id", "user", "name", "filename", "format", "type", "category"
                   "feature", "label", "parameter", "evaluation", "cross_validation", "grid_info",
                   "train_cnt", "elapsed", "training", "dictionary", "cdate", "mdate", "serving",
                   "serving_name", "state", "current_version", "versions", "labels", "source",
-                  "lineage"]
+                  "lineage", "monitoring"]
 
 
 def print_list(reg: Any, output: str, paging: dict[str, Any] | None = None,
@@ -118,12 +118,16 @@ def list_cmd(ctx: click.Context, limit: int | None, offset: int, page_token: str
 @fail_on_errors
 def summary_cmd(ctx: click.Context, name: str, fields: str | None, **_: Any) -> None:
     """Show one model as name/value rows (optionally only FIELDS, comma-separated)."""
+    from registry import monitor_store
+
     reg, output = settings_registry(ctx)
     s = reg.summary(name)
     values: dict[str, Any] = {
         **asdict(s), "grid_info": {},
         "cdate": render.compact_time(s.cdate), "mdate": render.compact_time(s.mdate),
         "serving": "on" if s.serving else "off",
+        "monitoring": monitor_store.summary_line(reg, name) if output != "json"
+        else monitor_store.latest_reports(reg, name),  # `mlmodel monitor`'s newest report
     }
     if output != "json":
         values["training"] = describe_training(s.training)

@@ -27,7 +27,7 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
 from metastore.errors import ConflictError, InputError, NotFoundError, RegistryError
 from registry.api import Registry
-from registry.ui import figures, security
+from registry.ui import figures, monitoring, security
 from registry.ui.queries import Console, dumps
 
 HERE = Path(__file__).resolve().parent
@@ -433,6 +433,7 @@ def make_app(config: UIConfig) -> web.Application:
     app.router.add_get("/executions/{execution_id}", console.execution)
     app.router.add_get("/predict", console.predict_page)
     app.router.add_post("/api/predict", console.predict)
+    monitoring.register(app, console)  # /models/{name}/monitoring...
     app.router.add_static("/static/", str(HERE / "static"), follow_symlinks=False)
     app.on_cleanup.append(console.close)
     return app
