@@ -244,8 +244,14 @@ def predict(name: str, inputs: tuple[str, ...], version: int | None, label: str 
         return predict_inputs(url, model, list(inputs), version=version, label=label,
                               token=auth_token, batch_size=batch_size, limit=limit)
 
+    from datasources.images import ImageTooLarge
+
     try:
         report = run(name)
+    except ImageTooLarge as exc:  # an input file: a usage error (exit 2), named
+        error = click.ClickException(str(exc))
+        error.exit_code = 2
+        raise error from None
     except ServerError as exc:
         served_as = None
         if exc.status == 404 and (grpc_target or not is_served(url, name, auth_token)):

@@ -21,6 +21,7 @@ import requests
 from contracts.examples import IMAGE_KEY, IMAGE_PIXELS, MAX_CLASSES
 from contracts.signatures import SERVING_DEFAULT, SERVING_IMAGES
 from datasources import readers
+from datasources.images import DEFAULT_MAX_IMAGE_PIXELS, check_pixels
 from datasources.layouts import names_for_indices
 from datasources.offline import UNKNOWN, read_offline
 
@@ -71,8 +72,12 @@ def _label_of(path: str) -> int | None:
 
 
 def _file_item(path: str) -> Item:
+    """One image file; ``ImageTooLarge`` (naming it) when its header claims more pixels than the
+    server's default cap, before it is sent (the server would refuse it anyway)."""
     with open(path, "rb") as f:
-        return Item(path, _label_of(path), image_bytes=f.read(), folder=_folder_of(path))
+        data = f.read()
+    check_pixels(data, path, DEFAULT_MAX_IMAGE_PIXELS)
+    return Item(path, _label_of(path), image_bytes=data, folder=_folder_of(path))
 
 
 def _idx_items(path: str) -> list[Item]:

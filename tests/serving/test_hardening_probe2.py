@@ -248,3 +248,18 @@ def test_no_grpc_tensor_to_any_signature_is_internal(both: Server, sig: str, dty
     for proto in candidates:
         code, message = grpc_call(both, {key: proto}, sig)
         assert code not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), message
+
+
+def test_serving_predict_refuses_a_bomb_file_with_exit_2(both: Server, tmp_path: Path) -> None:
+    """Checked from the header before the file is sent."""
+    from click.testing import CliRunner
+
+    from serving import cli as serving_cli
+
+    bomb_file = tmp_path / "7" / "bomb.png"
+    bomb_file.parent.mkdir()
+    bomb_file.write_bytes(bomb_png(3000, 3000))
+    result = CliRunner().invoke(serving_cli.main, ["predict", "root_mnist", str(bomb_file),
+                                                   "--url", both.url])
+    assert result.exit_code == 2, result.output
+    assert "bomb.png" in result.output and "9,000,000 pixels" in result.output
