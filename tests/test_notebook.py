@@ -74,6 +74,12 @@ def test_notebook_runs_the_demo_end_to_end(tmp_path: Path,
     assert "overall accuracy:" in per_digit
     assert len(re.findall(r"^\s+\d \s*\w+: \d\.\d{4}$", per_digit, re.M)) == 10, per_digit
 
+    # InfraValidator: our server loaded the candidate and answered before the Pusher pushed it.
+    infra = _text(_cell(nb, 'context.run(component["InfraValidator"])'))
+    assert "infra-validated: True" in infra and "requests answered: 5" in infra, infra
+    assert (work / "serving_model" / "notebook_mnist_notebook" / "1" / "assets.extra"
+            / "tf_serving_warmup_requests").is_file()
+
     deployed = _text(_cell(nb, "registry.deploy("))
     assert "latest_version=1" in deployed and "notebook_mnist_notebook" in deployed
     assert (work / "serving_model" / "notebook_mnist_notebook" / "1" / "saved_model.pb").is_file()

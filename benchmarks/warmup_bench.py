@@ -1,0 +1,182 @@
+"""First request after a deploy, with and without the InfraValidator's warm-up requests.
+
+    python benchmarks/warmup_bench.py [--rounds 3] [--steady 200]
+
+The pipeline's InfraValidator (``RequestSpec.make_warmup``) pushes the model with
+``assets.extra/tf_serving_warmup_requests``: the eval examples it sent, as PredictLogs through
+``serving_examples``; ``serving start`` replays them while loading a version, before it is
+AVAILABLE (``serving/warmup.py``). For each variant, in turns, a fresh ``serving start`` on an
+empty serving dir is given the model (a deploy: the version directory renamed into place); once
+gRPC ``GetModelStatus`` says AVAILABLE, one Predict through ``serving_examples`` (one tf.Example)
+is timed, then ``--steady`` more give the steady p50. Target: first request <= 2x steady p50 with
+the warm-up. Also printed: how long the deploy took to become AVAILABLE (the warm-up's cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.machine import machine  # noqa: E402
+from benchmarks.serving_bench import build_model, percentile  # noqa: E402
+
+MODEL = "warm"
+WARMUP_REQUESTS = 5  # what the pipeline's InfraValidator sends (pipeline.pipeline.INFRA_EXAMPLES)
+TARGET = 2.0
+
+
+def example_bytes(seed: int) -> bytes:
+    import numpy as np
+    import tensorflow as tf
+
+    from contracts.examples import IMAGE_KEY, IMAGE_PIXELS
+
+    pixels = np.random.default_rng(seed).integers(0, 256, IMAGE_PIXELS).tolist()
+    return tf.train.Example(features=tf.train.Features(feature={
+        IMAGE_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=pixels))})
+    ).SerializeToString()
+
+
+def predict_request(seed: int) -> object:
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    from contracts.signatures import INPUT_EXAMPLES, SERVING_EXAMPLES
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    request.model_spec.signature_name = SERVING_EXAMPLES
+    request.inputs[INPUT_EXAMPLES].CopyFrom(tf.make_tensor_proto([example_bytes(seed)]))
+    return request
+
+
+def write_warmup(model_dir: Path) -> None:
+    """The file TFX's InfraValidator writes: PredictLogs of the requests it sent."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = model_dir / "assets.extra" / "tf_serving_warmup_requests"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for seed in range(WARMUP_REQUESTS):
+            writer.write(prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=predict_request(1000 + seed))
+            ).SerializeToString())
+
+
+def one_deploy(model_dir: Path, steady: int) -> dict[str, float]:
+    import grpc
+    from tensorflow_serving.apis import (
+        get_model_status_pb2,
+        model_service_pb2_grpc,
+        prediction_service_pb2_grpc,
+    )
+
+    from pipeline.components.infra_validator_runner import free_port
+
+    serving = Path(tempfile.mkdtemp(prefix="warmup-bench-"))
+    (serving / MODEL).mkdir()
+    grpc_port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving", "start", "--source", "directory", "--serving-dir",
+         str(serving), "--port", str(free_port()), "--grpc-port", str(grpc_port),
+         "--poll-s", "0.05", "--log-level", "WARNING"], cwd=str(ROOT), env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+        grpc.channel_ready_future(channel).result(timeout=180)
+        status = model_service_pb2_grpc.ModelServiceStub(channel)
+        predict = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        staging = serving / MODEL / ".staging"
+        shutil.copytree(model_dir, staging)
+        deployed = time.perf_counter()
+        os.rename(staging, serving / MODEL / "1")  # the deploy
+        ask = get_model_status_pb2.GetModelStatusRequest()
+        ask.model_spec.name = MODEL
+        while True:
+            try:
+                states = [s.state for s in status.GetModelStatus(ask).model_version_status]
+            except grpc.RpcError:
+                states = []
+            if states and all(s == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+                              for s in states):
+                break
+            if get_model_status_pb2.ModelVersionStatus.END in states:
+                raise RuntimeError("the deployed version failed to load")
+            time.sleep(0.01)
+        available_s = time.perf_counter() - deployed
+        requests = [predict_request(seed) for seed in range(steady + 1)]
+        started = time.perf_counter()
+        predict.Predict(requests[0], timeout=60)
+        first_ms = (time.perf_counter() - started) * 1000
+        times = []
+        for request in requests[1:]:
+            started = time.perf_counter()
+            predict.Predict(request, timeout=60)
+            times.append((time.perf_counter() - started) * 1000)
+        channel.close()
+        return {"first_ms": first_ms, "p50_ms": percentile(times, 50),
+                "available_s": available_s}
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+        shutil.rmtree(serving, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steady", type=int, default=200)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    from contracts.runtime import configure_tensorflow
+
+    configure_tensorflow()
+    work = Path(tempfile.mkdtemp(prefix="warmup-models-"))
+    try:
+        cold, warm = work / "cold", work / "warm"
+        build_model(cold)
+        shutil.copytree(cold, warm)
+        write_warmup(warm)
+        runs: dict[str, list[dict[str, float]]] = {"without warm-up": [], "with warm-up": []}
+        for round_ in range(args.rounds):  # rotated order: neither variant always goes first
+            order = list(runs) if round_ % 2 == 0 else list(reversed(runs))
+            for name in order:
+                runs[name].append(one_deploy(warm if name == "with warm-up" else cold,
+                                             args.steady))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    table = {}
+    for name, results in runs.items():
+        first = statistics.median(r["first_ms"] for r in results)
+        p50 = statistics.median(r["p50_ms"] for r in results)
+        table[name] = {"first_ms": first, "steady_p50_ms": p50, "ratio": first / p50,
+                       "available_s": statistics.median(r["available_s"] for r in results),
+                       "rounds": results}
+    if args.json:
+        print(json.dumps({"machine": machine(), "results": table}, indent=2))
+        return
+    print(f"First gRPC Predict (serving_examples, 1 example) after a deploy; {machine()}")
+    print(f"median of {args.rounds} fresh servers each; steady = {args.steady} requests after")
+    print(f"{'':18} {'first ms':>9} {'steady p50 ms':>14} {'first/p50':>10} {'AVAILABLE s':>12}")
+    for name, row in table.items():
+        print(f"{name:18} {row['first_ms']:9.2f} {row['steady_p50_ms']:14.2f} "
+              f"{row['ratio']:9.1f}x {row['available_s']:12.2f}")
+    ok = table["with warm-up"]["ratio"] <= TARGET
+    print(f"target: first <= {TARGET:g}x steady p50 with warm-up: {'met' if ok else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
