@@ -26,6 +26,10 @@ samples and scikit-learn's digits (docs/training.md has the numbers):
   (``modules/image_profile.py``; digits 3-4 px) the objects survive rotation, zoom and shifts of
   a tenth of the frame ("affine"); objects that fill the frame (Fashion-MNIST: 0 px) get shifts
   of about one pixel ("shift"), as larger transforms cut them.
+* **Input blur**: when the training images carry little fine detail (a share of spectral energy
+  above half the Nyquist frequency under ``SMOOTH_MAX_DETAIL``: low-resolution scans upscaled,
+  as the embedded digits), the model's first layer blurs every input by ``INPUT_BLUR_PX``, in
+  training and at serving, so sharper inputs are read at the detail the model learned from.
 
 Any of ``epochs``, ``batch_size``, ``augment`` and ``augmentation`` set explicitly in
 ``HParams`` (``--epochs``, ``--batch-size``, ``--[no-]augment``) wins over the rule, and the
@@ -39,6 +43,7 @@ import math
 from typing import Any
 
 from modules.hparams import HParams
+from modules.image_profile import ImageProfile
 
 MIN_STEPS = 2_000
 MIN_EPOCHS = 8  # 10 gained Fashion-MNIST 0.1-0.2 points for +26% end-to-end time
@@ -49,6 +54,8 @@ MIN_PATIENCE = 10
 EARLY_STOPPING_MONITOR = "val_sparse_categorical_accuracy"
 AUGMENT_MAX_PER_CLASS = 1_000
 AFFINE_MIN_MARGIN_PX = 2.0
+SMOOTH_MAX_DETAIL = 0.05  # digits 0.026; Fashion-MNIST 0.101; MNIST 0.110 (image_profile.py)
+INPUT_BLUR_PX = 1.0
 DEFAULT_MAX_TRAIN_MINUTES = 60.0
 
 
@@ -65,6 +72,8 @@ class TrainingBudget:
     augment: bool
     augmentation: str  # "shift", "affine" or "none"
     image_margin_px: float | None  # the measurement behind ``augmentation`` (None: not measured)
+    input_blur: float  # sigma in px of the model's fixed input blur (0: none)
+    image_detail: float | None  # the measurement behind ``input_blur`` (None: not measured)
     patience: int
     watch_from_epoch: int  # 0-based: early stopping ignores the epochs before it
     max_train_minutes: float | None
@@ -78,7 +87,8 @@ class TrainingBudget:
         """``hparams`` with the budget's epochs, batch size and augmentation filled in."""
         return dataclasses.replace(
             hparams, epochs=self.epochs, batch_size=self.batch_size, augment=self.augment,
-            augmentation=self.augmentation if self.augment else hparams.augmentation)
+            augmentation=self.augmentation if self.augment else hparams.augmentation,
+            input_blur=self.input_blur)
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
@@ -105,7 +115,7 @@ def patience_for(epochs: int) -> int:
 def plan_budget(train_examples: int, hparams: HParams, *, eval_examples: int = 0,
                 num_classes: int = 10,
                 max_train_minutes: float | None = DEFAULT_MAX_TRAIN_MINUTES,
-                image_margin_px: float | None = None) -> TrainingBudget:
+                profile: ImageProfile | None = None) -> TrainingBudget:
     """The recipe for ``train_examples`` examples, honouring what ``hparams`` sets explicitly."""
     if train_examples < 1:
         raise ValueError("the training split is empty: nothing to train on")
@@ -140,9 +150,13 @@ def plan_budget(train_examples: int, hparams: HParams, *, eval_examples: int = 0
         augment = per_class <= AUGMENT_MAX_PER_CLASS
         why.append(f"augmentation {'on' if augment else 'off'} ({per_class:,.0f} per class, "
                    f"{'<=' if augment else '>'} {AUGMENT_MAX_PER_CLASS:,})")
-    augmentation, policy_why = augmentation_for(hparams, image_margin_px)
+    margin = None if profile is None else profile.margin_px
+    detail = None if profile is None else profile.detail
+    augmentation, policy_why = augmentation_for(hparams, margin)
     if augment:
         why.append(policy_why)
+    input_blur, blur_why = input_blur_for(hparams, detail)
+    why.append(blur_why)
     patience = patience_for(epochs)
     watch_from = epochs // 2
     why.append(f"early stopping on eval accuracy from epoch {watch_from + 1}, patience {patience}")
@@ -151,7 +165,8 @@ def plan_budget(train_examples: int, hparams: HParams, *, eval_examples: int = 0
     return TrainingBudget(
         train_examples=train_examples, eval_examples=eval_examples, num_classes=num_classes,
         batch_size=batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch, augment=augment,
-        augmentation=augmentation if augment else "none", image_margin_px=image_margin_px,
+        augmentation=augmentation if augment else "none", image_margin_px=margin,
+        input_blur=input_blur, image_detail=detail,
         patience=patience, watch_from_epoch=watch_from, max_train_minutes=max_train_minutes, reason="; ".join(why),
     )
 
@@ -168,6 +183,19 @@ def augmentation_for(hparams: HParams, image_margin_px: float | None) -> tuple[s
                           "inside the frame)")
     return "shift", (f"shift of ~1 px (ink margin {image_margin_px:g} px < "
                      f"{AFFINE_MIN_MARGIN_PX:g}: objects fill the frame)")
+
+
+def input_blur_for(hparams: HParams, detail: float | None) -> tuple[float, str]:
+    """The model's input blur (sigma px, 0: none) and why, from the images' fine detail."""
+    if hparams.input_blur is not None:
+        return hparams.input_blur, f"input blur {hparams.input_blur:g} px (set: --input-blur)"
+    if detail is None:
+        return 0.0, "no input blur (fine detail not measured)"
+    if detail < SMOOTH_MAX_DETAIL:
+        return INPUT_BLUR_PX, (f"input blur {INPUT_BLUR_PX:g} px, served too (fine detail "
+                               f"{detail:.3f} < {SMOOTH_MAX_DETAIL}: smooth scans, so sharp "
+                               "inputs are read at their detail)")
+    return 0.0, f"no input blur (fine detail {detail:.3f} >= {SMOOTH_MAX_DETAIL})"
 
 
 def _size_band(train_examples: int) -> str:

@@ -10,7 +10,7 @@ LR_SCHEDULES = ("cosine", "constant")
 AUGMENTATIONS = ("shift", "affine")  # see modules/model.py and modules/budget.py
 # The type of the fields whose default is None (from_dict casts by the default's type).
 _OPTIONAL_KINDS: dict[str, object] = {"epochs": 0, "batch_size": 0, "augment": False,
-                                      "augmentation": ""}
+                                      "augmentation": "", "input_blur": 0.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +31,9 @@ class HParams:
     # zoom and shifts); None: chosen by modules/budget.py from the training images' margins.
     augmentation: str | None = None
     convs_per_block: int = 1  # 3x3 convolutions in each of the two conv blocks
+    # Gaussian blur (sigma, px) of every input, served too; 0: none; None: chosen by
+    # modules/budget.py from the training images' fine detail (smooth scans get 1 px).
+    input_blur: float | None = None
     optimizer: str = "adam"  # "adam" or "sgd" (SGD with Nesterov momentum 0.9)
     # "cosine": the learning rate falls from learning_rate to ~0 over the epochs (per epoch);
     # "constant": it stays. Cosine gave Fashion-MNIST 0.919 vs 0.913 at 8 epochs, same time.
@@ -48,6 +51,8 @@ class HParams:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"hyperparameter lr_schedule must be one of {LR_SCHEDULES}, "
                              f"got {self.lr_schedule!r}")
+        if self.input_blur is not None and not 0.0 <= self.input_blur <= 3.0:
+            raise ValueError(f"hyperparameter input_blur must be in [0, 3] px, got {self.input_blur}")
         if self.augmentation is not None and self.augmentation not in AUGMENTATIONS:
             raise ValueError(f"hyperparameter augmentation must be one of {AUGMENTATIONS}, "
                              f"got {self.augmentation!r}")

@@ -9,6 +9,7 @@ configure_tensorflow()  # Keras 2 before TensorFlow is imported (see contracts/r
 import math
 import time
 
+import numpy as np
 import tensorflow as tf
 
 from modules import features
@@ -40,6 +41,23 @@ AFFINE_ROTATION = 10.0 / 360.0  # a fraction of a full turn
 AFFINE_ZOOM = 0.10
 AFFINE_ZOOM_WIDTH: float | None = None  # None: the height's factor (the aspect ratio is kept)
 AFFINE_SHIFT = 0.10
+
+
+def gaussian_kernel(sigma: float) -> np.ndarray:
+    """A normalised 2-D Gaussian, (k, k, 1, 1) for a depthwise conv, radius ceil(3 sigma)."""
+    radius = max(1, math.ceil(3 * sigma))
+    t = np.arange(-radius, radius + 1, dtype=np.float64)
+    line = np.exp(-(t**2) / (2 * sigma**2))
+    kernel = np.outer(line, line)
+    return (kernel / kernel.sum()).astype(np.float32)[:, :, None, None]
+
+
+def input_blur_layer(sigma: float) -> tf.keras.layers.Layer:
+    """A fixed (not trained) Gaussian blur of ``sigma`` px, the model's first layer."""
+    kernel = gaussian_kernel(sigma)
+    return tf.keras.layers.DepthwiseConv2D(
+        kernel.shape[0], padding="same", use_bias=False, trainable=False,
+        depthwise_initializer=tf.keras.initializers.Constant(kernel), name="input_blur")
 
 
 def augmentation_layers(policy: str) -> list[tf.keras.layers.Layer]:
@@ -81,6 +99,8 @@ def build_model(hparams: HParams | None = None,
     keras = tf.keras
     inputs = keras.Input(shape=features.IMAGE_SHAPE, name=features.INPUT_IMAGES, dtype=tf.float32)
     x = inputs
+    if hp.input_blur:  # at serving too: sharper inputs are read at the training images' detail
+        x = input_blur_layer(hp.input_blur)(x)
     if hp.augment is not False:  # None (not yet chosen by the budget) means the default: on
         for layer in augmentation_layers(hp.augmentation or "shift"):
             x = layer(x)

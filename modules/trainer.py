@@ -33,7 +33,7 @@ from contracts.training import TRAINING_SUMMARY_FILE
 from modules import features
 from modules.budget import DEFAULT_MAX_TRAIN_MINUTES, TrainingBudget, plan_budget
 from modules.hparams import HParams
-from modules.image_profile import SAMPLE, ink_margin_px
+from modules.image_profile import SAMPLE, measure
 from modules.model import ProgressFile, budget_callbacks, build_model, schedule_callbacks
 from modules.signatures import export_serving_model
 from modules.training_progress import PROGRESS_ENV
@@ -146,14 +146,15 @@ def plan_for(custom_config: dict[str, Any], hparams: HParams, train_examples: in
              sample_images: np.ndarray | None = None) -> TrainingBudget:
     """The run's budget from its data and the pipeline's settings (see modules/budget.py).
 
-    ``sample_images``: training images whose ink margin picks the augmentation (first 2,000).
+    ``sample_images``: training images whose profile (ink margin, fine detail) picks the
+    augmentation and the input blur (the first 2,000 are measured).
     """
     minutes = custom_config.get("max_train_minutes", DEFAULT_MAX_TRAIN_MINUTES)
-    margin = None if sample_images is None else ink_margin_px(sample_images)
+    profile = None if sample_images is None else measure(sample_images)
     return plan_budget(train_examples, hparams, eval_examples=eval_examples,
                        num_classes=len(class_names),
                        max_train_minutes=None if minutes is None else float(minutes),
-                       image_margin_px=margin)
+                       profile=profile)
 
 
 def _sample_images(file_pattern: list[str], tf_transform_output: Any) -> np.ndarray:

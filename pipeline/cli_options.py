@@ -59,6 +59,10 @@ HPARAM_FLAGS: dict[str, Flag] = {
         help="shift: about one pixel; affine: rotation, zoom and shifts of a tenth. Default: "
              "from the training images (affine when the objects have room around them)."),
     "convs_per_block": Flag(type=click.IntRange(1), help="3x3 convolutions per conv block."),
+    "input_blur": Flag(
+        type=click.FloatRange(0.0, 3.0),
+        help="Gaussian blur (sigma, px) of every input, served too; 0: none. Default: 1 px when "
+             "the training images carry little fine detail (upscaled scans), else none."),
 }
 # One flag, two HParams fields: --filters A B sets filters_1 and filters_2.
 HPARAM_PAIRS: dict[str, tuple[tuple[str, str], str]] = {

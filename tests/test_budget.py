@@ -9,6 +9,7 @@ import pytest
 
 from modules.budget import MAX_EPOCHS, MIN_EPOCHS, MIN_STEPS, plan_budget
 from modules.hparams import HParams
+from modules.image_profile import ImageProfile, ink_margin_px, measure
 
 
 def _steps_per_example(train_examples: int) -> float:
@@ -133,7 +134,8 @@ def test_a_run_without_training_flags_records_a_data_derived_budget(tmp_path) ->
     summary = run_pipeline(config, out=out)
     training = summary.training
     expected = plan_budget(training["train_examples"], hparams, num_classes=10,
-                           image_margin_px=training["image_margin_px"])
+                           profile=ImageProfile(training["image_margin_px"],
+                                                training["image_detail"]))
     assert training["image_margin_px"] is not None  # measured from the training images
     assert training["batch_size"] == expected.batch_size == 32
     assert training["epochs"] == expected.epochs and training["augment"] is True
@@ -160,7 +162,6 @@ def _frames(margin: int, n: int = 12) -> np.ndarray:
 
 
 def test_ink_margin_is_measured_from_the_pixels() -> None:
-    from modules.image_profile import ink_margin_px
 
     assert ink_margin_px(_frames(4)) == 4.0
     assert ink_margin_px(_frames(0)[..., 0]) == 0.0  # (N, H, W) too
@@ -174,17 +175,44 @@ def test_ink_margin_is_measured_from_the_pixels() -> None:
 
 def test_augmentation_policy_follows_the_images_not_the_name() -> None:
     from modules.budget import AFFINE_MIN_MARGIN_PX
-    from modules.image_profile import ink_margin_px
 
-    inside = plan_budget(800, HParams(), image_margin_px=ink_margin_px(_frames(4)))
-    filling = plan_budget(800, HParams(), image_margin_px=ink_margin_px(_frames(0)))
+    inside = plan_budget(800, HParams(), profile=measure(_frames(4)))
+    filling = plan_budget(800, HParams(), profile=measure(_frames(0)))
     assert (inside.augmentation, filling.augmentation) == ("affine", "shift")
     assert "ink margin 4 px" in inside.reason and "objects fill the frame" in filling.reason
-    assert plan_budget(800, HParams(), image_margin_px=AFFINE_MIN_MARGIN_PX).augmentation == "affine"
+    edge = ImageProfile(margin_px=AFFINE_MIN_MARGIN_PX, detail=0.1)
+    assert plan_budget(800, HParams(), profile=edge).augmentation == "affine"
     assert plan_budget(800, HParams()).augmentation == "shift"  # not measured: the old default
-    big = plan_budget(60_000, HParams(), image_margin_px=4.0)  # augmentation off: no policy
+    big = plan_budget(60_000, HParams(), profile=edge)  # augmentation off: no policy
     assert (big.augment, big.augmentation) == (False, "none")
-    forced = plan_budget(800, HParams(augmentation="shift"), image_margin_px=4.0)
+    forced = plan_budget(800, HParams(augmentation="shift"), profile=edge)
     assert forced.augmentation == "shift" and "set in the hyperparameters" in forced.reason
     assert inside.apply(HParams()).augmentation == "affine"
     assert inside.to_dict()["image_margin_px"] == 4.0
+
+
+def test_fine_detail_tells_upscaled_scans_from_sharp_images() -> None:
+    from modules.budget import SMOOTH_MAX_DETAIL
+    from modules.image_profile import fine_detail
+
+    sharp = np.random.default_rng(0).random((8, 28, 28, 1))
+    smooth = np.stack([np.outer(np.hanning(28), np.hanning(28))] * 8)[..., None]
+    assert fine_detail(sharp) > 0.5 > SMOOTH_MAX_DETAIL > fine_detail(smooth)
+    assert fine_detail(np.zeros((2, 28, 28))) == 0.0
+    with pytest.raises(ValueError, match="fine_detail needs images"):
+        fine_detail(np.zeros(28))
+
+
+def test_input_blur_only_for_smooth_training_images() -> None:
+    from modules.budget import INPUT_BLUR_PX
+
+    smooth = plan_budget(1_437, HParams(), profile=ImageProfile(margin_px=4.0, detail=0.026))
+    sharp = plan_budget(800, HParams(), profile=ImageProfile(margin_px=0.0, detail=0.101))
+    assert (smooth.input_blur, sharp.input_blur) == (INPUT_BLUR_PX, 0.0)
+    assert "served too" in smooth.reason and "no input blur (fine detail 0.101" in sharp.reason
+    assert smooth.apply(HParams()).input_blur == INPUT_BLUR_PX
+    assert plan_budget(800, HParams()).input_blur == 0.0  # not measured: none
+    forced = plan_budget(800, HParams(input_blur=0.0), profile=ImageProfile(4.0, 0.01))
+    assert forced.input_blur == 0.0 and "--input-blur" in forced.reason
+    with pytest.raises(ValueError, match="input_blur must be in"):
+        HParams(input_blur=-1.0)

@@ -56,6 +56,22 @@ def test_affine_augmentation_and_two_convs_per_block() -> None:
         HParams(augmentation="rotate")
 
 
+def test_input_blur_is_fixed_and_applies_at_inference() -> None:
+    from modules.model import build_model
+
+    model = build_model(HParams(filters_1=4, filters_2=4, hidden_units_1=8, hidden_units_2=8,
+                                augment=False, input_blur=1.0))
+    blur = model.get_layer("input_blur")
+    assert not blur.trainable and blur.weights[0].name not in {w.name for w in model.trainable_weights}
+    dot = np.zeros((1, 28, 28, 1), np.float32)
+    dot[0, 14, 14, 0] = 1.0
+    out = blur(dot).numpy()[0, :, :, 0]
+    assert abs(out.sum() - 1.0) < 1e-5 and 0.1 < out[14, 14] < 0.2 and out[14, 15] > 0.05
+    plain = build_model(HParams(filters_1=4, filters_2=4, hidden_units_1=8, hidden_units_2=8,
+                                augment=False, input_blur=0.0))
+    assert "input_blur" not in {layer.name for layer in plain.layers}
+
+
 def test_learning_rate_schedules() -> None:
     from modules.model import epoch_learning_rate, schedule_callbacks
 
