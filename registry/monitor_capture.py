@@ -205,9 +205,8 @@ def read_captured(files: Sequence[str], class_names: Sequence[str],
                 else:
                     skipped += 1
                     continue
-            except (DataError, ValueError) as exc:  # one bad record never hides the others
+            except (DataError, ValueError):  # one bad record never hides the others
                 skipped += 1
-                del exc
                 continue
             if len(images) != len(probs) or probs.shape[1] != len(class_names):
                 skipped += 1

@@ -25,7 +25,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 from contracts.examples import IMAGE_HEIGHT, IMAGE_WIDTH
 from datasources import readers
 from metastore import pipeline_models
-from metastore.errors import ConflictError, NotFoundError
+from metastore.errors import ConflictError, InputError, NotFoundError
 from metastore.pipeline_models import output_key
 from metastore.store import prop
 
@@ -59,7 +59,7 @@ class TrainingData:
 def pick_version(reg: Any, name: str, version: int | None, label: str | None) -> MonitoredVersion:
     """``version``, the version ``label`` points at, or the current one, among the deployed."""
     if version is not None and label is not None:
-        raise NotFoundError("give --version or --label, not both")
+        raise InputError("give --version or --label, not both")
     deployed = reg.versions(name)
     if not deployed:
         raise NotFoundError(f"model {name!r} has no deployed version; `mlmodel deploy {name}` "
