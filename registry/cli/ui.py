@@ -42,11 +42,16 @@ UI_EPILOG = """\
 @click.option("--server-token", default=None, envvar="SERVING_AUTH_TOKEN", metavar="T",
               help="The model server's own token, if it was started with one "
                    "(env SERVING_AUTH_TOKEN).")
+@click.option("--allowed-host", "allowed_host", multiple=True, metavar="NAME",
+              help="Another Host name the console answers to (repeatable), e.g. the name a "
+                   "reverse proxy or other machines use. The bound address and localhost "
+                   "always work; any other Host is refused (DNS rebinding).")
 @common_options
 @click.pass_context
 @fail_on_errors
 def ui_cmd(ctx: click.Context, host: str, port: int, auth_token: str | None, pipeline_root: str,
-           server_url: str | None, server_token: str | None, **_: Any) -> None:
+           server_url: str | None, server_token: str | None, allowed_host: tuple[str, ...],
+           **_: Any) -> None:
     """A web console on the registry and ML Metadata: models, versions, deploys and rollbacks,
     pipeline runs, lineage from data to deployment, figures, and a predict box.
 
@@ -68,7 +73,8 @@ def ui_cmd(ctx: click.Context, host: str, port: int, auth_token: str | None, pip
     config = UIConfig(registry=registry, pipeline_root=os.path.abspath(pipeline_root),
                       server_url=server_url or settings.default_server_url(), token=token,
                       reads_need_token=not security.is_loopback(host),
-                      server_token=server_token or None)
+                      server_token=server_token or None,
+                      allowed_hosts=security.allowed_hosts(host, allowed_host))
     app = make_app(config)
     try:
         asyncio.run(_serve(app, host, port, config, announce_token=None if auth_token else token))

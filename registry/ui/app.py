@@ -20,13 +20,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
+from datasources.images import DEFAULT_MAX_IMAGE_PIXELS, ImageTooLarge, check_pixels
 from metastore.errors import ConflictError, InputError, NotFoundError, RegistryError
 from registry.api import Registry
+from registry.entities import check_label
 from registry.ui import figures, monitoring, security
 from registry.ui.queries import Console, dumps
 
@@ -48,6 +50,9 @@ class UIConfig:
     token: str
     reads_need_token: bool = False
     server_token: str | None = None
+    # the Host names the console answers to (security.allowed_hosts); default: loopback names
+    allowed_hosts: frozenset[str] = field(default_factory=lambda: security.allowed_hosts(
+        "127.0.0.1"))
     console: Console | None = field(default=None, repr=False)
 
 
@@ -109,10 +114,16 @@ class ConsoleApp:
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
         token = request.query.get("token")
-        if token is not None and request.method == "GET":
+        if not security.host_ok(request.host, self.config.allowed_hosts):
+            response: web.StreamResponse = web.Response(
+                status=421, content_type="text/plain",
+                text=f"This console does not answer to Host {request.host!r} (a DNS rebinding "
+                     "page, or a name it was not told about): open it by its bound address or "
+                     "localhost, or start `mlmodel ui` with --allowed-host NAME.")
+        elif token is not None and request.method == "GET":
             # Opening the printed URL: keep the token in a cookie, and drop it from the URL.
             if not self.guard.token_ok(token):
-                response: web.StreamResponse = self.error_page(
+                response = self.error_page(
                     request, 403, "That token is not this console's; use the URL that "
                     "`mlmodel ui` printed when it started.")
             else:
@@ -327,6 +338,12 @@ class ConsoleApp:
 
     # ------------------------------------------------------------------ predict proxy
     async def predict(self, request: web.Request) -> web.Response:
+        if not self.guard.token_ok(security.presented_token(request.headers, request.cookies)):
+            # the proxy adds the model server's token: using it is as privileged as a write
+            return web.json_response({"error": "predicting through the console needs its "
+                                      "token: open the URL `mlmodel ui` printed at start (it "
+                                      "sets a cookie), or send 'Authorization: Bearer TOKEN'"},
+                                     status=403)
         if not self.guard.csrf_ok(request.headers.get(security.CSRF_HEADER)) or \
                 not security.same_origin(request.headers.get("Origin"), request.host):
             return web.json_response({"error": "missing or stale CSRF token: reload the page"},
@@ -345,15 +362,23 @@ class ConsoleApp:
         version = body.get("version")
         label = str(body.get("label") or "")
         summary = await self.read(self.config.registry.summary, name)
-        target = f"{self.config.server_url.rstrip('/')}/v1/models/{summary.serving_name}"
+        target = (f"{self.config.server_url.rstrip('/')}/v1/models/"
+                  f"{quote(summary.serving_name, safe='')}")
         if version not in (None, ""):
-            try:
-                target += f"/versions/{int(version)}"
-            except (TypeError, ValueError):
+            if isinstance(version, bool) or not str(version).isdigit() or len(str(version)) > 18:
                 return web.json_response({"error": f"version {version!r} is not a whole number"},
                                          status=400)
+            target += f"/versions/{int(version)}"
         elif label:
-            target += f"/labels/{label}"
+            try:
+                check_label(label)
+            except InputError as exc:
+                return web.json_response({"error": str(exc)}, status=400)
+            target += f"/labels/{quote(label, safe='')}"
+        try:  # from the header, before Pillow (or the server) decodes it
+            check_pixels(image, "the image", DEFAULT_MAX_IMAGE_PIXELS)
+        except ImageTooLarge as exc:
+            return web.json_response({"error": str(exc)}, status=400)
         if signature == "serving_images":
             payload = {"signature_name": signature,
                        "instances": [{"b64": base64.b64encode(image).decode("ascii")}]}

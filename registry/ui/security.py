@@ -2,9 +2,11 @@
 
 * Binding: loopback by default; any other address needs an auth token (``check_bind``).
 * Reads: open on loopback; with a token on a non-loopback address, they need it too.
-* Writes (deploy, stop, rollback, label) always need the token, and a CSRF token from a page the
-  console rendered (``csrf_token``), and an ``Origin`` (when the browser sends one) naming the
-  console itself. Without ``--auth-token`` a random token is made at start and printed once, in
+* Writes (deploy, stop, rollback, label) and the predict proxy (which adds the model server's
+  token to its call) always need the token, and a CSRF token from a page the console rendered
+  (``csrf_token``), and an ``Origin`` (when the browser sends one) naming the console itself.
+* Every request's ``Host`` must be one the console answers to (``allowed_hosts``): DNS
+  rebinding (a page whose name now points at 127.0.0.1) is refused with 421. Without ``--auth-token`` a random token is made at start and printed once, in
   the URL to open (as Jupyter does); opening that URL stores it in a ``SameSite=Strict`` cookie.
 """
 
@@ -75,6 +77,29 @@ def presented_token(headers: dict[str, str] | object, cookies: dict[str, str]) -
     if header.lower().startswith("bearer "):
         return header[7:].strip()
     return cookies.get(TOKEN_COOKIE)
+
+
+def allowed_hosts(bound: str, extra: tuple[str, ...] = ()) -> frozenset[str]:
+    """The Host names the console answers to: the bound address, the loopback names, the
+    machine's own names when bound to every interface, and ``--allowed-host`` values. Any
+    other Host is refused, which is what stops DNS rebinding: a page on evil.example whose
+    name now resolves to 127.0.0.1 sends ``Host: evil.example`` (and an Origin equal to it)."""
+    names = {bound, "localhost", "127.0.0.1", "::1", *extra}
+    if bound in ("0.0.0.0", "::", ""):
+        names |= {socket.gethostname(), socket.getfqdn()}
+    return frozenset(n.lower().strip("[]") for n in names if n)
+
+
+def host_name(host_header: str | None) -> str:
+    """The name part of a Host header (``[::1]:8080`` -> ``::1``, ``a:80`` -> ``a``)."""
+    host = (host_header or "").strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def host_ok(host_header: str | None, allowed: frozenset[str]) -> bool:
+    return host_name(host_header) in allowed
 
 
 def same_origin(origin: str | None, host_header: str | None) -> bool:

@@ -285,6 +285,7 @@ def test_the_predict_proxy_takes_a_version_or_a_label(console: Console) -> None:
     Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(buffer, format="PNG")
     image = base64.b64encode(buffer.getvalue()).decode()
     session = requests.Session()
+    session.get(f"{console.url}/predict?token={TOKEN}", timeout=30)  # the proxy needs it
     headers = {"X-CSRF-Token": csrf_of(session, f"{console.url}/predict")}
     url = f"{console.url}/api/predict"
     for choice in ({"label": "stable"}, {"version": console.first_version}, {}):
