@@ -7,7 +7,8 @@ import os
 import sys
 import time
 import warnings
-from typing import Literal, TextIO
+from collections.abc import Callable
+from typing import Any, Literal, TextIO
 
 from contracts.runtime import configure_tensorflow
 from contracts.training import describe_training
@@ -17,6 +18,8 @@ from pipeline.config import PipelineConfig
 from pipeline.datasets import ResolvedData, resolve_data
 from pipeline.progress import ProgressReporter, captured_output, reporting
 from pipeline.run_summary import RunSummary, infra_lines
+
+Deployer = Callable[[PipelineConfig], Any]  # deploys the run's blessed push; returns what it did
 
 # DirectRunner in-process is about twice as fast as multi-processing here, even on all 70k
 # Fashion-MNIST images (STACK.md; ExampleGen 11.7 s vs 60 s). ``--sdk_container_image=none``
@@ -60,8 +63,16 @@ def run_pipeline(
     orchestrator: Literal["local", "beam"] = "local",
     beam_args: list[str] | None = None,
     out: TextIO | None = None,
+    deploy: Deployer | None = None,
 ) -> RunSummary:
-    """Build the graph for ``config``, run it, deploy if asked, and return what happened."""
+    """Build the graph for ``config``, run it, deploy if asked, and return what happened.
+
+    ``deploy`` is how ``--deploy`` reaches the registry: the runner passes it in
+    (``pipeline.runner_cli.registry_deploy``), so the pipeline itself imports no registry.
+    """
+    if config.deploy_label is not None and deploy is None:
+        raise ValueError("config.deploy_label is set but no deploy callback was given; pass "
+                         "deploy=pipeline.runner_cli.registry_deploy (the runners do)")
     out = out or sys.stdout
     configure_tensorflow()  # before the imports below load TensorFlow
     quiet_warnings()
@@ -115,12 +126,8 @@ def run_pipeline(
         raise PipelineFailed(f"{failed} failed: {_one_line(error)}\n  full log: {log_path}") from error
     if summary is None:
         raise PipelineFailed(f"the run left no record in ML Metadata ({config.metadata_path})")
-    if config.deploy_label is not None and summary.pushed_version is not None:
-        from registry.api import open_registry
-
-        result = open_registry(config.metadata_path, config.serving_dir).deploy(
-            config.model_name, label=config.deploy_label, user=config.deploy_user)
-        summary.deployed = result
+    if config.deploy_label is not None and summary.pushed_version is not None and deploy:
+        summary.deployed = deploy(config)
     out.write(format_summary(config, summary, elapsed, log_path))
     out.flush()
     return summary

@@ -1,4 +1,7 @@
-"""The body the local and Beam runners share: flags -> config -> run -> one-line errors."""
+"""The body the local and Beam runners share: flags -> config -> run -> one-line errors.
+
+This is the runner's edge: the only place the pipeline reaches the registry (``--deploy``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,15 @@ from typing import Any, Literal
 import click
 
 from pipeline.cli_options import config_from_options
+from pipeline.config import PipelineConfig
+
+
+def registry_deploy(config: PipelineConfig) -> Any:
+    """``--deploy``: deploy the run's blessed push through the registry (a DeployResult)."""
+    from registry.api import open_registry
+
+    return open_registry(config.metadata_path, config.serving_dir).deploy(
+        config.model_name, label=config.deploy_label, user=config.deploy_user)
 
 
 def run_from_options(options: dict[str, Any], orchestrator: Literal["local", "beam"],
@@ -21,7 +33,8 @@ def run_from_options(options: dict[str, Any], orchestrator: Literal["local", "be
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     try:
-        summary = run_pipeline(config, orchestrator=orchestrator, beam_args=beam_args)
+        summary = run_pipeline(config, orchestrator=orchestrator, beam_args=beam_args,
+                               deploy=registry_deploy)
     except DataError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

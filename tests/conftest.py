@@ -49,9 +49,11 @@ class TinyRun:
 def run_tiny(run: TinyRun, **changes: object) -> tuple[object, str]:
     """Run the pipeline with ``run``'s config (plus ``changes``); returns (summary, output)."""
     from pipeline.run import run_pipeline
+    from pipeline.runner_cli import registry_deploy
 
     out = io.StringIO()
-    summary = run_pipeline(run.config(**changes), out=out)  # type: ignore[arg-type]
+    summary = run_pipeline(run.config(**changes), out=out,  # type: ignore[arg-type]
+                           deploy=registry_deploy)
     return summary, out.getvalue()
 
 
