@@ -539,13 +539,6 @@ def _tf_message(exc: BaseException) -> str:
     return useful[-1] if useful else (lines[0] if lines else type(exc).__name__)
 
 
-def undecodable_message(exc: UnicodeDecodeError) -> str:
-    """A UnicodeDecodeError here is TensorFlow failing to decode its own error message, which
-    quoted the request's bytes: the input did not decode, the client's error (400)."""
-    return (f"the model could not decode an input (its error quoted bytes that are not UTF-8: "
-            f"{exc.reason} at byte {exc.start}); check the images / tf.Examples are valid")
-
-
 def _map_exception(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, ServingError):
         return exc.http_status, exc.message
@@ -553,7 +546,7 @@ def _map_exception(exc: BaseException) -> tuple[int, str]:
         log.debug("client disconnected: %s", exc)
         return 400, f"the connection was lost while reading the request: {exc}"
     if isinstance(exc, UnicodeDecodeError):  # TensorFlow quoting undecodable input bytes
-        return 400, undecodable_message(exc)
+        return 400, codec.undecodable_message(exc)
     if isinstance(exc, RecursionError):  # deeply nested input that got past parse_json's limit
         return 400, (f"the request is nested too deeply to process ({exc}); send at most "
                      f"{MAX_JSON_DEPTH} levels of arrays/objects")

@@ -152,6 +152,13 @@ def to_array(value: Any, info: TensorInfo, where: str) -> np.ndarray:
     return check_array(array, info, where)
 
 
+def undecodable_message(exc: UnicodeDecodeError) -> str:
+    """A UnicodeDecodeError from a model call is TensorFlow failing to decode its own error
+    message, which quoted the request's bytes: the input did not decode, the client's error."""
+    return (f"the model could not decode an input (its error quoted bytes that are not UTF-8: "
+            f"{exc.reason} at byte {exc.start}); check the images / tf.Examples are valid")
+
+
 def _check_examples(array: np.ndarray, where: str) -> None:
     """Serialized tf.Examples that do not parse are the client's error (400), named here: in
     the model, TensorFlow's error quoted the bytes and failed to decode its own message (500)."""

@@ -45,7 +45,7 @@ from tensorflow_serving.apis import (
 from contracts.signatures import OUTPUT_PROBABILITIES
 from serving import capture, grpc_codec
 from serving.admission import Busy
-from serving.app import undecodable_message
+from serving.codec import undecodable_message
 from serving.deadline import within
 from serving.errors import HTTP_STATUS, ServingError, invalid
 from serving.servable import Servable, Signature
