@@ -29,7 +29,10 @@ samples and scikit-learn's digits (docs/training.md has the numbers):
 * **Input blur**: when the training images carry little fine detail (a share of spectral energy
   above half the Nyquist frequency under ``SMOOTH_MAX_DETAIL``: low-resolution scans upscaled,
   as the embedded digits), the model's first layer blurs every input by ``INPUT_BLUR_PX``, in
-  training and at serving, so sharper inputs are read at the detail the model learned from.
+  training and at serving, so sharper inputs are read at the detail the model learned from;
+  it then reads every second pixel (nothing finer is left), and each conv block gets a second
+  3x3 convolution, which at half resolution costs what one did at full resolution. Sharp images
+  keep one convolution per block at full resolution.
 
 Any of ``epochs``, ``batch_size``, ``augment`` and ``augmentation`` set explicitly in
 ``HParams`` (``--epochs``, ``--batch-size``, ``--[no-]augment``) wins over the rule, and the
@@ -56,6 +59,7 @@ AUGMENT_MAX_PER_CLASS = 1_000
 AFFINE_MIN_MARGIN_PX = 2.0
 SMOOTH_MAX_DETAIL = 0.05  # digits 0.026; Fashion-MNIST 0.101; MNIST 0.110 (image_profile.py)
 INPUT_BLUR_PX = 1.0
+HALF_RESOLUTION_BLUR = 1.0  # from this blur on the model reads every second pixel (model.py)
 DEFAULT_MAX_TRAIN_MINUTES = 60.0
 
 
@@ -73,6 +77,7 @@ class TrainingBudget:
     augmentation: str  # "shift", "affine" or "none"
     image_margin_px: float | None  # the measurement behind ``augmentation`` (None: not measured)
     input_blur: float  # sigma in px of the model's fixed input blur (0: none)
+    convs_per_block: int
     image_detail: float | None  # the measurement behind ``input_blur`` (None: not measured)
     patience: int
     watch_from_epoch: int  # 0-based: early stopping ignores the epochs before it
@@ -88,7 +93,7 @@ class TrainingBudget:
         return dataclasses.replace(
             hparams, epochs=self.epochs, batch_size=self.batch_size, augment=self.augment,
             augmentation=self.augmentation if self.augment else hparams.augmentation,
-            input_blur=self.input_blur)
+            input_blur=self.input_blur, convs_per_block=self.convs_per_block)
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
@@ -157,6 +162,13 @@ def plan_budget(train_examples: int, hparams: HParams, *, eval_examples: int = 0
         why.append(policy_why)
     input_blur, blur_why = input_blur_for(hparams, detail)
     why.append(blur_why)
+    if hparams.convs_per_block is not None:
+        convs = hparams.convs_per_block
+        why.append(f"{convs} conv(s) per block (set: --convs-per-block)")
+    else:
+        convs = 2 if input_blur >= HALF_RESOLUTION_BLUR else 1
+        why.append("2 convs per block at half resolution" if convs == 2
+                   else "1 conv per block at full resolution")
     patience = patience_for(epochs)
     watch_from = epochs // 2
     why.append(f"early stopping on eval accuracy from epoch {watch_from + 1}, patience {patience}")
@@ -166,7 +178,7 @@ def plan_budget(train_examples: int, hparams: HParams, *, eval_examples: int = 0
         train_examples=train_examples, eval_examples=eval_examples, num_classes=num_classes,
         batch_size=batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch, augment=augment,
         augmentation=augmentation if augment else "none", image_margin_px=margin,
-        input_blur=input_blur, image_detail=detail,
+        input_blur=input_blur, convs_per_block=convs, image_detail=detail,
         patience=patience, watch_from_epoch=watch_from, max_train_minutes=max_train_minutes, reason="; ".join(why),
     )
 

@@ -10,7 +10,8 @@ LR_SCHEDULES = ("cosine", "constant")
 AUGMENTATIONS = ("shift", "affine")  # see modules/model.py and modules/budget.py
 # The type of the fields whose default is None (from_dict casts by the default's type).
 _OPTIONAL_KINDS: dict[str, object] = {"epochs": 0, "batch_size": 0, "augment": False,
-                                      "augmentation": "", "input_blur": 0.0}
+                                      "augmentation": "", "input_blur": 0.0,
+                                      "convs_per_block": 0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +31,9 @@ class HParams:
     # Which augmentation when augment is on: "shift" (about one pixel) or "affine" (rotation,
     # zoom and shifts); None: chosen by modules/budget.py from the training images' margins.
     augmentation: str | None = None
-    convs_per_block: int = 1  # 3x3 convolutions in each of the two conv blocks
+    # 3x3 convolutions in each of the two conv blocks; None: chosen by modules/budget.py (two
+    # when the model reads its inputs at half resolution, where they cost what one did).
+    convs_per_block: int | None = None
     # Gaussian blur (sigma, px) of every input, served too; 0: none; None: chosen by
     # modules/budget.py from the training images' fine detail (smooth scans get 1 px).
     input_blur: float | None = None

@@ -211,6 +211,10 @@ def test_input_blur_only_for_smooth_training_images() -> None:
     assert (smooth.input_blur, sharp.input_blur) == (INPUT_BLUR_PX, 0.0)
     assert "served too" in smooth.reason and "no input blur (fine detail 0.101" in sharp.reason
     assert smooth.apply(HParams()).input_blur == INPUT_BLUR_PX
+    # at half resolution a second conv per block costs what one did: two; sharp images one
+    assert (smooth.convs_per_block, sharp.convs_per_block) == (2, 1)
+    assert "2 convs per block at half resolution" in smooth.reason
+    assert plan_budget(800, HParams(convs_per_block=3)).apply(HParams()).convs_per_block == 3
     assert plan_budget(800, HParams()).input_blur == 0.0  # not measured: none
     forced = plan_budget(800, HParams(input_blur=0.0), profile=ImageProfile(4.0, 0.01))
     assert forced.input_blur == 0.0 and "--input-blur" in forced.reason

@@ -65,8 +65,14 @@ def test_input_blur_is_fixed_and_applies_at_inference() -> None:
     assert not blur.trainable and blur.weights[0].name not in {w.name for w in model.trainable_weights}
     dot = np.zeros((1, 28, 28, 1), np.float32)
     dot[0, 14, 14, 0] = 1.0
-    out = blur(dot).numpy()[0, :, :, 0]
-    assert abs(out.sum() - 1.0) < 1e-5 and 0.1 < out[14, 14] < 0.2 and out[14, 15] > 0.05
+    assert blur(dot).shape == (1, 14, 14, 1)  # 1 px and more: read at half resolution
+    from modules.model import input_blur_layer
+
+    out = input_blur_layer(0.5)(dot).numpy()[0, :, :, 0]  # below: full resolution, blurred
+    assert abs(out.sum() - 1.0) < 1e-5 and 0.5 < out[14, 14] < 0.7 and out[14, 15] > 0.05
+    half = build_model(HParams(filters_1=4, filters_2=4, hidden_units_1=8, hidden_units_2=8,
+                               input_blur=1.0, convs_per_block=2, augmentation="affine"))
+    assert half.predict(dot, verbose=0).shape == (1, 10)
     plain = build_model(HParams(filters_1=4, filters_2=4, hidden_units_1=8, hidden_units_2=8,
                                 augment=False, input_blur=0.0))
     assert "input_blur" not in {layer.name for layer in plain.layers}
