@@ -48,6 +48,7 @@ from serving.admission import Busy
 from serving.codec import undecodable_message
 from serving.deadline import within
 from serving.errors import HTTP_STATUS, ServingError, invalid
+from serving.example_inputs import serialized_examples
 from serving.servable import Servable, Signature
 
 log = logging.getLogger("serving.grpc")
@@ -187,31 +188,10 @@ def _example_signature(servable: Servable, name: str) -> Signature:
     return sig
 
 
-def _serialized_examples(request_input: Any) -> np.ndarray:
-    which = request_input.WhichOneof("kind")
-    if which == "example_list":
-        examples = [e.SerializeToString() for e in request_input.example_list.examples]
-    elif which == "example_list_with_context":
-        context = request_input.example_list_with_context.context
-        examples = []
-        for example in request_input.example_list_with_context.examples:
-            merged = type(example)()
-            merged.CopyFrom(context)
-            merged.MergeFrom(example)
-            examples.append(merged.SerializeToString())
-    else:
-        raise invalid("Input is empty: send tf.Examples in input.example_list")
-    if not examples:
-        raise invalid("Input is empty: send at least one tf.Example")
-    array = np.empty(len(examples), dtype=object)
-    array[:] = examples
-    return array
-
-
 async def _classify(servable: Servable, sig_name: str, request_input: Any, ctx: Any = None
                     ) -> tuple[classification_pb2.ClassificationResult, str]:
     sig = _example_signature(servable, sig_name)
-    inputs = {next(iter(sig.inputs)): _serialized_examples(request_input)}
+    inputs = {next(iter(sig.inputs)): serialized_examples(request_input)}
     outputs = await sig.run(inputs)
     capture.answered(ctx, servable, sig.name, inputs, outputs, capture.CLASSIFY)
     scores = np.asarray(outputs.get(OUTPUT_PROBABILITIES, next(iter(outputs.values()))))

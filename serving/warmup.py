@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from serving.errors import ServingError
+from serving.example_inputs import serialized_examples
 
 WARMUP_RELPATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_RECORDS = 1000  # TF Serving's kMaxNumRecordsPerWarmupFile
@@ -34,13 +35,6 @@ def warmup_file(path: str) -> str | None:
     return candidate if os.path.isfile(candidate) else None
 
 
-def _examples(request_input: Any) -> np.ndarray:
-    """Serialized tf.Examples of a Classify/Regress input, as the gRPC API reads them."""
-    from serving.grpc_server import _serialized_examples  # gRPC's stack only when a file exists
-
-    return _serialized_examples(request_input)
-
-
 def _calls(log: Any) -> list[tuple[str, str, dict[str, np.ndarray] | np.ndarray]]:
     """(kind, signature name, inputs) for one PredictionLog; examples as one string array."""
     import tensorflow as tf
@@ -52,10 +46,10 @@ def _calls(log: Any) -> list[tuple[str, str, dict[str, np.ndarray] | np.ndarray]
         return [("predict", request.model_spec.signature_name, inputs)]
     if kind in ("classify_log", "regress_log"):
         request = getattr(log, kind).request
-        return [("examples", request.model_spec.signature_name, _examples(request.input))]
+        return [("examples", request.model_spec.signature_name, serialized_examples(request.input))]
     if kind == "multi_inference_log":
         request = log.multi_inference_log.request
-        examples = _examples(request.input)
+        examples = serialized_examples(request.input)
         return [("examples", task.model_spec.signature_name, examples) for task in request.tasks]
     raise ValueError(f"unsupported PredictionLog entry {kind or '(empty)'}")
 
