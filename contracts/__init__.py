@@ -4,3 +4,7 @@ Dependency-free and free of side effects on import (no TensorFlow, no TFX, no en
 changes), so that every part can import it, and the registry and the server never import
 ``modules/`` (the user code TFX hashes and loads).
 """
+
+# The project's one version string: pyproject.toml reads it (setuptools' dynamic ``attr``), the
+# model server reports it (``/v1``-less root, /openapi.json).
+__version__ = "0.1.0"

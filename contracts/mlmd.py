@@ -43,4 +43,11 @@ INFRA_BLESSING = "InfraBlessing"
 INFRA_FAILURE = "infra_failure"    # JSON: {"reason": str, "log": [server log lines], "tries": n}
 INFRA_REQUESTS = "infra_requests"  # requests the server answered when it passed
 
+# TFX's Tuner (--tune): the Trainer's input and the Tuner's outputs, with the files TFX writes
+TUNER_HPARAMS_KEY = "hyperparameters"            # the Trainer's input event key
+TUNER_BEST_KEY = "best_hyperparameters"          # Tuner output: HyperParameters artifact
+TUNER_RESULTS_KEY = "tuner_results"              # Tuner output: TunerResults artifact
+TUNER_BEST_FILE = "best_hyperparameters.txt"     # JSON: KerasTuner's config, "values" inside
+TUNER_RESULTS_FILE = "tuner_results.json"        # JSON: one object per trial, best first
+
 ACCURACY_METRIC = "sparse_categorical_accuracy"

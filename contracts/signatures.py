@@ -21,3 +21,4 @@ OUTPUT_PROBABILITIES = "probabilities"
 # Inside a SavedModel directory.
 SAVED_MODEL_FILE = "saved_model.pb"
 DICTIONARY_RELPATH = "assets.extra/dict.tsv"
+SAVED_MODEL_SUBDIR = "Format-Serving"  # the Trainer's SavedModel inside a TFX Model artifact

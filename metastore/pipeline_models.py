@@ -9,6 +9,7 @@ it, the Evaluator and Pusher executions that took it as input ``model``, and the
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,6 +176,19 @@ def candidate(store: Store, model: Any) -> Candidate:
     return result
 
 
+def execution_state(execution: Any) -> str:
+    """The seed's model state of the execution that makes a model: READY (none), RUNNING, DONE
+    or ERROR."""
+    if execution is None:
+        return "READY"
+    last = execution.last_known_state
+    if last in (pb.Execution.NEW, pb.Execution.RUNNING, pb.Execution.UNKNOWN):
+        return "RUNNING"
+    if last in (pb.Execution.FAILED, pb.Execution.CANCELED):
+        return "ERROR"
+    return "DONE"  # COMPLETE, or CACHED (TFX reused an earlier run's output)
+
+
 def trainer_state(store: Store, pipeline: str) -> str:
     """READY (never trained), RUNNING, DONE or ERROR from the newest Trainer execution."""
     node = f"{pipeline}.Trainer".replace("'", "''")
@@ -183,14 +197,83 @@ def trainer_state(store: Store, pipeline: str) -> str:
         order_by=metadata_store.OrderByField.ID, is_asc=False, limit=1,
     )  # the newest execution only, not every run's
     executions = store.read(lambda m: m.get_executions(list_options=options), "reading executions")
-    if not executions:
-        return "READY"
-    last = executions[0].last_known_state
-    if last in (pb.Execution.NEW, pb.Execution.RUNNING):
-        return "RUNNING"
-    if last in (pb.Execution.FAILED, pb.Execution.CANCELED):
-        return "ERROR"
-    return "DONE"
+    return execution_state(executions[0] if executions else None)
+
+
+def producer(store: Store, artifact: Any) -> Any:
+    """The execution that output ``artifact`` (the newest one, should there be several), or
+    None."""
+    events = store.read(lambda m: m.get_events_by_artifact_ids([artifact.id]), "reading events")
+    ids = sorted({e.execution_id for e in events if e.type == pb.Event.OUTPUT})
+    found = store.read(lambda m: m.get_executions_by_id(ids[-1:]), "reading executions") \
+        if ids else []
+    return found[0] if found else None
+
+
+def tuner_outputs(store: Store, trainer_execution: Any) -> dict[str, Any]:
+    """What TFX's Tuner handed the Trainer that made a model, from MLMD's events:
+    ``{"execution": the Tuner execution, "best_hyperparameters": HyperParameters artifact,
+    "tuner_results": TunerResults artifact or None}``; {} when the Trainer had no tuner."""
+    if trainer_execution is None:
+        return {}
+    events = store.read(lambda m: m.get_events_by_execution_ids([trainer_execution.id]),
+                        "reading events")
+    ids = [e.artifact_id for e in events
+           if e.type == pb.Event.INPUT and output_key(e) == keys.TUNER_HPARAMS_KEY]
+    best = store.read(lambda m: m.get_artifacts_by_id(ids[:1]), "reading hyperparameters") \
+        if ids else []
+    if not best:
+        return {}
+    tuner = producer(store, best[0])
+    results = None
+    if tuner is not None:
+        out = store.read(lambda m: m.get_events_by_execution_ids([tuner.id]), "reading events")
+        out_ids = [e.artifact_id for e in out
+                   if e.type == pb.Event.OUTPUT and output_key(e) == keys.TUNER_RESULTS_KEY]
+        found = store.read(lambda m: m.get_artifacts_by_id(out_ids[:1]), "reading results") \
+            if out_ids else []
+        results = found[0] if found else None
+    return {"execution": tuner, "best_hyperparameters": best[0], "tuner_results": results}
+
+
+def grid_info(store: Store, trainer_execution: Any) -> dict[str, Any] | None:
+    """``mlmodel summary``'s grid_info: the search of TFX's Tuner that chose the Trainer's
+    hyperparameters (its execution, search space, best values, trials and best score), or None
+    when the model was trained without a tuner. The values come from the files TFX wrote into
+    the Tuner's artifacts (read when they are local; otherwise only where they are)."""
+    tuned = tuner_outputs(store, trainer_execution)
+    if not tuned:
+        return None
+    best, results, tuner = tuned["best_hyperparameters"], tuned["tuner_results"], tuned["execution"]
+    info: dict[str, Any] = {"tuner_execution_id": int(tuner.id) if tuner is not None else None,
+                            "best_hyperparameters_uri": best.uri}
+    config = _json_file(os.path.join(best.uri, keys.TUNER_BEST_FILE))
+    if isinstance(config, dict):
+        info["search_space"] = {
+            str(hp["config"]["name"]): {k: v for k, v in hp["config"].items()
+                                        if k in ("min_value", "max_value", "step", "sampling",
+                                                 "values")}
+            for hp in config.get("space", []) if isinstance(hp, dict) and "config" in hp}
+        info["best_hyperparameters"] = config.get("values", {})
+    trials = _json_file(os.path.join(results.uri, keys.TUNER_RESULTS_FILE)) \
+        if results is not None else None
+    if isinstance(trials, list):
+        info["trials"] = len(trials)
+        scores = [t["score"] for t in trials if isinstance(t, dict)
+                  and isinstance(t.get("score"), (int, float))]
+        info["best_score"] = max(scores) if scores else None
+    return info
+
+
+def _json_file(path: str) -> Any:
+    """The JSON in a local file; None when it is remote, missing or not JSON."""
+    if "://" in path or not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
 
 
 def _context_type_ids(store: Store) -> dict[str, int]:

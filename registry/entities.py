@@ -82,7 +82,7 @@ class ModelSummary:
     evaluation: dict[str, Any]
     train_cnt: int | None
     elapsed: float | None
-    dictionary: str
+    dictionary: str | None  # dict.tsv when the model's files carry assets.extra/dict.tsv
     class_names: list[str]
     cdate: float
     mdate: float
@@ -96,6 +96,7 @@ class ModelSummary:
     lineage: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)  # the Trainer's budget and outcome
     cross_validation: list[dict[str, Any]] = field(default_factory=list)  # `mlmodel eval`s
+    grid_info: dict[str, Any] | None = None  # the Tuner's search (None: trained without one)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 from contracts import mlmd as keys
 from contracts.examples import IMAGE_KEY, LABEL_KEY
-from contracts.signatures import DICTIONARY_RELPATH, SAVED_MODEL_FILE
+from contracts.signatures import DICTIONARY_RELPATH, SAVED_MODEL_FILE, SAVED_MODEL_SUBDIR
 from metastore import pipeline_models
 from metastore.errors import ConflictError, InputError, NotFoundError
 from metastore.store import (
@@ -448,6 +448,8 @@ class RegistryReader:
         training: dict[str, Any] = {}
         class_names: list[str] = []
         filename, fmt = SAVED_MODEL_FILE, "saved_model"
+        grid_info: dict[str, Any] | None = None
+        files_dir = ""  # the SavedModel directory whose assets.extra/dict.tsv is looked for
         if model.source == "pipeline":
             latest = self._latest_model(model)
             state = pipeline_models.trainer_state(self.store, name)
@@ -459,6 +461,8 @@ class RegistryReader:
                 training = facts["budget"] if isinstance(facts["budget"], dict) else {}
                 evaluation = cand.evaluation
                 trainer = cand.trainer_execution
+                grid_info = pipeline_models.grid_info(self.store, trainer)
+                files_dir = cand.pushed_dir or os.path.join(latest.uri, SAVED_MODEL_SUBDIR)
                 lineage = {
                     "pipeline": name,
                     "pipeline_run": cand.pipeline_run,
@@ -476,9 +480,10 @@ class RegistryReader:
                     "pushed_destination": cand.pushed_dir,
                 }
         else:
-            state = "DONE"
             version = self._imported_version(model)
+            state = self._imported_state(version)
             if version is not None:
+                files_dir = version.uri
                 fmt = str(prop(version, "format", "") or fmt)
                 filename = str(prop(version, "filename", "") or filename)
                 try:
@@ -498,13 +503,23 @@ class RegistryReader:
                    else LABEL_KEY),
             parameter=parameter if isinstance(parameter, dict) else {},
             evaluation=evaluation if isinstance(evaluation, dict) else {},
-            train_cnt=train_cnt, elapsed=elapsed, dictionary=os.path.basename(DICTIONARY_RELPATH),
+            train_cnt=train_cnt, elapsed=elapsed, dictionary=_dictionary_file(files_dir),
             class_names=list(class_names), cdate=row.created, mdate=row.modified,
             serving=row.serving, serving_name=serving_name, state=state, source=model.source,
             current_version=int(prop(ctx, "current_version", 0) or 0) if ctx is not None else 0,
             labels=labels, versions=versions, lineage=lineage, training=training,
-            cross_validation=self._evaluations(model),
+            cross_validation=self._evaluations(model), grid_info=grid_info,
         )
+
+    def _imported_state(self, version: Any) -> str:
+        """An imported model's state: that of the ``import`` that stored its files (READY when
+        none did), ERROR when those files are gone."""
+        if version is None:
+            return "READY"
+        state = pipeline_models.execution_state(pipeline_models.producer(self.store, version))
+        if state == "DONE" and "://" not in version.uri and not os.path.isdir(version.uri):
+            return "ERROR"
+        return state
 
     def versions(self, name: str) -> list[DeployedVersion]:
         """The deployed versions of one model (served or not), as the server would see them.
@@ -616,3 +631,17 @@ class RegistryReader:
                 "at": float(prop(artifact, "created_at", 0.0) or 0.0),
             })
         return rows
+
+
+def _dictionary_file(saved_model_dir: str) -> str | None:
+    """``dict.tsv`` when the model's files carry ``assets.extra/dict.tsv``, else None."""
+    if not saved_model_dir:
+        return None
+    path = os.path.join(saved_model_dir, DICTIONARY_RELPATH)
+    if "://" in path:
+        from datasources import storage
+
+        found = storage.isfile(path)
+    else:
+        found = os.path.isfile(path)
+    return os.path.basename(DICTIONARY_RELPATH) if found else None

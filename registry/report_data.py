@@ -23,6 +23,7 @@ from contracts.signatures import (
     DICTIONARY_RELPATH,
     INPUT_EXAMPLES,
     OUTPUT_PROBABILITIES,
+    SAVED_MODEL_SUBDIR,
     SERVING_EXAMPLES,
 )
 from metastore import pipeline_models, pipeline_runs
@@ -30,7 +31,6 @@ from metastore.errors import InputError
 from metastore.store import Store, prop
 
 MAX_EVAL_EXAMPLES = 20_000       # predictions for the confusion matrix are computed on at most this
-SAVED_MODEL_SUBDIR = "Format-Serving"  # the Trainer's SavedModel inside the Model artifact
 
 Curves = dict[str, dict[str, list[tuple[int, float]]]]  # run -> tag -> [(step, value)]
 

@@ -22,6 +22,7 @@ from urllib.parse import unquote
 import numpy as np
 from aiohttp import web
 
+import contracts
 from contracts.settings import default_capture_dir
 from datasources.images import DEFAULT_MAX_IMAGE_PIXELS
 from serving import capture, codec
@@ -46,7 +47,7 @@ from serving.servable import Servable
 log = logging.getLogger("serving.app")
 
 SERVER_NAME = "mnist-tfx-serving"
-SERVER_VERSION = "0.1.0"
+SERVER_VERSION = contracts.__version__
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import contracts
 from contracts.examples import IMAGE_KEY, IMAGE_PIXELS, MAX_CLASSES, MIN_CLASSES
 from contracts.signatures import (
     INPUT_EXAMPLES,
@@ -181,7 +182,7 @@ def openapi_document() -> dict[str, Any]:
                                       "responses": _responses(_ref("Any"))}}
     return {
         "openapi": "3.0.3",
-        "info": {"title": "mnist-tfx model server", "version": "0.1.0",
+        "info": {"title": "mnist-tfx model server", "version": contracts.__version__,
                  "description": "TF Serving REST, KServe v2 and SageMaker inference over the "
                                 "registry's deployed models. Every error is {\"error\": msg}."},
         "components": {"schemas": SCHEMAS, "securitySchemes": {

@@ -123,7 +123,7 @@ def summary_cmd(ctx: click.Context, name: str, fields: str | None, **_: Any) -> 
     reg, output = settings_registry(ctx)
     s = reg.summary(name)
     values: dict[str, Any] = {
-        **asdict(s), "grid_info": {},
+        **asdict(s),
         "cdate": render.compact_time(s.cdate), "mdate": render.compact_time(s.mdate),
         "serving": "on" if s.serving else "off",
         "monitoring": monitor_store.summary_line(reg, name) if output != "json"
@@ -135,7 +135,8 @@ def summary_cmd(ctx: click.Context, name: str, fields: str | None, **_: Any) -> 
             f"{render.compact_time(e['at'])} v{e['version'] or '-'} {e['data']}: accuracy "
             f"{e['accuracy']:.4f}, loss {e['loss']:.4f} ({e['examples']} examples, "
             f"{e['repeat']} x {e['rate']:g})" for e in s.cross_validation) or "-"
-    wanted = SUMMARY_FIELDS
+    # grid_info only when a Tuner chose the hyperparameters (asked for by name, it shows "-")
+    wanted = [f for f in SUMMARY_FIELDS if f != "grid_info" or s.grid_info is not None]
     if fields:
         wanted = [f.strip() for f in fields.split(",") if f.strip()]
         unknown = [f for f in wanted if f not in values]
