@@ -94,7 +94,7 @@ def _fit(budget_epochs: int, max_minutes: float | None = None, patience_epochs: 
 def test_early_stopping_restores_the_best_epochs_weights() -> None:
     model, history, (early, _), weights = _fit(budget_epochs=40)
     accuracy = history["val_sparse_categorical_accuracy"]
-    best = int(np.argmax(accuracy))  # the first epoch with the highest eval accuracy
+    best = len(accuracy) - 1 - int(np.argmax(accuracy[::-1]))  # the last epoch with the best
     assert early.best_epoch == best
     assert len(accuracy) < 40, "eval accuracy on unrelated labels should stop improving"
     for kept, at_best in zip(model.get_weights(), weights[best], strict=True):
@@ -102,6 +102,23 @@ def test_early_stopping_restores_the_best_epochs_weights() -> None:
     if best != len(accuracy) - 1:
         assert any(not np.array_equal(a, b) for a, b in zip(model.get_weights(), weights[-1],
                                                              strict=True))
+
+
+def test_a_tie_with_the_best_eval_accuracy_keeps_the_later_epoch() -> None:
+    import tensorflow as tf
+
+    from modules.budget import EARLY_STOPPING_MONITOR
+    from modules.model import LaterTiesEarlyStopping
+
+    model = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1)])
+    early = LaterTiesEarlyStopping(monitor=EARLY_STOPPING_MONITOR, mode="max", patience=2,
+                                   restore_best_weights=True)
+    early.set_model(model)
+    early.on_train_begin()
+    for epoch, accuracy in enumerate([0.90, 0.997, 0.99, 0.997, 0.99, 0.99]):
+        early.on_epoch_end(epoch, {EARLY_STOPPING_MONITOR: accuracy})
+    assert early.best_epoch == 3  # the saturated eval split's later, lower-rate epoch
+    assert early.stopped_epoch == 5  # the tie restarted the patience at epoch 3
 
 
 def test_time_limit_stops_training_in_the_first_epoch() -> None:
