@@ -297,6 +297,19 @@ def start_server(serving_dir: Path, port: int, window_ms: float,
     raise RuntimeError("the server did not become ready within 180 s")
 
 
+def model_tree(tmp: Path, model_dir: Path | None) -> tuple[Path, Path]:
+    """A serving directory with ``model_dir`` (or a freshly built model) as mnist version 1."""
+    serving_dir = tmp / "serving_model"
+    version_dir = serving_dir / "mnist" / "1"
+    if model_dir is not None:
+        import shutil
+
+        shutil.copytree(model_dir, version_dir)
+    else:
+        build_model(version_dir)
+    return serving_dir, version_dir
+
+
 def capture_case(args: argparse.Namespace) -> None:
     """Capture on (rate 1.0) vs off: c1 p50 and c32 throughput, REST and gRPC, turn by turn."""
     import requests
@@ -305,14 +318,7 @@ def capture_case(args: argparse.Namespace) -> None:
 
     load = load_raw if args.client == "raw" else load_aiohttp
     with tempfile.TemporaryDirectory() as tmp:
-        serving_dir = Path(tmp) / "serving_model"
-        version_dir = serving_dir / "mnist" / "1"
-        if args.model_dir is not None:
-            import shutil
-
-            shutil.copytree(args.model_dir, version_dir)
-        else:
-            build_model(version_dir)
+        serving_dir, _ = model_tree(Path(tmp), args.model_dir)
         servers: dict[str, tuple[int, int, subprocess.Popen[bytes]]] = {}
         for which, extra in (("off", []), ("on", ["--capture-rate", "1.0", "--capture-dir",
                                                   str(Path(tmp) / "capture")])):
@@ -408,14 +414,7 @@ def main() -> None:
     threads = ["--intra-op-threads", str(intra), "--inter-op-threads", str(inter)]
 
     with tempfile.TemporaryDirectory() as tmp:
-        serving_dir = Path(tmp) / "serving_model"
-        version_dir = serving_dir / "mnist" / "1"
-        if args.model_dir is not None:
-            import shutil
-
-            shutil.copytree(args.model_dir, version_dir)
-        else:
-            build_model(version_dir)
+        serving_dir, version_dir = model_tree(Path(tmp), args.model_dir)
         port, grpc_port = free_port(), free_port()
         baselines = {"default": Baseline(version_dir, -1, -1),
                      "server": Baseline(version_dir, intra, inter)}

@@ -119,12 +119,14 @@ class Metrics:
         model, v = self._bounded(model, str(version))
         self.predictions.observe(model, v, probabilities, class_names)
 
-    def on_capture(self, what: str, model: str, version: int) -> None:
-        counter = self.capture[what]
+    def on_capture(self, what: str, model: str, version: int, count: int = 1) -> None:
+        counter = self.capture.get(what)
+        if counter is None:
+            return
         if what in ("write_errors", "deleted"):
-            counter.inc()
+            counter.inc(count)
         else:
-            counter.labels(*self._bounded(model, str(version))).inc()
+            counter.labels(*self._bounded(model, str(version))).inc(count)
 
     def render(self) -> bytes:
         """The exposition text; call it in a thread (``app.metrics_handler`` does), it walks

@@ -271,7 +271,8 @@ def test_every_protocol_is_captured_as_prediction_logs(servers: Servers) -> None
     images = tf.make_ndarray(by_tag[0.1].predict_log.request.inputs["images"])
     assert images.dtype == np.float32 and images.shape == (2, 28, 28, 1)
     np.testing.assert_array_equal(images, np.full((2, 28, 28, 1), 0.1, np.float32))
-    assert running.metric("serving_capture_records_total", model=MODEL, version="1") >= len(sent)
+    wait_for(lambda: running.metric("serving_capture_records_total", model=MODEL,
+                                    version="1") >= len(sent), 5, "the writer's counts")
     assert running.metric("serving_capture_write_errors_total") == 0
 
 
@@ -372,19 +373,100 @@ def test_an_unwritable_directory_answers_every_request(servers: Servers) -> None
     assert running.capture_dir.is_file()  # nothing was written over it
 
 
-def test_predict_records_written_directly_parse_as_the_proto_would_build_them() -> None:
-    """``record_bytes`` writes predict logs' wire format by hand (for speed): it must parse to
-    exactly the message the proto classes build, for every dtype a signature may take."""
+def _reference(item, rate: float):  # noqa: ANN001, ANN202 - PredictionLog
+    """The record built with the official proto classes, for comparison."""
+    import tensorflow as tf
+    from tensorflow.core.example import example_pb2
     from tensorflow_serving.apis import prediction_log_pb2
 
-    from serving import capture
+    expected = prediction_log_pb2.PredictionLog()
+    meta = expected.log_metadata
+    meta.model_spec.name, meta.model_spec.signature_name = item.model, item.signature
+    meta.model_spec.version.value = item.version
+    meta.sampling_config.sampling_rate = rate
+    meta.saved_model_tags.append("serve")
+    meta.timestamp_secs = int(item.at)
+    if item.method == "classify":
+        log = expected.classify_log
+        log.request.model_spec.CopyFrom(meta.model_spec)
+        for serialized in item.inputs["examples"]:
+            log.request.input.example_list.examples.add().CopyFrom(
+                example_pb2.Example.FromString(serialized))
+        log.response.model_spec.CopyFrom(meta.model_spec)
+        for row in item.outputs["probabilities"].tolist():
+            classes = log.response.result.classifications.add().classes
+            for name, score in zip(item.class_names, row, strict=True):
+                classes.add(label=name, score=score)
+        return expected
+    log = expected.predict_log
+    log.request.model_spec.CopyFrom(meta.model_spec)
+    log.response.model_spec.CopyFrom(meta.model_spec)
+    for key, array in item.inputs.items():
+        log.request.inputs[key].CopyFrom(tf.make_tensor_proto(array))
+    for key, array in item.outputs.items():
+        log.response.outputs[key].CopyFrom(tf.make_tensor_proto(array))
+    return expected
 
-    item = capture._Item(
-        "root_mnist", 300, "serving_images", capture.PREDICT,
+
+def test_records_written_by_hand_parse_as_the_proto_classes_build_them() -> None:
+    """``capture_records.record`` writes the wire format without the proto classes (for speed,
+    and so the writer process needs no TensorFlow): every dtype a signature may take, and
+    classify logs, must parse to what the classes build."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from serving.capture_records import DTYPES, Item, record
+
+    for dtype, enum in DTYPES.items():
+        assert tf.dtypes.as_dtype(dtype).as_datatype_enum == enum, dtype
+    item = Item(
+        "root_mnist", 300, "serving_images", "predict",
         {"image_bytes": np.array([b"\x89PNG\r\n", b"x" * 200, b""], dtype=object),
          "ids": np.arange(-2, 3, dtype=np.int64), "empty": np.zeros((2, 0), np.uint8),
          "images": np.linspace(0, 1, 784 * 2, dtype=np.float32).reshape(2, 28, 28, 1)},
-        {"probabilities": np.full((3, 10), 0.1, np.float32)}, [], 1_796_000_000.7)
-    parsed = prediction_log_pb2.PredictionLog.FromString(capture.record_bytes(item, 0.25))
-    assert parsed == capture.prediction_log(item, 0.25)
-    assert parsed.log_metadata.timestamp_secs == 1_796_000_000
+        {"probabilities": np.full((3, 10), 0.1, np.float32)}, 1_796_000_000.7)
+    parsed = prediction_log_pb2.PredictionLog.FromString(record(item, 0.25))
+    reference = _reference(item, 0.25)
+    assert parsed.log_metadata == reference.log_metadata
+    for key in item.inputs:  # tensor_content vs typed fields: compare the values
+        np.testing.assert_array_equal(tf.make_ndarray(parsed.predict_log.request.inputs[key]),
+                                      item.inputs[key])
+        assert parsed.predict_log.request.inputs[key].dtype == \
+            reference.predict_log.request.inputs[key].dtype
+    np.testing.assert_array_equal(
+        tf.make_ndarray(parsed.predict_log.response.outputs["probabilities"]),
+        item.outputs["probabilities"])
+    example = tf.train.Example()
+    example.features.feature["image"].int64_list.value.extend([7] * 784)
+    classify = Item("m", 2, "serving_examples", "classify",
+                    {"examples": np.array([example.SerializeToString()] * 2, dtype=object)},
+                    {"probabilities": np.array([[0.25, 0.75], [1.0, 0.0]], np.float32)},
+                    1_796_000_001.0, ["cat", "dog"])
+    parsed = prediction_log_pb2.PredictionLog.FromString(record(classify, 1.0))
+    assert parsed == _reference(classify, 1.0)
+
+
+def test_a_full_pipe_drops_and_counts_without_blocking(tmp_path: Path) -> None:
+    """The request path never waits for the writer: offered faster than it can write, records
+    are dropped and counted, each offer returns at once, and what was sent is written whole."""
+    from serving.capture import CaptureSettings, CaptureWriter
+
+    counted: dict[str, int] = {}
+
+    class Counts:
+        def on_capture(self, what: str, model: str, version: int, count: int = 1) -> None:
+            counted[what] = counted.get(what, 0) + count
+
+    writer = CaptureWriter(CaptureSettings(str(tmp_path), rate=1.0), Counts()).start()
+    images = {"images": np.full((64, 28, 28, 1), 0.5, np.float32)}  # 200 KB a request
+    outputs = {"probabilities": np.full((64, 10), 0.1, np.float32)}
+    slowest, sent = 0.0, 0
+    for _ in range(400):  # 80 MB offered at once: far more than the pipe holds
+        started = time.perf_counter()
+        sent += writer.offer(MODEL, 1, "serving_default", "predict", images, outputs, [],
+                             time.time())
+        slowest = max(slowest, time.perf_counter() - started)
+    writer.close()
+    assert counted.get("dropped", 0) == 400 - sent > 0
+    assert slowest < 0.25, slowest  # a write into a pipe that does not block
+    assert counted.get("captured", 0) == sent == len(read_logs(finished_files(tmp_path)))
