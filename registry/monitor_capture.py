@@ -129,18 +129,34 @@ def _example_pixels(serialized: bytes, source: str) -> np.ndarray:
     return _to_images(values.reshape(1, -1), source)[0]
 
 
-def _predict_record(record: object, source: str) -> tuple[np.ndarray, np.ndarray]:
+_FAST_DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 9: np.int64}  # DT_*
+
+
+def _ndarray(tensor: object) -> np.ndarray:
+    """A TensorProto as an array: numbers in ``tensor_content`` straight from the bytes (what
+    the server writes; twice as fast as ``tf.make_ndarray``), anything else through TF."""
+    dtype = _FAST_DTYPES.get(tensor.dtype)  # type: ignore[attr-defined]
+    content = tensor.tensor_content  # type: ignore[attr-defined]
+    if dtype is not None and content:
+        shape = [d.size for d in tensor.tensor_shape.dim]  # type: ignore[attr-defined]
+        values = np.frombuffer(content, dtype=dtype)
+        if values.size == int(np.prod(shape, dtype=np.int64)):
+            return values.reshape(shape)
     import tensorflow as tf
 
+    return tf.make_ndarray(tensor)
+
+
+def _predict_record(record: object, source: str) -> tuple[np.ndarray, np.ndarray]:
     request, response = record.predict_log.request, record.predict_log.response  # type: ignore[attr-defined]
     inputs = dict(request.inputs)
     if INPUT_IMAGES in inputs:
-        pixels = _to_images(tf.make_ndarray(inputs[INPUT_IMAGES]), source)
+        pixels = _to_images(_ndarray(inputs[INPUT_IMAGES]), source)
     elif INPUT_IMAGE_BYTES in inputs or INPUT_EXAMPLES in inputs:
         key = INPUT_IMAGE_BYTES if INPUT_IMAGE_BYTES in inputs else INPUT_EXAMPLES
         pixels = _decode_strings(key, list(inputs[key].string_val), source)
     elif len(inputs) == 1:
-        pixels = _to_images(tf.make_ndarray(next(iter(inputs.values()))), source)
+        pixels = _to_images(_ndarray(next(iter(inputs.values()))), source)
     else:
         raise DataError(f"{source}: no image input among {sorted(inputs)}")
     outputs = dict(response.outputs)
@@ -149,7 +165,7 @@ def _predict_record(record: object, source: str) -> tuple[np.ndarray, np.ndarray
         tensor = next(iter(outputs.values()))
     if tensor is None:
         raise DataError(f"{source}: no '{OUTPUT_PROBABILITIES}' output among {sorted(outputs)}")
-    return pixels, np.asarray(tf.make_ndarray(tensor), dtype=np.float32).reshape(len(pixels), -1)
+    return pixels, np.asarray(_ndarray(tensor), dtype=np.float32).reshape(len(pixels), -1)
 
 
 def _classify_record(record: object, source: str,
