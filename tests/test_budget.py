@@ -111,14 +111,23 @@ def test_a_tie_with_the_best_eval_accuracy_keeps_the_later_epoch() -> None:
     from modules.model import LaterTiesEarlyStopping
 
     model = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1)])
-    early = LaterTiesEarlyStopping(monitor=EARLY_STOPPING_MONITOR, mode="max", patience=2,
-                                   restore_best_weights=True)
-    early.set_model(model)
-    early.on_train_begin()
-    for epoch, accuracy in enumerate([0.90, 0.997, 0.99, 0.997, 0.99, 0.99]):
-        early.on_epoch_end(epoch, {EARLY_STOPPING_MONITOR: accuracy})
-    assert early.best_epoch == 3  # the saturated eval split's later, lower-rate epoch
-    assert early.stopped_epoch == 5  # the tie restarted the patience at epoch 3
+    def run(tolerance: float) -> LaterTiesEarlyStopping:
+        early = LaterTiesEarlyStopping(tolerance=tolerance, monitor=EARLY_STOPPING_MONITOR,
+                                       mode="max", patience=2, restore_best_weights=True)
+        early.set_model(model)
+        early.on_train_begin()
+        model.stop_training = False
+        for epoch, accuracy in enumerate([0.90, 1.0, 0.98, 379 / 380, 0.99, 0.99, 0.98]):
+            early.on_epoch_end(epoch, {EARLY_STOPPING_MONITOR: accuracy})
+            if model.stop_training:
+                break
+        return early
+
+    exact, one_image = run(0.0), run(1 / 380)
+    assert (exact.best_epoch, exact.stopped_epoch) == (1, 3)
+    # 379/380 is within one eval image of 1.0: the later, lower-rate epoch is kept, the patience
+    # restarts there, and the best accuracy stays 1.0 (0.99 is not within one image of it)
+    assert (one_image.best_epoch, one_image.stopped_epoch, one_image.best) == (3, 5, 1.0)
 
 
 def test_time_limit_stops_training_in_the_first_epoch() -> None:
