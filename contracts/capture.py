@@ -5,7 +5,7 @@ Layout: ``<capture_dir>/<serving_name>/<version>/<file>``. Each file is a TFReco
 record per sampled request with its response. A file being written carries the ``.tmp`` suffix
 and is renamed to its final name when it is rotated, so readers only ever see whole files.
 
-What one record holds (written by ``serving/capture.py``; every protocol, REST TF Serving,
+What one record holds (written by ``serving/capture_worker.py``; every protocol, REST TF Serving,
 KServe v2, SageMaker and gRPC, is logged the same way, as TF Serving would log the call):
 
 * ``log_metadata``: ``model_spec`` (serving name, version, signature name),
