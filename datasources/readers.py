@@ -412,13 +412,6 @@ def find_idx_pairs(names: Iterable[str]) -> dict[str, dict[str, str]]:
     return pairs
 
 
-def iter_idx(images_path: str, labels_path: str, num_classes: int) -> Iterator[Example]:
-    images, labels = read_idx_pair(images_path, labels_path, num_classes)
-    name = storage.basename(images_path)
-    for i in range(len(labels)):
-        yield f"{name}#{i}", images[i], int(labels[i])
-
-
 # --------------------------------------------------------------------------------------------
 # IRIS TSV (img2tsv / splitter output)
 

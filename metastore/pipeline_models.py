@@ -267,7 +267,7 @@ def grid_info(store: Store, trainer_execution: Any) -> dict[str, Any] | None:
 
 def _json_file(path: str) -> Any:
     """The JSON in a local file; None when it is remote, missing or not JSON."""
-    if "://" in path or not os.path.isfile(path):
+    if not os.path.isfile(path):
         return None
     try:
         with open(path, encoding="utf-8") as handle:

@@ -16,24 +16,15 @@ import click
 
 from contracts import settings
 from contracts.flags import flag, no_flag
+from datasources import storage
 from modules.budget import DEFAULT_MAX_TRAIN_MINUTES
 from modules.hparams import HParams
-
-# Re-exported for the code that imported them from here; contracts.settings is the source.
-ENV_METADATA = settings.ENV_METADATA
-ENV_SERVING_DIR = settings.ENV_SERVING_DIR
 
 DEFAULT_IN_MEMORY_EXAMPLES = 500_000  # images per split the Trainer holds in memory
 
 # Schemes tf.io.gfile implements in this pin set (TensorFlow 2.16.2): gs:// is built in; s3:// and
 # hdfs:// raise UnimplementedError (tests/test_object_storage.py checks both facts).
 PIPELINE_ROOT_SCHEMES = ("gs",)
-
-
-def uri_scheme(path: str) -> str:
-    """``s3`` for ``s3://bucket/key``; ``""`` for a local path or ``file://``."""
-    head, sep, _ = str(path).partition("://")
-    return head.lower() if sep and head.isalnum() and head.lower() != "file" else ""
 
 
 class DataLocation(click.ParamType):
@@ -44,8 +35,7 @@ class DataLocation(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> str:
         text = str(value)
-        head, sep, _ = text.partition("://")
-        if sep and head.isalnum() and head.lower() != "file":
+        if storage.is_remote(text):
             return text
         local = text[len("file://"):] if text.startswith("file://") else text
         if not os.path.exists(os.path.expanduser(local)):
@@ -145,7 +135,7 @@ class PipelineConfig:
             raise ValueError(
                 f"--model-name {self.model_name!r}: use letters, digits, '-', '_' or '.'"
             )
-        root_scheme = uri_scheme(self.pipeline_root)
+        root_scheme = storage.scheme(self.pipeline_root)
         if root_scheme and root_scheme not in PIPELINE_ROOT_SCHEMES:
             raise ValueError(
                 f"--pipeline-root {self.pipeline_root}: TFX writes artifacts through tf.io.gfile, "
@@ -172,7 +162,7 @@ class PipelineConfig:
     @property
     def pipeline_root_uri(self) -> str:
         """The pipeline root as TFX gets it: a URI as given, a local path made absolute."""
-        if uri_scheme(self.pipeline_root):
+        if storage.is_remote(self.pipeline_root):
             return self.pipeline_root
         return os.path.abspath(self.pipeline_root)
 
@@ -184,13 +174,3 @@ class PipelineConfig:
         values = dataclasses.asdict(self)
         values["hparams"] = self.hparams.to_dict()
         return values
-
-
-def default_metadata_path() -> str:
-    """The MLMD database: $MNIST_TFX_METADATA, else contracts.settings.DEFAULT_METADATA."""
-    return settings.default_metadata()
-
-
-def default_serving_dir() -> str:
-    """Where versions are pushed: $MNIST_TFX_SERVING_DIR, else the default serving_model."""
-    return settings.default_serving_dir()

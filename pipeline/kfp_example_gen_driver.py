@@ -27,7 +27,8 @@ TFX_DRIVER_MODULE = "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver
 def uses_storage_driver(input_base: str) -> bool:
     """Whether TFX's driver cannot list ``input_base`` (tf.io.gfile has no such scheme here:
     the same fact that limits ``--pipeline-root``) and this module must."""
-    from pipeline.config import PIPELINE_ROOT_SCHEMES, uri_scheme
+    from datasources.storage import scheme as uri_scheme
+    from pipeline.config import PIPELINE_ROOT_SCHEMES
 
     scheme = uri_scheme(input_base)
     return bool(scheme) and scheme not in PIPELINE_ROOT_SCHEMES

@@ -21,6 +21,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 from contracts import mlmd as keys
 from contracts.examples import IMAGE_KEY, LABEL_KEY
 from contracts.signatures import DICTIONARY_RELPATH, SAVED_MODEL_FILE, SAVED_MODEL_SUBDIR
+from datasources import storage
 from metastore import pipeline_models
 from metastore.errors import ConflictError, InputError, NotFoundError
 from metastore.store import (
@@ -517,7 +518,8 @@ class RegistryReader:
         if version is None:
             return "READY"
         state = pipeline_models.execution_state(pipeline_models.producer(self.store, version))
-        if state == "DONE" and "://" not in version.uri and not os.path.isdir(version.uri):
+        if state == "DONE" and not storage.is_remote(version.uri) and \
+                not os.path.isdir(version.uri):
             return "ERROR"
         return state
 
@@ -637,11 +639,5 @@ def _dictionary_file(saved_model_dir: str) -> str | None:
     """``dict.tsv`` when the model's files carry ``assets.extra/dict.tsv``, else None."""
     if not saved_model_dir:
         return None
-    path = os.path.join(saved_model_dir, DICTIONARY_RELPATH)
-    if "://" in path:
-        from datasources import storage
-
-        found = storage.isfile(path)
-    else:
-        found = os.path.isfile(path)
+    found = storage.isfile(storage.join(saved_model_dir, DICTIONARY_RELPATH))
     return os.path.basename(DICTIONARY_RELPATH) if found else None

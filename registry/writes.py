@@ -15,6 +15,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 from contracts import publish
 from contracts.signatures import SAVED_MODEL_FILE
+from datasources import storage
 from metastore import pipeline_models
 from metastore.errors import ConflictError, InputError, NotFoundError
 from metastore.store import (
@@ -323,8 +324,9 @@ class Registry(RegistryReader):
             model = self._locked_model(name)
             now = time.time()
             dataset = pb.Artifact(type_id=self.store.type_id("artifact", DATASET),
-                                  uri=os.path.abspath(os.path.expanduser(data))
-                                  if "://" not in data else data, state=pb.Artifact.LIVE)
+                                  uri=data if storage.is_remote(data)
+                                  else os.path.abspath(os.path.expanduser(data)),
+                                  state=pb.Artifact.LIVE)
             set_prop(dataset, "layout", layout)
             set_prop(dataset, "examples", int(result["examples"]))
             evaluation = pb.Artifact(type_id=self.store.type_id("artifact", EVALUATION),

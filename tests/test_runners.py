@@ -17,7 +17,6 @@ from click.core import ParameterSource
 from contracts import settings
 from contracts.flags import FLAG, NO_FLAG
 from modules.hparams import HParams
-from pipeline import config as cfg
 from pipeline.cli_options import (
     HPARAM_FLAGS,
     HPARAM_PAIRS,
@@ -152,8 +151,7 @@ def test_path_defaults_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -
     parsed = _parse().params
     assert (parsed["metadata_path"], parsed["serving_dir"]) == ("/env/metadata.sqlite", "/env/serving")
     assert _parse("--metadata", "flag.sqlite").params["metadata_path"] == "flag.sqlite"
-    assert (cfg.ENV_METADATA, cfg.ENV_SERVING_DIR) == (settings.ENV_METADATA, settings.ENV_SERVING_DIR)
-    assert (cfg.default_metadata_path(), cfg.default_serving_dir()) == \
+    assert (settings.default_metadata(), settings.default_serving_dir()) == \
         ("/env/metadata.sqlite", "/env/serving")
     monkeypatch.setenv(settings.ENV_METADATA, "")
     assert _parse().params["metadata_path"] == settings.DEFAULT_METADATA

@@ -19,6 +19,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from contracts import mlmd as keys
+from datasources import storage
 from metastore import pipeline_models
 from metastore.errors import NotFoundError
 from metastore.store import DEPLOYMENT, EVALUATION, REGISTRY_ACTION, prop
@@ -156,7 +157,7 @@ class Console:
 
     def readable(self, uri: str) -> bool:
         """Only files under the pipeline root or the serving dir are ever read for a page."""
-        if not uri or "://" in uri:
+        if not uri or storage.is_remote(uri):
             return False
         real = os.path.realpath(uri)
         for root in (self.pipeline_root, os.path.realpath(self.registry.serving_dir)):
