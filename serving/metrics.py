@@ -18,6 +18,7 @@ the width of the model's output (at most ``MAX_CLASS_LABELS``). Request capture
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Iterator
 
@@ -38,6 +39,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 UNKNOWN = "unknown"
 DEFAULT_MAX_LABEL_SETS = 1000
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+SMALL_BATCH = 4  # up to this many examples a request is counted without numpy
 MAX_CLASS_LABELS = 1000  # contracts.examples.MAX_CLASSES: wider outputs are not counted per class
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -157,20 +159,33 @@ class PredictionStats(Collector):
                 class_names: list[str]) -> None:
         if probabilities.ndim != 2 or not probabilities.size:
             return
-        confidence = probabilities.max(axis=1)
-        buckets = np.bincount(np.searchsorted(self._bounds, confidence, side="left"),
-                              minlength=len(self._bounds) + 1)
         width = probabilities.shape[1]
-        predicted = probabilities.argmax(axis=1)
-        classes = np.bincount(predicted[predicted < MAX_CLASS_LABELS],
-                              minlength=min(width, MAX_CLASS_LABELS))
+        if probabilities.shape[0] <= SMALL_BATCH:  # plain Python: numpy's per-call cost
+            rows = probabilities.tolist()          # dominates a one-image request
+            tops = [max(row) for row in rows]
+            predicted = [row.index(top) for row, top in zip(rows, tops, strict=True)]
+            slots = [bisect.bisect_left(CONFIDENCE_BUCKETS, top) for top in tops]
+            total = float(sum(tops))
+        else:
+            confidence = probabilities.max(axis=1)
+            predicted = probabilities.argmax(axis=1).tolist()
+            slots = np.searchsorted(self._bounds, confidence, side="left").tolist()
+            total = float(confidence.sum())
         with self._lock:
             series = self._series.get((model, version))
             if series is None or len(series.names) != width:
                 series = self._series[(model, version)] = _Series(width, class_names)
-            series.buckets += buckets
-            series.total += float(confidence.sum())
-            series.classes += classes
+            if len(slots) <= SMALL_BATCH:
+                for slot, index in zip(slots, predicted, strict=True):
+                    series.buckets[slot] += 1
+                    if index < MAX_CLASS_LABELS:
+                        series.classes[index] += 1
+            else:
+                series.buckets += np.bincount(slots, minlength=len(series.buckets))
+                kept = [i for i in predicted if i < MAX_CLASS_LABELS]
+                series.classes += np.bincount(kept, minlength=len(series.classes)).astype(
+                    np.int64)[:len(series.classes)]
+            series.total += total
 
     def collect(self) -> Iterator[HistogramMetricFamily | CounterMetricFamily]:
         confidence = HistogramMetricFamily(

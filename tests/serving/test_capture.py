@@ -470,3 +470,28 @@ def test_a_full_pipe_drops_and_counts_without_blocking(tmp_path: Path) -> None:
     assert counted.get("dropped", 0) == 400 - sent > 0
     assert slowest < 0.25, slowest  # a write into a pipe that does not block
     assert counted.get("captured", 0) == sent == len(read_logs(finished_files(tmp_path)))
+
+
+def test_prediction_metrics_count_small_and_large_requests_alike() -> None:
+    """One-image requests are counted without numpy (its per-call cost), big ones with it: the
+    histogram and class counts must not depend on how a batch was split into requests."""
+    from serving.metrics import Metrics
+
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    probs = np.random.default_rng(0).dirichlet(np.full(10, 0.3), 200).astype(np.float32)
+    whole, split = Metrics(), Metrics()
+    whole.on_predictions(MODEL, 1, probs, names)
+    for row in probs:
+        split.on_predictions(MODEL, 1, row[None, :], names)
+
+    def counts(metrics: Metrics) -> dict[tuple, float]:
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for f in text_string_to_metric_families(metrics.render().decode())
+                for s in f.samples if s.name.startswith(("serving_prediction_confidence_b",
+                                                         "serving_predicted_class"))}
+
+    assert counts(whole) == counts(split)
+    expected = np.bincount(probs.argmax(axis=1), minlength=10)
+    got = {dict(labels)["class"]: value for (name, labels), value in counts(whole).items()
+           if name == "serving_predicted_class_total"}
+    assert got == {names[i]: float(n) for i, n in enumerate(expected) if n}
