@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from contracts import examples as features
+from datasources.layouts import InputLayout
 from datasources.readers import DataError
 
 DATASETS = ("digits", "fashion-mnist")
@@ -35,6 +36,13 @@ class ResolvedData:
     path: str
     class_names: tuple[str, ...]
     description: str
+    layout: InputLayout | None = None  # what detect_layout found (once per run, before Beam)
+    layout_eval_percent: int | None = None  # the eval_percent it was checked with
+
+    def layout_for(self, eval_percent: int) -> InputLayout | None:
+        """The layout found at resolve time when it was checked for this ``eval_percent`` (the
+        empty-split check depends on it); None means: detect again."""
+        return self.layout if self.layout_eval_percent == eval_percent else None
 
 
 def upscale_digit(image8: np.ndarray) -> np.ndarray:
@@ -106,6 +114,7 @@ def resolve_data(
     dataset: str | None,
     data_root: str = "data",
     class_names: Sequence[str] | None = None,
+    eval_percent: int = 20,
 ) -> ResolvedData:
     """The input folder and class names for ``--data`` / ``--dataset`` (default: digits).
 
@@ -113,25 +122,29 @@ def resolve_data(
     dataset's own names (Fashion-MNIST's when ``dataset`` is ``fashion-mnist``); what the data
     imply (label folder names in sorted order, or zero..N-1 for index folders and IDX labels);
     zero..nine.
+
+    The input's layout is detected here, once per run before Beam (``eval_percent``: the split
+    the run will use), and travels in the result to ExampleGen; its executor checks it again.
     """
     if dataset is not None and dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
-    if data:
-        from pipeline.components.image_example_gen import detect_layout
+    from pipeline.components.image_example_gen import detect_layout
 
-        layout = detect_layout(data, class_names=class_names)
+    if data:
+        layout = detect_layout(data, class_names=class_names, eval_percent=eval_percent)
         dataset_names = features.FASHION_MNIST_CLASS_NAMES if dataset == "fashion-mnist" else None
         names = tuple(class_names or layout.class_names or dataset_names or layout.label_names
                       or features.DIGIT_CLASS_NAMES)
-        return ResolvedData(layout.root, names, f"{layout.kind} input at {layout.root}")
+        return ResolvedData(layout.root, names, f"{layout.kind} input at {layout.root}",
+                            layout, eval_percent)
     if dataset == "fashion-mnist":
+        path = fashion_mnist_dir()
         names = tuple(class_names or features.FASHION_MNIST_CLASS_NAMES)
-        return ResolvedData(
-            fashion_mnist_dir(), names, f"Fashion-MNIST (Debian dataset-fashion-mnist, {FASHION_MNIST_DIR})"
-        )
-    path = materialize_digits(str(Path(data_root) / "digits"))
-    names = tuple(class_names or features.DIGIT_CLASS_NAMES)
-    return ResolvedData(
-        str(Path(path).resolve()), names,
-        f"scikit-learn digits ({DIGITS_COUNT} images, 8x8 upscaled to 28x28) in {path}",
-    )
+        description = f"Fashion-MNIST (Debian dataset-fashion-mnist, {FASHION_MNIST_DIR})"
+    else:
+        path = str(Path(materialize_digits(str(Path(data_root) / "digits"))).resolve())
+        names = tuple(class_names or features.DIGIT_CLASS_NAMES)
+        description = (f"scikit-learn digits ({DIGITS_COUNT} images, 8x8 upscaled to 28x28) "
+                       f"in {path}")
+    layout = detect_layout(path, class_names=names, eval_percent=eval_percent)
+    return ResolvedData(path, names, description, layout, eval_percent)

@@ -73,7 +73,8 @@ def create_pipeline(
 ) -> tfx.dsl.Pipeline:
     """The whole graph for ``config``, reading ``data``."""
     example_gen = make_example_gen(
-        data.path, eval_percent=config.eval_percent, class_names=data.class_names
+        data.path, eval_percent=config.eval_percent, class_names=data.class_names,
+        layout=data.layout_for(config.eval_percent),  # detected once per run, before Beam
     )
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(

@@ -50,12 +50,10 @@ def beam_options(config: PipelineConfig, beam_args: list[str] | None) -> list[st
 
 
 def prepare_data(config: PipelineConfig) -> ResolvedData:
-    """Resolve (and for the embedded default, materialise) the input; checks its layout early."""
-    from pipeline.components.image_example_gen import detect_layout
-
-    data = resolve_data(config.data, config.dataset, config.data_root, config.class_names)
-    detect_layout(data.path, class_names=data.class_names, eval_percent=config.eval_percent)
-    return data
+    """Resolve (and for the embedded default, materialise) the input; its layout is checked
+    there, once, before Beam (``data.layout`` goes on to ExampleGen)."""
+    return resolve_data(config.data, config.dataset, config.data_root, config.class_names,
+                        eval_percent=config.eval_percent)
 
 
 def run_pipeline(

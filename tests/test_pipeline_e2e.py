@@ -119,7 +119,12 @@ def test_pushed_version_layout(tiny_pipeline_run: TinyRun) -> None:
     version = base / "1"
     assert (version / "saved_model.pb").is_file() and (version / "variables").is_dir()
     assert (version / "assets.extra" / "dict.tsv").read_text().splitlines()[1] == "0\tzero"
-    assert not [p for p in base.iterdir() if p.name.startswith(".push-")]  # no staging left
+    # no staging left, by the prefixes the publish module itself stages under
+    from contracts import publish
+
+    assert os.path.basename(publish.staging_dir(str(base))).startswith(publish.STAGING_PREFIX)
+    prefixes = (publish.STAGING_PREFIX, publish.LEGACY_PUSH_PREFIX)
+    assert not [p.name for p in base.iterdir() if p.name.startswith(prefixes)]
     loaded = tf.saved_model.load(str(version))
     assert {"serving_default", "serving_examples", "serving_images"} <= set(loaded.signatures)
 

@@ -45,16 +45,20 @@ def layout_config(
 
 
 def make_example_gen(
-    path: str, *, eval_percent: int = 20, class_names: Sequence[str] | None = None
+    path: str, *, eval_percent: int = 20, class_names: Sequence[str] | None = None,
+    layout: InputLayout | None = None,
 ) -> Any:
     """A TFX ExampleGen (id ``ExampleGen``) reading ``path``; output splits ``train`` and ``eval``.
 
     ``class_names`` defaults to a dict.tsv in the data, else the classes the data imply (label
-    folder names, or indices), else the digits zero..nine.
+    folder names, or indices), else the digits zero..nine. ``layout``: what ``detect_layout``
+    already found at ``path`` for this ``eval_percent`` (``ResolvedData.layout_for``), so that a
+    run detects it once before Beam; None detects it here. The executor checks it again.
     """
     if not 1 <= eval_percent <= 99:
         raise ValueError(f"eval_percent must be 1..99, got {eval_percent}")
-    layout = detect_layout(path, class_names=class_names, eval_percent=eval_percent)
+    if layout is None:
+        layout = detect_layout(path, class_names=class_names, eval_percent=eval_percent)
     names = tuple(class_names or layout.class_names or layout.label_names
                   or examples.DIGIT_CLASS_NAMES)
     try:

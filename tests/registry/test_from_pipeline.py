@@ -6,22 +6,17 @@ import os
 
 import pytest
 
+from tests.conftest import TinyRun
+
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def tiny(request: pytest.FixtureRequest):  # noqa: ANN201
-    try:
-        return request.getfixturevalue("tiny_pipeline_run")
-    except pytest.FixtureLookupError:
-        pytest.skip("tests/conftest.py has no tiny_pipeline_run fixture yet")
-
-
-def test_real_pipeline_model_in_registry(tiny, tmp_path) -> None:
+def test_real_pipeline_model_in_registry(tiny_pipeline_run: TinyRun, tmp_path) -> None:
     import shutil
 
     from registry.api import open_registry
 
+    tiny = tiny_pipeline_run
     # A copy: deploying into the session's run would leave records whose files live in this
     # test's tmp dir, and other tests (the README journey's `mlmodel doctor`) read that run.
     metadata = str(tmp_path / "metadata.sqlite")
@@ -37,8 +32,11 @@ def test_real_pipeline_model_in_registry(tiny, tmp_path) -> None:
     assert len(summary.class_names) == 10
     assert summary.lineage["pipeline_run"] and summary.lineage["trainer_execution_id"]
     assert "overall" in summary.evaluation
-    if not summary.lineage.get("pushed_destination"):
-        pytest.skip("the tiny run's model was not blessed, so there is nothing to deploy")
+    # a failure, never a skip: the tiny run is made to bless and push (accuracy_threshold 0.5)
+    assert summary.lineage.get("pushed_destination"), (
+        f"the session's tiny pipeline run pushed nothing (blessed: {summary.lineage['blessed']}, "
+        f"infra_blessed: {summary.lineage['infra_blessed']}); its run output:\n"
+        f"{tiny.output[-3000:]}")
     result = reg.deploy(tiny.model_name, label="stable", user="ci")
     assert result.latest_version == 1 and result.serving_name == f"ci_{tiny.model_name}"
     deployed = os.path.join(str(tmp_path / "serving"), result.serving_name, "1")

@@ -97,8 +97,12 @@ def console_registry(tiny_pipeline_run, tmp_path_factory: pytest.TempPathFactory
     shutil.copy(tiny_pipeline_run.metadata_path, metadata)
     add_hostile_pipeline(metadata, root)
     reg = open_registry(metadata, serving)
-    if not reg.summary(tiny_pipeline_run.model_name).lineage.get("pushed_destination"):
-        pytest.skip("the tiny run's model was not blessed, so there is nothing to deploy")
+    lineage = reg.summary(tiny_pipeline_run.model_name).lineage
+    if not lineage.get("pushed_destination"):  # a failure, never a skip: every console test needs it
+        pytest.fail(f"the session's tiny pipeline run pushed nothing (blessed: "
+                    f"{lineage.get('blessed')}, infra_blessed: {lineage.get('infra_blessed')}), so "
+                    "the console has no model to deploy; its run output:\n"
+                    f"{tiny_pipeline_run.output[-3000:]}")
     deployed = reg.deploy(tiny_pipeline_run.model_name, label="stable", user="root")
     return metadata, serving, tiny_pipeline_run.model_name, deployed.latest_version
 
