@@ -111,7 +111,7 @@ def _timed(predict: object, request: object) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def one_deploy(base_dir: Path, model_dir: Path, steady: int) -> dict[str, float]:
+def one_deploy(base_dir: Path, model_dir: Path, steady: int, delay_s: float) -> dict[str, float]:
     """A server already serving version 1 (requests answered, so the process itself is warm)
     is given version 2 = ``model_dir``; the first request to version 2 is timed."""
     import grpc
@@ -142,6 +142,7 @@ def one_deploy(base_dir: Path, model_dir: Path, steady: int) -> dict[str, float]
         deployed = _deploy(model_dir, serving, 2)
         _wait_available(status, 2)
         available_s = time.perf_counter() - deployed
+        time.sleep(delay_s)
         requests = [predict_request(seed) for seed in range(steady + 1)]
         for request in requests:
             request.model_spec.version.value = 2  # type: ignore[attr-defined]
@@ -160,6 +161,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steady", type=int, default=200)
+    parser.add_argument("--delay-s", type=float, default=0.0,
+                        help="wait this long after AVAILABLE before the first request (the "
+                             "server settles its heap, a full GC, just after a load)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     from contracts.runtime import configure_tensorflow
@@ -176,7 +180,7 @@ def main() -> None:
             order = list(runs) if round_ % 2 == 0 else list(reversed(runs))
             for name in order:
                 runs[name].append(one_deploy(cold, warm if name == "with warm-up" else cold,
-                                             args.steady))
+                                             args.steady, args.delay_s))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     table = {}
@@ -190,7 +194,8 @@ def main() -> None:
         print(json.dumps({"machine": machine(), "results": table}, indent=2))
         return
     print(f"First gRPC Predict (serving_examples, 1 example) to a newly deployed version; {machine()}")
-    print(f"median of {args.rounds} fresh servers each; steady = {args.steady} requests after")
+    print(f"median of {args.rounds} fresh servers each; first request {args.delay_s:g} s after "
+          f"AVAILABLE; steady = {args.steady} requests after")
     print(f"{'':18} {'first ms':>9} {'steady p50 ms':>14} {'first/p50':>10} {'AVAILABLE s':>12}")
     for name, row in table.items():
         print(f"{name:18} {row['first_ms']:9.2f} {row['steady_p50_ms']:14.2f} "

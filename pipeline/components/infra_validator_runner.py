@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.util
 import os
 import shutil
 import signal
@@ -48,10 +49,13 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 def _project_root() -> str:
-    """The directory holding the ``serving`` package, for the child's PYTHONPATH."""
-    import serving
-
-    return os.path.dirname(os.path.dirname(os.path.abspath(serving.__file__)))
+    """The directory holding the ``serving`` package, for the child's PYTHONPATH (found, not
+    imported: the pipeline does not depend on the server's code, only on its command line)."""
+    spec = importlib.util.find_spec("serving")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("the `serving` package is not importable here; install this "
+                                "project (pip install .) to run the InfraValidator")
+    return os.path.dirname(os.path.dirname(os.path.abspath(spec.origin)))
 
 
 def log_excerpt(text: str, limit: int = 12) -> list[str]:
