@@ -198,7 +198,8 @@ def test_every_flag_reaches_its_field(tmp_path: Path) -> None:
             "--learning-rate", "0.01", "--epochs", "3", "--batch-size", "16", "--no-augment",
             "--augmentation", "affine", "--convs-per-block", "3", "--input-blur", "0.5",
             "--lr-schedule", "constant", "--max-train-minutes", "2.5",
-            "--accuracy-threshold", "0.8", "--max-accuracy-drop", "0.05", "--warm-start",
+            "--accuracy-threshold", "0.8", "--max-accuracy-drop", "0.05",
+            "--no-infra-validation", "--warm-start",
             "--tune", "--tune-trials", "3", "--in-memory-examples", "100", "--no-cache",
             "--deploy", "--label", "canary", "--user", "ann", "--verbose",
             "--s3-endpoint-url", "http://127.0.0.1:9000"]
@@ -215,7 +216,8 @@ def test_every_flag_reaches_its_field(tmp_path: Path) -> None:
                                      epochs=3, batch_size=16, augment=False,
                                      augmentation="affine", convs_per_block=3, input_blur=0.5,
                                      lr_schedule="constant"),
-        max_train_minutes=2.5, accuracy_threshold=0.8, max_accuracy_drop=0.05, warm_start=True,
+        max_train_minutes=2.5, accuracy_threshold=0.8, max_accuracy_drop=0.05,
+        infra_validation=False, warm_start=True,
         tune=True, tune_trials=3, in_memory_examples=100, enable_cache=False,
         deploy_label="canary", deploy_user="ann", verbose=True,
         s3_endpoint_url="http://127.0.0.1:9000")
