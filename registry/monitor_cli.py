@@ -27,6 +27,7 @@ from registry.cliutil import (
 )
 from registry.monitor import DEFAULT_LOW_CONFIDENCE, DEFAULT_THRESHOLDS, EXIT_DRIFT
 
+FEW_REQUESTS = 200  # below this, histogram divergences of unchanged images reach the thresholds
 CAPTURE_HELP = (f"Where the server captured requests (env {contract_settings.ENV_CAPTURE_DIR}, "
                 f"default {contract_settings.DEFAULT_CAPTURE_DIR}).")
 MONITOR_EPILOG = """\
@@ -116,6 +117,9 @@ def monitor_cmd(ctx: click.Context, name: str, version: int | None, label: str |
                   if "report_artifact_id" in report else "")
         render.note(f"{'DRIFT: ' + drifted if drifted else 'no drift'} "
                     f"(exit {report['exit_code']}){stored}")
+    if report["requests"] < FEW_REQUESTS:
+        render.note(f"note: only {report['requests']} requests; with fewer than {FEW_REQUESTS} "
+                    "the divergences are noisy (widen --since, or raise the thresholds)")
     if report["exit_code"] == EXIT_DRIFT:
         sys.exit(EXIT_DRIFT)
 

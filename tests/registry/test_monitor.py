@@ -237,3 +237,24 @@ def test_exit_code_of_the_real_command(deployed: Deployed, tmp_path: Path) -> No
     assert done.returncode == 3, done.stderr
     assert "mean_intensity" in done.stdout and "DRIFT" in done.stdout
     assert "DRIFT: mean_intensity" in done.stderr
+
+
+def test_label_version_and_baseline_choose_what_is_compared(deployed: Deployed, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from registry.api import open_registry
+
+    open_registry(deployed.metadata, deployed.serving_dir).label("tiny", "stable", 1, user="root")
+    labels = _labels(60, seed=9)
+    _capture(tmp_path, synthetic_images(labels.tolist(), seed=22), labels)
+    code, report, err = _monitor(deployed, tmp_path, capsys, "--label", "stable", "--no-record")
+    assert code in (0, 3) and report["version"] == 1 and report["requests"] == 60
+    assert "only 60 requests" in err  # a small window is noisy, and the command says so
+    code, _, err = _monitor(deployed, tmp_path, capsys, "--version", "7")
+    assert code == 2 and "no version 7" in err
+    code, _, err = _monitor(deployed, tmp_path, capsys, "--version", "1", "--label", "stable")
+    assert code == 2 and "not both" in err
+    # --baseline: DATA's train split instead of the run's examples (here the run's own PNGs)
+    code, report, _ = _monitor(deployed, tmp_path, capsys, "--baseline",
+                               deployed.run.data_path, "--no-record")
+    assert code in (0, 3) and report["training"]["source"] == "baseline"
+    assert report["training"]["examples"] == 160 and "image_folder" in report["training"]["layout"]
