@@ -366,14 +366,18 @@ def capture_case(args: argparse.Namespace) -> None:
     print(f"capture benchmark: median of {args.repeats} x {args.seconds:g} s per figure, "
           f"{os.cpu_count()} CPUs, {args.client} client, {failures} failed requests, "
           f"{captured:.0f} records captured, {dropped:.0f} dropped or lost")
-    print(f"{'measure':44} {'off':>9} {'rate 1.0':>9} {'ratio':>7} {'target':>8}")
+    # paired: the median of each turn's on/off ratio (the two ran seconds apart), steadier than
+    # the ratio of medians when the machine's load drifts
+    print(f"{'measure':44} {'off':>9} {'rate 1.0':>9} {'ratio':>7} {'paired':>7} {'target':>8}")
     for api in ("rest", "grpc"):
-        off, on = med[f"off_{api}_p50_ms"], med[f"on_{api}_p50_ms"]
-        print(f"{api} p50 latency, concurrency 1 (ms){'':10} {off:9.3f} {on:9.3f} "
-              f"{on / off:6.2f}x {'<= 1.10x':>8}")
-        off, on = med[f"off_{api}_c32_rps"], med[f"on_{api}_c32_rps"]
-        print(f"{api} throughput, concurrency 32 (req/s){'':7} {off:9.1f} {on:9.1f} "
-              f"{on / off:6.2f}x {'>= 0.90x':>8}")
+        for key, what, target in ((f"{api}_p50_ms", "p50 latency, concurrency 1 (ms)", "<= 1.10x"),
+                                  (f"{api}_c32_rps", "throughput, concurrency 32 (req/s)",
+                                   ">= 0.90x")):
+            off, on = med[f"off_{key}"], med[f"on_{key}"]
+            paired = statistics.median(a / b for a, b in zip(runs[f"on_{key}"], runs[f"off_{key}"],
+                                                             strict=True))
+            print(f"{api} {what:39} {off:9.3f} {on:9.3f} {on / off:6.2f}x {paired:6.2f}x "
+                  f"{target:>8}")
 
 
 def main() -> None:
