@@ -15,7 +15,7 @@ import grpc
 import numpy as np
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
@@ -233,6 +233,8 @@ def test_no_rest_input_to_any_signature_is_a_5xx(both: Server, sig: str, value: 
        ints=st.lists(st.integers(-(1 << 31), (1 << 31) - 1), max_size=4),
        strings=st.lists(st.binary(max_size=40), max_size=3),
        content=st.binary(max_size=64))
+@example(sig=SERVING_EXAMPLES, dtype=types_pb2.DT_STRING, shape=[1], ints=[],
+         strings=[GARBAGE], content=b"")  # the probe's case: INTERNAL UnicodeDecodeError before
 def test_no_grpc_tensor_to_any_signature_is_internal(both: Server, sig: str, dtype: int,
                                                      shape: list[int], ints: list[int],
                                                      strings: list[bytes],
