@@ -258,3 +258,32 @@ def test_label_version_and_baseline_choose_what_is_compared(deployed: Deployed, 
                                deployed.run.data_path, "--no-record")
     assert code in (0, 3) and report["training"]["source"] == "baseline"
     assert report["training"]["examples"] == 160 and "image_folder" in report["training"]["layout"]
+
+
+def test_export_captured_command(deployed: Deployed, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from registry.cli import main
+
+    labels = _labels(20, seed=10)
+    probabilities = confident(labels, confidence=0.8)
+    probabilities[:3] = confident(labels[:3], confidence=0.3)
+    write_capture(str(tmp_path / "capture"), SERVING_NAME, 1,
+                  synthetic_images(labels.tolist(), seed=23), probabilities,
+                  class_names=DIGIT_CLASS_NAMES)
+    out = tmp_path / "relabel"
+    with pytest.raises(SystemExit) as exited:
+        main(["export-captured", "tiny", "--out", str(out), "--capture-dir",
+              str(tmp_path / "capture"), "--low-confidence", "0.5", "--output", "json",
+              *deployed.args()])
+    result = json.loads(capsys.readouterr().out)
+    assert exited.value.code == 0 and (result["captured"], result["written"]) == (20, 3)
+    names = sorted(p.name for p in (out / "unlabelled").iterdir())
+    assert len(names) == 3 and all(n.endswith("-0.300.png") for n in names)  # the unsure ones
+    from datasources.readers import read_image
+
+    first = read_image(out / "unlabelled" / names[0])
+    assert first.shape == (28, 28) and first.dtype == np.uint8
+    with pytest.raises(SystemExit) as exited:
+        main(["export-captured", "tiny", "--out", str(out), "--capture-dir",
+              str(tmp_path / "nothing"), *deployed.args()])
+    assert exited.value.code == 2 and "nothing to export" in capsys.readouterr().err
