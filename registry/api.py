@@ -18,10 +18,6 @@ Import it from here: ``open_registry``, and the records (``registry.entities``),
 
 from __future__ import annotations
 
-import os
-
-from contracts import settings
-from metastore.store import parse_backend
 from registry.entities import (
     DEFAULT_LIST_LIMIT,
     LIST_ORDERS,
@@ -37,7 +33,7 @@ from registry.entities import (
     default_user,
     serving_order,
 )
-from registry.reads import RegistryReader
+from registry.reads import RegistryReader, registry_location
 from registry.writes import Registry
 
 __all__ = [
@@ -53,6 +49,4 @@ def open_registry(metadata: str | None = None, serving_dir: str | None = None) -
     Defaults come from $MNIST_TFX_METADATA / $MNIST_TFX_SERVING_DIR, else ``runs/metadata.sqlite``
     and ``serving_model``. The database is opened lazily, on first use.
     """
-    backend = parse_backend(metadata)
-    directory = serving_dir or settings.default_serving_dir()
-    return Registry(backend, os.path.abspath(directory))
+    return Registry(*registry_location(metadata, serving_dir))

@@ -31,7 +31,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from typing import Any
 
@@ -153,6 +152,8 @@ def save(path: str, index: ListIndex) -> None:
     tmp = None
     try:
         os.makedirs(directory, exist_ok=True)
+        import tempfile  # only when the index is written: not on every read
+
         fd, tmp = tempfile.mkstemp(prefix=".list-index-", suffix=".tmp", dir=directory)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh, separators=(",", ":"))

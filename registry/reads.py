@@ -19,9 +19,9 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from contracts import mlmd as keys
+from contracts import settings
 from contracts.examples import IMAGE_KEY, LABEL_KEY
 from contracts.signatures import DICTIONARY_RELPATH, SAVED_MODEL_FILE, SAVED_MODEL_SUBDIR
-from datasources import storage
 from metastore import pipeline_models
 from metastore.errors import ConflictError, InputError, NotFoundError
 from metastore.store import (
@@ -32,6 +32,7 @@ from metastore.store import (
     REGISTRY_ACTION,
     Backend,
     Store,
+    parse_backend,
     prop,
 )
 from registry import list_index
@@ -68,6 +69,18 @@ def _decode_token(token: str, options: dict[str, Any]) -> tuple[Any, int]:
         raise InputError("the page token was made for other --order-by/--filter/--serving "
                          "options; repeat them as on the first page")
     return (key, last_id)
+
+
+def registry_location(metadata: str | None, serving_dir: str | None) -> tuple[Backend, str]:
+    """The backend and absolute serving dir: the arguments, else $MNIST_TFX_METADATA /
+    $MNIST_TFX_SERVING_DIR, else ``runs/metadata.sqlite`` and ``serving_model``."""
+    return (parse_backend(metadata),
+            os.path.abspath(serving_dir or settings.default_serving_dir()))
+
+
+def open_reader(metadata: str | None = None, serving_dir: str | None = None) -> RegistryReader:
+    """The registry's reads only (as ``registry.api.open_registry``, without the writes)."""
+    return RegistryReader(*registry_location(metadata, serving_dir))
 
 
 class RegistryReader:
@@ -515,6 +528,8 @@ class RegistryReader:
     def _imported_state(self, version: Any) -> str:
         """An imported model's state: that of the ``import`` that stored its files (READY when
         none did), ERROR when those files are gone."""
+        from datasources import storage
+
         if version is None:
             return "READY"
         state = pipeline_models.execution_state(pipeline_models.producer(self.store, version))
@@ -639,5 +654,7 @@ def _dictionary_file(saved_model_dir: str) -> str | None:
     """``dict.tsv`` when the model's files carry ``assets.extra/dict.tsv``, else None."""
     if not saved_model_dir:
         return None
+    from datasources import storage  # local paths: os.path, no Beam
+
     found = storage.isfile(storage.join(saved_model_dir, DICTIONARY_RELPATH))
     return os.path.basename(DICTIONARY_RELPATH) if found else None

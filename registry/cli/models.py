@@ -97,7 +97,7 @@ def list_cmd(ctx: click.Context, limit: int | None, offset: int, page_token: str
     """
     if page_token and offset:
         raise click.UsageError("give --offset or --page-token, not both")
-    reg, output = settings_registry(ctx)
+    reg, output = settings_registry(ctx, read_only=True)
     paging = {"limit": limit or 100, "offset": offset, "page_token": page_token,
               "name_contains": parse_list_filter(filters),
               "serving": True if serving_only else None, "order_by": order_by.lower()}
