@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -82,13 +83,26 @@ def wall(argv: list[str], env: dict[str, str], runs: int) -> list[float]:
     return times
 
 
+def child_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+PROCESS_CPU: dict[str, list[float]] = {}  # label -> CPU s of each timed process (less load-bound)
+
+
 def walls_in_turns(cases: list[tuple[str, list[str]]], env: dict[str, str],
                    runs: int) -> dict[str, list[float]]:
-    """Each case once per round, ``runs`` rounds: a load spike hits every case, not one."""
+    """Each case once per round, ``runs`` rounds: a load spike hits every case, not one. The
+    processes' CPU seconds go to ``PROCESS_CPU`` (replaced on each call)."""
     times: dict[str, list[float]] = {label: [] for label, _ in cases}
+    PROCESS_CPU.clear()
     for _ in range(runs):
         for label, argv in cases:
+            before = child_cpu()
             times[label] += wall(argv, env, 1)
+            PROCESS_CPU.setdefault(label, []).append(child_cpu() - before)
     return times
 
 
@@ -153,6 +167,12 @@ def print_tables(walls: dict[str, dict[str, list[float]]], cpus: dict[str, dict[
               for c in columns}
     print(f"{'list / import ml_metadata':<32}" + "".join(f"{ratios[c]:>15.2f}x" for c in columns)
           + f"   (target <= {LIST_TARGET}x)")
+    if PROCESS_CPU:  # the last size measured: CPU seconds move less with the machine's load
+        cpu = {label: statistics.median(v) for label, v in PROCESS_CPU.items()}
+        print(f"\nwhole process, median CPU s (user+sys), {columns[-1]}")
+        for label, _ in cases:
+            print(f"{label:<32}{cpu[label]:>16.3f}")
+        print(f"{'list / import ml_metadata':<32}{cpu[LIST_LABEL] / cpu[FLOOR_LABEL]:>15.2f}x")
     print(f"\nin process, median CPU ms\n{'call':<32}{head}")
     for label in cpus[columns[0]]:
         print(f"{label:<32}" + "".join(f"{cpus[c][label]:>16.2f}" for c in columns))
