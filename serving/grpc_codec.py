@@ -111,10 +111,10 @@ def to_array(proto: tensor_pb2.TensorProto, info: TensorInfo, where: str,
     ``max_bytes``: the most decoded tensor bytes its claimed shape may cost (``_check_claim``)."""
     shape = _shape(proto, where)
     count = int(np.prod(shape)) if shape else 1
-    _check_claim(shape, count, proto, info, where, max_bytes)
     if info.is_string:
         if proto.dtype != types_pb2.DT_STRING:
             raise invalid(f"{where}: input {info.name} is DT_STRING, got {dtype_name(proto.dtype)}")
+        _check_claim(shape, count, proto, info, where, max_bytes)
         values = list(proto.string_val)
         if len(values) != count:
             raise invalid(f"{where}: shape {list(shape)} needs {count} strings, got {len(values)}")
@@ -126,6 +126,7 @@ def to_array(proto: tensor_pb2.TensorProto, info: TensorInfo, where: str,
                       "is not a numeric type this server converts")
     if proto.dtype == types_pb2.DT_BOOL:
         raise invalid(f"{where}: input {info.name} is {info.dtype}; got DT_BOOL (send numbers)")
+    _check_claim(shape, count, proto, info, where, max_bytes)  # before anything is allocated
     np_type, field = NUMERIC[proto.dtype]
     if proto.tensor_content:
         itemsize = np.dtype(np_type).itemsize

@@ -39,10 +39,11 @@ def _family(host: str) -> socket.AddressFamily:
 
 def _in_use(host: str, port: int, exc: OSError, what: str) -> OSError:
     if exc.errno == errno.EADDRINUSE:
-        return OSError(errno.EADDRINUSE, f"{what} port {host}:{port} is in use by another "
-                       "process (another `serving start`, or a worker group); stop it or pick "
-                       "another port")
-    return OSError(exc.errno, f"cannot listen on {host}:{port} ({exc.strerror or exc})")
+        return OSError(errno.EADDRINUSE, f"cannot listen for {what} on {host}:{port}: the port "
+                       "is in use by another process (another `serving start`, or a worker "
+                       "group); stop it or pick another port")
+    return OSError(exc.errno, f"cannot listen for {what} on {host}:{port} "
+                   f"({exc.strerror or exc})")
 
 
 def claim(host: str, port: int) -> socket.socket:
@@ -55,7 +56,7 @@ def claim(host: str, port: int) -> socket.socket:
         sock.listen(LISTEN_BACKLOG)
     except OSError as exc:
         sock.close()
-        raise _in_use(host, port, exc, "the REST") from None
+        raise _in_use(host, port, exc, "REST") from None
     return sock
 
 
@@ -72,7 +73,7 @@ def claim_or_inherit(host: str, port: int) -> socket.socket:
     return inherited() or claim(host, port)
 
 
-def check_free(host: str, port: int, what: str = "the gRPC") -> None:
+def check_free(host: str, port: int, what: str = "gRPC") -> None:
     """OSError when ``host:port`` cannot be bound without SO_REUSEPORT (someone listens on it,
     SO_REUSEPORT or not). The check closes its socket again: a later bind can still race it."""
     if not port:

@@ -36,7 +36,7 @@ def test_a_claimed_port_cannot_be_joined_even_with_so_reuseport() -> None:
         with pytest.raises(OSError) as caught:
             _reuseport_socket(port).listen(1)
         assert caught.value.errno == errno.EADDRINUSE
-        with pytest.raises(OSError, match=f"port 127.0.0.1:{port} is in use"):
+        with pytest.raises(OSError, match=f"REST on 127.0.0.1:{port}: the port is in use"):
             claim("127.0.0.1", port)
         with pytest.raises(OSError, match="in use"):
             check_free("127.0.0.1", port)
@@ -49,7 +49,7 @@ def test_check_free_sees_a_so_reuseport_group() -> None:
     group = _reuseport_socket(0)
     group.listen(1)
     try:
-        with pytest.raises(OSError, match="gRPC port"):
+        with pytest.raises(OSError, match="cannot listen for gRPC"):
             check_free("127.0.0.1", group.getsockname()[1])
     finally:
         group.close()

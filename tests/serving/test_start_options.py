@@ -38,7 +38,8 @@ def test_start_refuses_an_empty_env_token_before_serving(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     served: list[object] = []
 
-    async def fake_serve(runtime: object, config: object, grace_s: float) -> None:
+    async def fake_serve(runtime: object, config: object, grace_s: float,
+                         sock: object = None) -> None:
         served.append(config)
 
     import serving.server
