@@ -261,10 +261,25 @@ def check_inputs(args: argparse.Namespace, datasets: list[str]) -> None:
                          + "\n  - ".join(missing))
 
 
+def chosen_datasets(args: argparse.Namespace) -> list[str]:
+    """``--datasets``, or every dataset whose inputs are present (the rest named on stderr)."""
+    if args.datasets is not None:
+        return [d.strip() for d in args.datasets.split(",") if d.strip()]
+    present = []
+    for dataset in DATASETS:
+        try:
+            check_inputs(args, [dataset])
+            present.append(dataset)
+        except SystemExit as missing:
+            print(f"skipping {dataset}: {missing}", file=sys.stderr)
+    return present
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default=",".join(DATASETS),
-                        help=f"comma-separated, of {', '.join(DATASETS)}")
+    parser.add_argument("--datasets", default=None,
+                        help=f"comma-separated, of {', '.join(DATASETS)}; default: all whose "
+                             "inputs are here (the others are named, with how to get them)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
@@ -280,7 +295,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    datasets = chosen_datasets(args)
     unknown = sorted(set(datasets) - set(DATASETS))
     if unknown:
         raise SystemExit(f"unknown dataset(s) {unknown}; choose from {', '.join(DATASETS)}")

@@ -41,3 +41,12 @@ def test_the_environment_names_the_files(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("MNIST_TEST_DIR", str(tmp_path))
     args = bench.parse_args([])
     assert (args.mnist_records, args.mnist_test) == (tmp_path / "r.tfrecord", tmp_path)
+
+
+def test_by_default_only_datasets_whose_inputs_are_here(tmp_path: Path, capsys) -> None:
+    args = bench.parse_args(["--mnist-records", str(tmp_path / "none.tfrecord"),
+                             "--mnist-test", str(tmp_path)])
+    chosen = bench.chosen_datasets(args)
+    assert "handwriting" not in chosen and "default" not in chosen
+    assert "skipping handwriting" in capsys.readouterr().err
+    assert bench.chosen_datasets(bench.parse_args(["--datasets", "default"])) == ["default"]
