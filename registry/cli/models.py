@@ -26,15 +26,14 @@ def print_list(reg: Any, output: str, paging: dict[str, Any] | None = None,
                envelope: bool = False) -> None:
     """The list table, or JSON: a list of rows, or with ``envelope`` an object with the page."""
     page = reg.list_page(**(paging or {}))
-    rows = [asdict(r) | {"serving": "on" if r.serving else "off",
-                         "create": render.list_time(r.created),
-                         "modified": render.list_time(r.modified)} for r in page.rows]
-    if output == "json" and envelope:
-        render.print_json({"models": rows, "total": page.total, "offset": page.offset,
-                           "next_page_token": page.next_page_token})
-        return
     if output == "json":
-        render.print_json(rows)
+        rows = [asdict(r) | {"serving": "on" if r.serving else "off",
+                             "create": render.list_time(r.created),
+                             "modified": render.list_time(r.modified)} for r in page.rows]
+        render.print_json({"models": rows, "total": page.total, "offset": page.offset,
+                           "next_page_token": page.next_page_token} if envelope else rows)
+        if envelope:
+            return
     else:
         render.print_table(LIST_HEADERS, [
             [r.id, r.user, r.name, r.type, r.category, r.algorithm, "on" if r.serving else "off",
