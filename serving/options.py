@@ -67,11 +67,13 @@ class StartOptions:
              "serving_images decodes; bigger ones get 400 / INVALID_ARGUMENT (0 = no cap).")
     workers: int = flag(
         1, type=click.IntRange(1, 64),
-        help="Server processes sharing the port (SO_REUSEPORT), each with every model loaded: "
-             "2 on 2 cores served 1.6x the requests of 1 at concurrency 32. Needs an explicit "
-             "--port; each worker has its own /metrics.")
+        help="Server processes sharing the port, each with every model loaded: 2 on 2 cores "
+             "served 1.6x the requests of 1 at concurrency 32. The group owns its port: the "
+             "workers inherit the supervisor's REST socket, so no other process can join it "
+             "(serving/listen.py). Needs an explicit --port; each worker has its own /metrics.")
     reuse_port: bool = flag(False, hidden=True,
-                            help="Set by --workers: listen with SO_REUSEPORT.")
+                            help="Set by --workers: a worker of a group (inherited REST socket, "
+                                 "gRPC with SO_REUSEPORT).")
     grpc_port: int = flag(
         DEFAULT_GRPC_PORT, type=click.IntRange(0, 65535),
         help="TF Serving's gRPC API (PredictionService, ModelService, health) on this port "

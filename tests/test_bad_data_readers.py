@@ -269,8 +269,9 @@ def test_tfrecord_with_other_features_is_refused(tmp_path: Path) -> None:
     import tensorflow as tf
 
     example = tf.train.Example()
-    example.features.feature["image_floats"].float_list.value.extend([0.0] * 784)
-    example.features.feature["image_class"].int64_list.value.append(1)
+    # (TFX's MNIST example's image_floats/image_class are read: tests/test_tfx_mnist_records.py)
+    example.features.feature["pixels"].float_list.value.extend([0.0] * 784)
+    example.features.feature["digit"].int64_list.value.append(1)
     path = datagen.write_tfrecord(tmp_path / "x.tfrecord", 0, records=[example.SerializeToString()])
     with pytest.raises(DataError, match=r"x\.tfrecord record 0: tf\.Example lacks feature\(s\) \['image', 'label'\]"):
         list(readers.iter_tfrecord(path, 10))

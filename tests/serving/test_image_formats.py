@@ -50,11 +50,15 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {ext: write_image(root / f"one.{ext}", digit_pixels()) for ext in FORMATS}
 
 
-def test_every_format_is_listed_where_images_are_read() -> None:
-    from serving.predict_client import IMAGE_EXTENSIONS as CLIENT_EXTENSIONS
+def test_every_format_is_listed_where_images_are_read(files: dict[str, Path]) -> None:
+    """The readers' list, and serving predict reading through it (one list, datasources/)."""
+    from serving.predict_client import collect
 
     for ext in FORMATS:
-        assert f".{ext}" in IMAGE_EXTENSIONS and f".{ext}" in CLIENT_EXTENSIONS
+        assert f".{ext}" in IMAGE_EXTENSIONS
+    items = collect([str(files[ext]) for ext in FORMATS])
+    assert [item.source for item in items] == [str(files[ext]) for ext in FORMATS]
+    assert all(item.image_bytes for item in items)
 
 
 @pytest.mark.parametrize("ext", list(FORMATS))
