@@ -19,10 +19,10 @@ PROBE = ("import sys\nfrom registry.cli import main\ntry:\n    main(sys.argv[1:]
          "print('RESULT', code, 'tensorflow' in sys.modules, 'apache_beam' in sys.modules)\n")
 
 
-def _probe(env: Env, *args: str) -> tuple[list[str], str]:
-    done = subprocess.run([sys.executable, "-c", PROBE, "--metadata", env.metadata,
-                           "--serving-dir", env.serving_dir, *args], cwd=REPO,
-                          capture_output=True, text=True, env=env.environ(), timeout=300)
+def _probe(registry: Env, *args: str) -> tuple[list[str], str]:
+    done = subprocess.run([sys.executable, "-c", PROBE, "--metadata", registry.metadata,
+                           "--serving-dir", registry.serving_dir, *args], cwd=REPO,
+                          capture_output=True, text=True, env=registry.environ(), timeout=300)
     result = [x for x in done.stdout.splitlines() if x.startswith("RESULT")]
     return (result[0].split()[1:] if result else []), done.stderr
 
