@@ -45,6 +45,14 @@ def parse_dictionary(text: str) -> list[str]:
     return [names[i] for i in range(len(names))]
 
 
+def default_class_names(count: int) -> list[str]:
+    """The one rule for classes without names (no dict.tsv, no --class-names): the digits' names
+    up to ten classes, else the class indices. The pipeline, the server and the clients use it."""
+    if count <= len(DIGIT_CLASS_NAMES):
+        return list(DIGIT_CLASS_NAMES[:count])
+    return [str(i) for i in range(count)]
+
+
 def read_model_dictionary(saved_model_dir: str) -> list[str]:
     """The class names stored with a local SavedModel; the ten digits when it has none."""
     path = os.path.join(saved_model_dir, DICTIONARY_RELPATH)

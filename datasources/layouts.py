@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from contracts import examples
-from contracts.dictionary import parse_dictionary
+from contracts.dictionary import default_class_names, parse_dictionary
 from datasources import readers, storage
 from datasources.errors import DataError
 
@@ -89,10 +89,8 @@ class Layout:
 
 
 def names_for_indices(count: int) -> tuple[str, ...]:
-    """Default names of classes 0..count-1: the digits' names up to ten, else the indices."""
-    if count <= len(examples.DIGIT_CLASS_NAMES):
-        return examples.DIGIT_CLASS_NAMES[:count]
-    return tuple(str(i) for i in range(count))
+    """Default names of classes 0..count-1 (contracts.dictionary.default_class_names)."""
+    return tuple(default_class_names(count))
 
 
 def names_from_folders(folders: Sequence[str], where: str) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ try:  # optional: about 1.6x faster parsing; the json fallback also takes NaN/In
 except ImportError:  # pragma: no cover
     _orjson = None
 
+from contracts.dictionary import default_class_names
 from contracts.signatures import (
     INPUT_EXAMPLES,
     INPUT_IMAGE_BYTES,
@@ -382,7 +383,7 @@ def encode_classify(outputs: Arrays, class_names: list[str]) -> dict[str, Any]:
                         outputs.get("scores", next(iter(outputs.values()))))
     results = []
     for row in np.asarray(probs).tolist():
-        names = class_names if len(class_names) == len(row) else [str(i) for i in range(len(row))]
+        names = class_names if len(class_names) == len(row) else default_class_names(len(row))
         results.append([[names[i], p] for i, p in enumerate(row)])
     return {"results": results}
 

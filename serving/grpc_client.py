@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from contracts.dictionary import default_class_names
 from contracts.examples import IMAGE_KEY, IMAGE_PIXELS
 from contracts.signatures import (
     INPUT_IMAGE_BYTES,
@@ -27,7 +28,6 @@ from serving.predict_client import (
     _files,
     _row,
     collect,
-    default_class_names,
 )
 
 

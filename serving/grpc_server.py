@@ -42,6 +42,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from contracts.dictionary import default_class_names
 from contracts.signatures import OUTPUT_PROBABILITIES
 from serving import capture, grpc_codec
 from serving.admission import Busy
@@ -195,8 +196,8 @@ async def _classify(servable: Servable, sig_name: str, request_input: Any, ctx: 
     outputs = await sig.run(inputs)
     capture.answered(ctx, servable, sig.name, inputs, outputs, capture.CLASSIFY)
     scores = np.asarray(outputs.get(OUTPUT_PROBABILITIES, next(iter(outputs.values()))))
-    names = servable.class_names if len(servable.class_names) == scores.shape[-1] else [
-        str(i) for i in range(scores.shape[-1])]
+    names = (servable.class_names if len(servable.class_names) == scores.shape[-1]
+             else default_class_names(scores.shape[-1]))
     result = classification_pb2.ClassificationResult()
     for row in scores:
         classes = result.classifications.add()

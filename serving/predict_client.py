@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import requests
 
+from contracts.dictionary import default_class_names
 from contracts.examples import IMAGE_KEY, IMAGE_PIXELS, MAX_CLASSES
 from contracts.signatures import SERVING_DEFAULT, SERVING_IMAGES
 from datasources import readers
 from datasources.images import DEFAULT_MAX_IMAGE_PIXELS, check_pixels
-from datasources.layouts import names_for_indices
 from datasources.offline import UNKNOWN, read_offline
 
 
@@ -96,7 +96,7 @@ def _idx_items(path: str) -> list[Item]:
 
 def _example_items(path: str, class_names: Sequence[str], limit: int | None) -> list[Item]:
     """A TFRecord of tf.Examples, an IRIS TSV, or any layout the pipeline's --data reads."""
-    found = read_offline(path, class_names or names_for_indices(MAX_CLASSES), limit=limit)
+    found = read_offline(path, class_names or default_class_names(MAX_CLASSES), limit=limit)
     return [Item(source, None if label == UNKNOWN else int(label), pixels=pixels)
             for source, label, pixels in zip(found.inputs, found.labels, found.pixels,
                                              strict=True)]
@@ -188,12 +188,6 @@ def _class_names(session: requests.Session, base: str) -> list[str]:
         return [str(name) for name, _ in result["results"][0]]
     except (ServerError, KeyError, IndexError, TypeError, ValueError):
         return []
-
-
-def default_class_names(count: int) -> list[str]:
-    """Names for ``count`` outputs when the server gave none: the pipeline's rule (the digits'
-    names up to ten classes, else the indices; ``datasources.layouts.names_for_indices``)."""
-    return list(names_for_indices(count))
 
 
 def label_from_folder(item: Item, names: list[str]) -> int | None:

@@ -16,10 +16,10 @@ import requests
 from click.testing import CliRunner
 from PIL import Image
 
+from contracts.dictionary import default_class_names
 from contracts.examples import DIGIT_CLASS_NAMES, IMAGE_PIXELS
 from serving.cli import main
 from serving.openapi import openapi_document
-from serving.predict_client import default_class_names
 
 from .conftest import FakeSource, Server, start_server
 
@@ -92,9 +92,19 @@ def test_predict_table_prints_class_names(pets: Server, tmp_path: Path) -> None:
 
 
 def test_names_when_the_server_gives_none() -> None:
-    assert default_class_names(3) == ["0", "1", "2"]
+    """One rule (contracts.dictionary): the digits' names up to ten classes, else indices; the
+    pipeline's folder naming, the server's classify fallback and the clients agree."""
+    from datasources.layouts import names_for_indices
+    from serving.codec import encode_classify
+
+    assert default_class_names(3) == ["zero", "one", "two"]
     assert default_class_names(26)[-1] == "25"
     assert default_class_names(len(DIGIT_CLASS_NAMES)) == list(DIGIT_CLASS_NAMES)
+    for count in (2, 3, 10, 11, 26):
+        assert list(names_for_indices(count)) == default_class_names(count)
+        # a model whose dict.tsv (or lack of one) does not match its outputs
+        row = encode_classify({"probabilities": np.full((1, count), 1 / count)}, ["a"])
+        assert [name for name, _ in row["results"][0]] == default_class_names(count)
 
 
 def _walk(node: object) -> Iterator[tuple[str, object]]:

@@ -138,15 +138,6 @@ def test_predict_reads_what_the_pipeline_reads(process, tmp_path: Path) -> None:
     assert all(p["label"] is not None for p in report["predictions"])
 
 
-def test_default_class_names_follow_the_pipelines_rule() -> None:
-    from datasources.layouts import names_for_indices
-    from serving.predict_client import default_class_names
-
-    for count in (2, 3, 10, 11):
-        assert default_class_names(count) == list(names_for_indices(count))
-    assert default_class_names(3) == ["zero", "one", "two"]
-
-
 def test_predict_table_and_errors(process, tmp_path: Path) -> None:
     _, url = process
     folder = write_png_folder(tmp_path / "testing", per_class=1)
