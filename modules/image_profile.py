@@ -28,13 +28,19 @@ INK_THRESHOLD = 0.2  # of each image's own maximum: blur and noise below it are 
 SAMPLE = 2_000  # images measured (the first ones; the statistic is a median)
 
 
-def ink_margin_px(images: np.ndarray) -> float:
-    """Median free margin, in pixels, of ``images`` (N, H, W) or (N, H, W, 1); blank ones skipped."""
+def _sample(images: np.ndarray, what: str) -> np.ndarray:
+    """The first ``SAMPLE`` images as float32 (N, H, W); ValueError naming ``what`` otherwise."""
     x = np.asarray(images[:SAMPLE], dtype=np.float32)
     if x.ndim == 4:
         x = x[..., 0]
     if x.ndim != 3 or len(x) == 0:
-        raise ValueError(f"ink_margin_px needs images shaped (N, H, W[, 1]), got {x.shape}")
+        raise ValueError(f"{what} needs images shaped (N, H, W[, 1]), got {x.shape}")
+    return x
+
+
+def ink_margin_px(images: np.ndarray) -> float:
+    """Median free margin, in pixels, of ``images`` (N, H, W) or (N, H, W, 1); blank ones skipped."""
+    x = _sample(images, "ink_margin_px")
     peak = x.reshape(len(x), -1).max(axis=1)
     x = x[peak > 0] / peak[peak > 0, None, None]
     if len(x) == 0:
@@ -57,11 +63,7 @@ DETAIL_CUTOFF = 0.25  # cycles per pixel
 
 def fine_detail(images: np.ndarray) -> float:
     """Share of spectral energy above ``DETAIL_CUTOFF`` cycles/px (0: smooth, ~0.1: sharp)."""
-    x = np.asarray(images[:SAMPLE], dtype=np.float32)
-    if x.ndim == 4:
-        x = x[..., 0]
-    if x.ndim != 3 or len(x) == 0:
-        raise ValueError(f"fine_detail needs images shaped (N, H, W[, 1]), got {x.shape}")
+    x = _sample(images, "fine_detail")
     power = np.abs(np.fft.fft2(x)) ** 2
     fy, fx = np.fft.fftfreq(x.shape[1]), np.fft.fftfreq(x.shape[2])
     radius = np.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)

@@ -205,3 +205,15 @@ def write_named_folder(root: str | Path, items: Sequence[tuple[str, np.ndarray]]
     for n, (name, pixels) in enumerate(items):
         _write_png(root / name / f"{n}.png", pixels)
     return root
+
+
+def export_tiny_model(path: Path) -> Path:
+    """An untrained tiny CNN exported as our serving SavedModel (three signatures, dict.tsv)."""
+    from modules.hparams import HParams
+    from modules.model import build_model
+    from modules.signatures import export_serving_model
+
+    hp = HParams(filters_1=4, filters_2=8, hidden_units_1=16, hidden_units_2=16, epochs=1,
+                 augment=False)
+    export_serving_model(build_model(hp), str(path))
+    return path

@@ -40,15 +40,9 @@ NUM_EXAMPLES = 3
 # -- fixtures: models, examples, and every server process a test started --------------------
 @pytest.fixture(scope="module")
 def good_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from modules.hparams import HParams
-    from modules.model import build_model
-    from modules.signatures import export_serving_model
+    from tests.datagen import export_tiny_model
 
-    path = tmp_path_factory.mktemp("good") / "Format-Serving"
-    hp = HParams(filters_1=4, filters_2=8, hidden_units_1=16, hidden_units_2=16, epochs=1,
-                 augment=False)
-    export_serving_model(build_model(hp), str(path))
-    return path
+    return export_tiny_model(tmp_path_factory.mktemp("good") / "Format-Serving")
 
 
 class _WrongShape(tf.Module):

@@ -5,12 +5,14 @@ The records are written by ``benchmarks/tfx_records.py``, which the registry ben
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -110,3 +112,23 @@ def saved_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     target = tmp_path_factory.mktemp("real_model") / "model"
     export_serving_model(build_model(HParams(epochs=1)), str(target))
     return str(target)
+
+
+# ----------------------------------------------------------------------------- a fake server
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet stand-in for the model server's status route: subclasses set ``answer``."""
+
+    def answer(self) -> tuple[dict[str, object], int]:
+        raise NotImplementedError
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        body, code = self.answer()
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass

@@ -6,12 +6,12 @@ import json
 import subprocess
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import HTTPServer
 
 import pytest
 
 from registry import status
-from tests.registry.conftest import REPO, Env
+from tests.registry.conftest import REPO, Env, JsonHandler
 
 PROBE = ("import sys, runpy; sys.argv = ['mlmodel'] + sys.argv[1:]\n"
          "try:\n    runpy.run_module('registry', run_name='__main__')\n"
@@ -32,8 +32,8 @@ def test_reads_do_not_import_tensorflow_or_tfx(sqlite_env: Env, args: list[str])
     assert "HEAVY=\n" in proc.stderr or proc.stderr.rstrip().endswith("HEAVY="), proc.stderr
 
 
-class _FakeServer(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+class _FakeServer(JsonHandler):
+    def answer(self) -> tuple[dict[str, object], int]:
         if self.path == "/v1/models/root_mnist":
             body = {"model_version_status": [
                 {"version": "2", "state": "AVAILABLE", "status": {"error_code": "OK"}},
@@ -41,15 +41,7 @@ class _FakeServer(BaseHTTPRequestHandler):
             code = 200
         else:
             body, code = {"error": "Servable not found"}, 404
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        return body, code
 
 
 def test_serving_status_merges_live_server_state(sqlite_env: Env) -> None:

@@ -25,6 +25,7 @@ from tests.registry.test_monitor import (  # noqa: F401
     _monitor,
     deployed,
 )
+from tests.server_process import wait_ready
 
 
 def _predict(url: str, images: np.ndarray) -> None:
@@ -57,15 +58,7 @@ def test_monitor_reads_what_the_real_server_captured(deployed: Deployed,  # noqa
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if requests.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)  # polling for the server to come up
+        wait_ready(url, proc, 180, log=log)
         labels = np.random.default_rng(9).integers(0, 10, 160)
         like_training = synthetic_images(labels.tolist(), seed=31)
         _predict(url, like_training)

@@ -6,18 +6,18 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import HTTPServer
 
 import pytest
 
-from tests.registry.conftest import Env
+from tests.registry.conftest import Env, JsonHandler
 from tests.registry.test_cli import mlmodel
 
 SECRET = "s3cret"
 
 
-class _TokenServer(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
+class _TokenServer(JsonHandler):
+    def answer(self) -> tuple[dict[str, object], int]:
         if self.headers.get("Authorization") != f"Bearer {SECRET}":
             body, code = {"error": "missing or wrong bearer token"}, 401
         else:
@@ -25,15 +25,7 @@ class _TokenServer(BaseHTTPRequestHandler):
                 {"version": "2", "state": "END", "status": {
                     "error_code": "NOT_FOUND", "error_message": "the version directory is gone"}},
                 {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK"}}]}, 200
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        return body, code
 
 
 @pytest.fixture

@@ -23,15 +23,9 @@ from serving.sources import DirectoryVersion  # noqa: E402
 @pytest.fixture(scope="session")
 def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real exported SavedModel (our three signatures and dict.tsv), built once."""
-    from modules.hparams import HParams
-    from modules.model import build_model
-    from modules.signatures import export_serving_model
+    from tests.datagen import export_tiny_model
 
-    path = tmp_path_factory.mktemp("model") / "saved"
-    hp = HParams(filters_1=4, filters_2=8, hidden_units_1=16, hidden_units_2=16, epochs=1,
-                 augment=False)
-    export_serving_model(build_model(hp), str(path))
-    return path
+    return export_tiny_model(tmp_path_factory.mktemp("model") / "saved")
 
 
 class FakeSource:

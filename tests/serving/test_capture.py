@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import capture as layout
 from serving.server import free_port
+from tests.server_process import wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "mnist"
@@ -78,16 +79,7 @@ def _launch(root: Path, saved_model: Path, capture_dir: Path, *flags: str,
 
 
 def _wait_ready(running: Running) -> None:
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if requests.get(f"{running.rest}/v2/health/ready", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        assert running.proc.poll() is None and time.monotonic() < deadline, \
-            running.log.read_text()
-        time.sleep(0.1)  # polling for the server to come up
+    wait_ready(running.rest, running.proc, 180, log=running.log)
 
 
 @dataclass

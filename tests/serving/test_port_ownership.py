@@ -17,6 +17,7 @@ import requests
 
 from serving.listen import check_free, claim
 from serving.server import free_port
+from tests.server_process import wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,15 +74,7 @@ def test_a_second_group_or_server_on_the_port_is_refused_before_loading(
     first = _start(tmp_path / "a", port, "--workers", "2")
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert first.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)  # polling for the group to come up
+        wait_ready(url, first, 120)
         for extra in (("--workers", "2"), ()):
             started = time.monotonic()
             second = _start(tmp_path / "b", port, *extra)

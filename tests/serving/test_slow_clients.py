@@ -16,6 +16,7 @@ from pathlib import Path
 import requests
 
 from serving.server import free_port
+from tests.server_process import wait_ready
 
 from .test_hardening import closed_by_server
 
@@ -45,15 +46,7 @@ def test_300_slow_clients_under_a_256_fd_limit(tmp_path: Path, saved_model: Path
     url = f"http://127.0.0.1:{port}"
     slow: list[tuple[socket.socket, float]] = []
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.1)  # polling for the server to come up
+        wait_ready(url, proc, 120, log=log_path)
         warm = requests.post(f"{url}/v1/models/mnist:predict",  # the first call traces the model
                              json={"instances": [[[[0.0]] * 28] * 28]}, timeout=30)
         assert warm.status_code == 200, warm.text

@@ -16,6 +16,7 @@ import requests
 
 from serving.server import free_port
 from serving.workers import wait_for_first_sync
+from tests.server_process import wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,15 +36,7 @@ def test_two_workers_share_the_port_and_stop_together(tmp_path: Path, saved_mode
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)  # polling for the workers to come up
+        wait_ready(url, proc, 120)
         assert len(_children(proc.pid)) == 2
         body = {"instances": [[[[0.5]] * 28] * 28]}
         for _ in range(40):  # a new connection each time: the kernel spreads them
