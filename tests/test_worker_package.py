@@ -11,7 +11,7 @@ import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ("contracts", "pipeline", "modules", "registry", "serving")
+SHIPPED = ("contracts", "datasources", "metastore", "pipeline", "modules", "registry", "serving")
 
 
 def test_beams_stager_builds_our_package_from_setup_py(tmp_path: Path) -> None:

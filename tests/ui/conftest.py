@@ -97,12 +97,13 @@ def console_registry(tiny_pipeline_run, tmp_path_factory: pytest.TempPathFactory
     shutil.copy(tiny_pipeline_run.metadata_path, metadata)
     add_hostile_pipeline(metadata, root)
     reg = open_registry(metadata, serving)
-    lineage = reg.summary(tiny_pipeline_run.model_name).lineage
-    if not lineage.get("pushed_destination"):  # a failure, never a skip: every console test needs it
-        pytest.fail(f"the session's tiny pipeline run pushed nothing (blessed: "
-                    f"{lineage.get('blessed')}, infra_blessed: {lineage.get('infra_blessed')}), so "
-                    "the console has no model to deploy; its run output:\n"
-                    f"{tiny_pipeline_run.output[-3000:]}")
+    # The session's own run, not the model's latest candidate: tests that ran before (a worse
+    # model, bad data) may have added unblessed runs to it; deploy takes the latest blessed push.
+    run = tiny_pipeline_run.summary
+    if not run.pushed_version:  # a failure, never a skip: every console test needs it
+        pytest.fail(f"the session's tiny pipeline run pushed nothing (blessed: {run.blessed}, "
+                    f"infra_blessed: {run.infra_blessed}), so the console has no model to "
+                    f"deploy; its run output:\n{tiny_pipeline_run.output[-3000:]}")
     deployed = reg.deploy(tiny_pipeline_run.model_name, label="stable", user="root")
     return metadata, serving, tiny_pipeline_run.model_name, deployed.latest_version
 
