@@ -52,6 +52,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/small_data_bench.py --repeats 3
 	$(PY) benchmarks/registry_bench.py
 	$(PY) benchmarks/serving_bench.py
+	$(PY) benchmarks/serving_bench.py --capture
+	$(PY) benchmarks/serving_memory_bench.py
+	$(PY) benchmarks/warmup_bench.py
+	$(PY) benchmarks/monitor_bench.py
 	$(PY) benchmarks/grpc_ceiling_bench.py
 	$(PY) benchmarks/ui_bench.py
 	$(PY) benchmarks/object_storage_bench.py
