@@ -207,29 +207,29 @@ def test_bad_inputs_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], 
     assert words in err and "Traceback" not in err and err.count("\n") <= 2, err
 
 
-def test_bad_arguments_do_not_import_tensorflow_or_beam(env: Env, labelled: Path) -> None:
+def run_probe(env: Env, watched: tuple[str, ...], *args: str) -> tuple[str, subprocess.CompletedProcess[str]]:
+    """``mlmodel ARGS`` in a fresh interpreter; ('RESULT <exit code> <module loaded?>...', run)."""
+    loaded = ", ".join(f"{name!r} in sys.modules" for name in watched)
     probe = ("import sys\nfrom registry.cli import main\ntry:\n    main(sys.argv[1:])\n"
-             "except SystemExit as e:\n    code = e.code\n"
-             "print(code, 'tensorflow' in sys.modules, 'apache_beam' in sys.modules)\n")
+             f"except SystemExit as e:\n    code = e.code\nprint('RESULT', code, {loaded})\n")
     done = subprocess.run([sys.executable, "-c", probe, "--metadata", env.metadata,
-                           "--serving-dir", env.serving_dir, "eval", "digits",
-                           str(labelled / "nowhere")], cwd=REPO, capture_output=True, text=True,
-                          env=env.environ(), timeout=120)
-    assert done.stdout.split() == ["2", "False", "False"], done.stdout + done.stderr
+                           "--serving-dir", env.serving_dir, *args], cwd=REPO,
+                          capture_output=True, text=True, env=env.environ(), timeout=300)
+    result = [x for x in done.stdout.splitlines() if x.startswith("RESULT")]
+    return (result[0] if result else ""), done
+
+
+def test_bad_arguments_do_not_import_tensorflow_or_beam(env: Env, labelled: Path) -> None:
+    result, done = run_probe(env, ("tensorflow", "apache_beam"), "eval", "digits",
+                             str(labelled / "nowhere"))
+    assert result == "RESULT 2 False False", done.stdout + done.stderr
 
 
 def test_predict_takes_beam_arguments_and_never_imports_tfx(env: Env, labelled: Path) -> None:
-    probe = ("import sys\nfrom registry.cli import main\ntry:\n    main(sys.argv[1:])\n"
-             "except SystemExit as e:\n    code = e.code\n"
-             "print('RESULT', code, 'tfx' in sys.modules, 'apache_beam' in sys.modules)\n")
-    done = subprocess.run([sys.executable, "-c", probe, "--metadata", env.metadata,
-                           "--serving-dir", env.serving_dir, "predict", "digits",
-                           str(labelled / "testing"), "--output", "json", "--",
-                           "--runner=DirectRunner", "--direct_num_workers=1"],
-                          cwd=REPO, capture_output=True, text=True, env=env.environ(),
-                          timeout=300)
-    result_line = [x for x in done.stdout.splitlines() if x.startswith("RESULT")]
-    assert result_line == ["RESULT 0 False True"], done.stdout[-2000:] + done.stderr[-2000:]
+    result, done = run_probe(env, ("tfx", "apache_beam"), "predict", "digits",
+                             str(labelled / "testing"), "--output", "json", "--",
+                             "--runner=DirectRunner", "--direct_num_workers=1")
+    assert result == "RESULT 0 False True", done.stdout[-2000:] + done.stderr[-2000:]
     report = json.loads(done.stdout.split("\nRESULT")[0])
     assert len(report["predictions"]) == 10
     assert "--runner=DirectRunner --direct_num_workers=1" in done.stderr

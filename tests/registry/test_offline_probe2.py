@@ -3,28 +3,20 @@ TensorFlow or Beam load, the file named."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests import datagen
 from tests.bombs import bomb_png
-from tests.registry.conftest import REPO, Env
-from tests.registry.test_offline import env, labelled  # noqa: F401 - fixtures
-
-PROBE = ("import sys\nfrom registry.cli import main\ntry:\n    main(sys.argv[1:])\n"
-         "except SystemExit as e:\n    code = e.code\n"
-         "print('RESULT', code, 'tensorflow' in sys.modules, 'apache_beam' in sys.modules)\n")
+from tests.registry.conftest import Env
+from tests.registry.test_offline import env, labelled, run_probe  # noqa: F401 - fixtures
 
 
 def _probe(registry: Env, *args: str) -> tuple[list[str], str]:
-    done = subprocess.run([sys.executable, "-c", PROBE, "--metadata", registry.metadata,
-                           "--serving-dir", registry.serving_dir, *args], cwd=REPO,
-                          capture_output=True, text=True, env=registry.environ(), timeout=300)
-    result = [x for x in done.stdout.splitlines() if x.startswith("RESULT")]
-    return (result[0].split()[1:] if result else []), done.stderr
+    """(exit code, TensorFlow loaded?, Beam loaded?) of ``mlmodel ARGS``, and its stderr."""
+    result, done = run_probe(registry, ("tensorflow", "apache_beam"), *args)
+    return result.split()[1:], done.stderr
 
 
 @pytest.mark.parametrize("args, words", [
