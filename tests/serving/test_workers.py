@@ -38,17 +38,16 @@ def test_two_workers_share_the_port_and_stop_together(tmp_path: Path, saved_mode
     try:
         wait_ready(url, proc, 120)
         assert len(_children(proc.pid)) == 2
+        # Both workers accept on the one socket the supervisor claimed (issue 22: inherited, no
+        # SO_REUSEPORT). Which worker accepts a connection is the kernel's wake-up order, so
+        # sequential requests may all land on one: the test checks the shared socket instead.
+        listening = _listening_inode(port)
+        assert all(listening in _socket_inodes(pid) for pid in _children(proc.pid))
         body = {"instances": [[[[0.5]] * 28] * 28]}
-        for _ in range(40):  # a new connection each time: the kernel spreads them
+        for _ in range(40):
             r = requests.post(f"{url}/v1/models/mnist:predict", json=body, timeout=10,
                               headers={"Connection": "close"})
             assert r.status_code == 200
-        counts: set[float] = set()
-        for _ in range(40):  # each worker counts only what it served
-            text = requests.get(f"{url}/metrics", timeout=5, headers={"Connection": "close"}).text
-            counts.add(sum(float(x.split()[-1]) for x in text.splitlines()
-                           if x.startswith("serving_requests_total{") and 'api="tfs_predict"' in x))
-        assert len(counts) == 2 and sum(counts) == 40, counts  # both served, 40 in all
         workers = _children(proc.pid)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
@@ -58,6 +57,27 @@ def test_two_workers_share_the_port_and_stop_together(tmp_path: Path, saved_mode
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _listening_inode(port: int) -> str:
+    """The inode of the IPv4 socket listening on ``port`` (/proc/net/tcp, state 0A)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
+            return fields[9]
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    return inodes
 
 
 def test_workers_need_an_explicit_port() -> None:
