@@ -67,8 +67,9 @@ class StartOptions:
              "serving_images decodes; bigger ones get 400 / INVALID_ARGUMENT (0 = no cap).")
     workers: int = flag(
         1, type=click.IntRange(1, 64),
-        help="Server processes sharing the port, each with every model loaded: 2 on 2 cores "
-             "served 1.6x the requests of 1 at concurrency 32. The group owns its port: the "
+        help="Server processes sharing the port, each with every model loaded (2 on 2 cores "
+             "served 1.6x the requests of 1 at concurrency 32 with SO_REUSEPORT; not re-measured "
+             "since the workers share one inherited socket). The group owns its port: the "
              "workers inherit the supervisor's REST socket, so no other process can join it "
              "(serving/listen.py). Needs an explicit --port; each worker has its own /metrics.")
     reuse_port: bool = flag(False, hidden=True,
