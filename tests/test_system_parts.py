@@ -24,8 +24,10 @@ def test_needs_the_driver():
     assert False, "reached although chromedriver is not on PATH"
 
 
-def test_needs_nothing():
-    assert True
+def test_needs_no_part():
+    from tests.system_parts import parts
+
+    assert parts()["chromedriver"].package == "chromium-driver"
 '''
 
 
