@@ -19,8 +19,16 @@ the port is free again once the last of them exits. A stale claim cannot outlive
 the kernel closes the socket with them (no lock file to clean up).
 
 gRPC cannot adopt a socket from Python, so ``--workers`` still binds the gRPC port with
-SO_REUSEPORT in each worker; the supervisor first checks the port is free with a plain bind
-(``check_free``), so a second group, or any process already on it, is refused before loading.
+SO_REUSEPORT in each worker. The supervisor first checks the port is free with a plain bind
+(``check_free``), then holds it for the group's lifetime (``hold_for_group``): a bound, never
+listening SO_REUSEPORT socket without SO_REUSEADDR. The kernel lets the workers' SO_REUSEPORT
+binds join it, while any bind without SO_REUSEPORT (a second group's check, a plain server)
+fails with EADDRINUSE, from the moment the group starts, not only once a worker has loaded its
+models and listens (a second group started during those seconds used to join). The placeholder
+never listens, so the kernel never hands it a connection. What remains: a process of the same
+user that sets SO_REUSEPORT itself can join the gRPC port. That is no boundary the kernel keeps
+anyway (the same user can read the group's token from /proc or ptrace it); a second
+``serving start`` never does it.
 """
 
 from __future__ import annotations
@@ -85,3 +93,19 @@ def check_free(host: str, port: int, what: str = "gRPC") -> None:
             probe.listen(1)
         except OSError as exc:
             raise _in_use(host, port, exc, what) from None
+
+
+def hold_for_group(host: str, port: int, what: str = "gRPC") -> socket.socket | None:
+    """Check ``host:port`` is free, then hold it for a worker group whose processes bind it with
+    SO_REUSEPORT themselves (see the module doc). None for port 0 (each picks its own)."""
+    if not port:
+        return None
+    check_free(host, port, what)
+    holder = socket.socket(_family(host), socket.SOCK_STREAM)
+    try:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # and no SO_REUSEADDR
+        holder.bind((host, port))
+    except OSError as exc:
+        holder.close()
+        raise _in_use(host, port, exc, what) from None
+    return holder

@@ -30,7 +30,7 @@ import threading
 import time
 from types import FrameType
 
-from serving.listen import WORKER_FD_ENV, check_free, claim
+from serving.listen import WORKER_FD_ENV, claim, hold_for_group
 
 log = logging.getLogger("serving.workers")
 
@@ -75,7 +75,11 @@ def supervise(count: int, argv: list[str], host: str = "127.0.0.1", port: int = 
     The port is claimed first (OSError naming it when taken), before any worker loads a model;
     the workers inherit the listening socket."""
     sock = claim(host, port)
-    check_free(host, grpc_port)
+    try:
+        grpc_hold = hold_for_group(host, grpc_port)  # the workers' SO_REUSEPORT binds join it
+    except OSError:
+        sock.close()
+        raise
     sock.set_inheritable(True)
     env = dict(os.environ, **{WORKER_FD_ENV: str(sock.fileno())})
     command = [sys.executable, "-m", "serving", *worker_argv(argv)]
@@ -100,4 +104,6 @@ def supervise(count: int, argv: list[str], host: str = "127.0.0.1", port: int = 
             forward(signal.SIGTERM, None)
         time.sleep(0.2)  # polling the workers: wait() on one would miss the others
     sock.close()
+    if grpc_hold is not None:
+        grpc_hold.close()
     return max(proc.returncode or 0 for proc in workers)

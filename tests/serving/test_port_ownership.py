@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from serving.listen import check_free, claim
+from serving.listen import check_free, claim, hold_for_group
 from serving.server import free_port
 from tests.server_process import wait_ready
 
@@ -54,6 +54,34 @@ def test_check_free_sees_a_so_reuseport_group() -> None:
             check_free("127.0.0.1", group.getsockname()[1])
     finally:
         group.close()
+
+
+def test_a_held_grpc_port_admits_the_groups_reuseport_binds_and_refuses_the_rest() -> None:
+    """The supervisor holds the gRPC port from the start: its workers' binds (SO_REUSEPORT and
+    SO_REUSEADDR, as grpc sets them) join; a second group's check or a plain bind is refused
+    even while no worker listens yet (before: free until a worker had loaded its models)."""
+    port = free_port()
+    holder = hold_for_group("127.0.0.1", port)
+    assert holder is not None
+    try:
+        with pytest.raises(OSError, match=f"gRPC on 127.0.0.1:{port}: the port is in use"):
+            hold_for_group("127.0.0.1", port)  # a second group, before any worker listens
+        with pytest.raises(OSError, match="in use"):
+            claim("127.0.0.1", port)
+        worker = _reuseport_socket(port)
+        worker.listen(8)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5):
+                accepted, _ = worker.accept()  # the holder never listens: the worker gets it
+                accepted.close()
+            with pytest.raises(OSError, match="in use"):
+                check_free("127.0.0.1", port)
+        finally:
+            worker.close()
+    finally:
+        holder.close()
+    assert hold_for_group("127.0.0.1", 0) is None
+    check_free("127.0.0.1", port)  # free again once the group is gone
 
 
 def _start(serving_dir: Path, port: int, *extra: str) -> subprocess.Popen[str]:
