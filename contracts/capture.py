@@ -58,7 +58,3 @@ def is_capture_file(name: str) -> bool:
     return _NAME.match(name) is not None
 
 
-def file_stamp(name: str) -> str | None:
-    """The UTC stamp a finished capture file was opened at, or None for other names."""
-    match = _NAME.match(name)
-    return match.group(1) if match else None

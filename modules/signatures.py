@@ -127,13 +127,3 @@ def export_serving_model(
             shutil.rmtree(export_dir)
         os.replace(staging, export_dir)
     return export_dir
-
-
-def read_class_names(saved_model_dir: str) -> list[str]:
-    """The class names stored with a SavedModel (any filesystem tf.io.gfile reads); digits when
-    it has no dictionary. ``contracts.dictionary.read_model_dictionary`` is the TF-free local one."""
-    path = os.path.join(saved_model_dir, features.DICTIONARY_RELPATH)
-    if not tf.io.gfile.exists(path):
-        return list(features.DIGIT_CLASS_NAMES)
-    with tf.io.gfile.GFile(path) as handle:
-        return features.parse_dictionary(handle.read())

@@ -44,10 +44,6 @@ class RunSummary:
     component_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     deployed: Any = None
 
-    @property
-    def succeeded(self) -> bool:
-        return bool(self.states) and all(s in ("COMPLETE", "CACHED") for s in self.states.values())
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

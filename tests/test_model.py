@@ -196,10 +196,10 @@ def test_images_signature_converts_colour_and_size(exported) -> None:
 
 
 def test_dictionary_travels_with_the_model(exported) -> None:
-    from modules.signatures import read_class_names
+    from contracts.dictionary import read_model_dictionary
 
     path, _ = exported
-    assert read_class_names(str(path))[9] == "ankle boot"
+    assert read_model_dictionary(str(path))[9] == "ankle boot"
     assert (path / "assets.extra" / "dict.tsv").read_text().startswith("label\ttag\n0\tt-shirt/top")
 
 

@@ -78,7 +78,7 @@ def _versions(run: TinyRun) -> list[str]:
 def test_first_run_records_every_component_in_mlmd(tiny_pipeline_run: TinyRun) -> None:
     run = tiny_pipeline_run
     summary = run.summary
-    assert summary.succeeded, summary.states
+    assert summary.states and set(summary.states.values()) <= {"COMPLETE", "CACHED"}, summary.states
     assert set(summary.states) == set(COMPONENTS)
     assert summary.blessed is True and summary.pushed_version == 1
     assert 0.5 <= summary.accuracy <= 1.0

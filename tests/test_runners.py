@@ -89,7 +89,7 @@ def test_beam_runner_runs_the_same_graph(tiny_pipeline_run: TinyRun) -> None:
     out = io.StringIO()
     summary = run_pipeline(tiny_pipeline_run.config(), orchestrator="beam",
                            beam_args=IN_MEMORY_BEAM, out=out)
-    assert summary.succeeded, summary.states
+    assert summary.states and set(summary.states.values()) <= {"COMPLETE", "CACHED"}, summary.states
     assert {"ExampleGen", "Transform", "Trainer", "Evaluator", "Pusher"} <= set(summary.states)
     assert summary.states["ExampleGen"] == "CACHED"
     assert "Pusher" in out.getvalue()
