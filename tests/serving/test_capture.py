@@ -487,3 +487,57 @@ def test_prediction_metrics_count_small_and_large_requests_alike() -> None:
     got = {dict(labels)["class"]: value for (name, labels), value in counts(whole).items()
            if name == "serving_predicted_class_total"}
     assert got == {names[i]: float(n) for i, n in enumerate(expected) if n}
+
+
+def test_a_full_disk_loses_only_the_records_it_cut_and_capture_resumes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC in the middle of a record: the records written whole stay readable (the file is
+    cut back to them and finished), the lost ones are counted, and once space is free again the
+    next requests are captured in a new file."""
+    import errno
+
+    from serving import capture_worker
+    from serving.capture_records import Item
+
+    room = {"bytes": 0}  # what the "disk" still takes; None: unlimited
+
+    class SmallDisk(io.FileIO):
+        def write(self, data) -> int:  # noqa: ANN001 - a bytes-like object, as FileIO takes
+            left = room["bytes"]
+            if left is not None and len(data) > left:
+                if left == 0:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                data = bytes(data)[:left]  # a short write, then ENOSPC on the rest
+            written = super().write(data) or 0
+            if left is not None:
+                room["bytes"] = left - written
+            return written
+
+    monkeypatch.setattr(capture_worker, "open", lambda path, mode, buffering: SmallDisk(path, "wb"),
+                        raising=False)
+    files = capture_worker.CaptureFiles(capture_worker.CaptureSettings(str(tmp_path), rate=1.0))
+
+    def item(n: int) -> Item:
+        return Item(MODEL, 1, "serving_default", "predict",
+                    {"images": np.full((1, 28, 28, 1), n / 10, np.float32)},
+                    {"probabilities": np.full((1, 10), 0.1, np.float32)}, 1_796_000_000.0 + n)
+
+    one = len(capture_worker.tfrecord(capture_worker.record(item(0), 1.0)))
+    room["bytes"] = 2 * one + one // 2  # two records and half of a third fit
+    files.write([item(n) for n in range(4)])  # one batch, one write: all four lost
+    assert files.counts[("write_errors",)] == 4
+    assert read_logs(finished_files(tmp_path)) == []  # nothing half-written is finished
+    assert not list(tmp_path.rglob("*.tmp"))
+    room["bytes"] = 2 * one + one // 2
+    files.write([item(4)])
+    files.write([item(5)])
+    files.write([item(6)])  # the disk fills in the middle of this one
+    assert files.counts[("captured", MODEL, "1")] == 2
+    assert files.counts[("write_errors",)] == 5
+    kept = read_logs(finished_files(tmp_path))  # cut back to the two whole records
+    assert [log.log_metadata.timestamp_secs for log in kept] == [1_796_000_004, 1_796_000_005]
+    room["bytes"] = None  # space freed: the next request opens a new file
+    files.write([item(7)])
+    files.rotate(time.time(), everything=True)
+    assert files.counts[("captured", MODEL, "1")] == 3
+    assert len(read_logs(finished_files(tmp_path))) == 3 and len(finished_files(tmp_path)) == 2
