@@ -5,18 +5,27 @@ SO_REUSEADDR (a restart binds despite TIME_WAIT connections) and without SO_REUS
 other socket, whoever owns it, can bind the port while it is held. A clash is reported at once,
 before TensorFlow is imported or a model loaded (it took ~6 s of loading before).
 
-``serving start --workers N``: the supervisor claims the socket and its workers inherit it
-(``WORKER_FD_ENV`` names the descriptor); each worker accepts on that same socket once its models
-are loaded. The kernel hands each connection to one of the processes blocked in accept. Nobody
-outside the group can join: a second group, or any other process, gets EADDRINUSE (with
-SO_REUSEPORT, which this replaces, any process of the same user could bind the port and the
-kernel split clients between the two groups, tokens and models included).
+``serving start --workers N``: the supervisor claims the port for the group (``claim_group``):
+after a plain bind check (nobody is on the port), it opens N listening sockets with SO_REUSEPORT,
+one per worker, and attaches a classic BPF program to the group (SO_ATTACH_REUSEPORT_CBPF) that
+hands each new connection to socket ``hash % N``. Each worker inherits its own socket
+(``WORKER_FD_ENV`` names the descriptor) and accepts on it once its models are loaded; the
+supervisor then closes its copies. So:
 
-When a process dies: the socket stays open while any process of the group holds it. A worker
-that dies makes the supervisor stop the others (their exit closes it); if the supervisor is
-killed (SIGKILL), its workers keep the socket and go on serving until they are stopped, and
-the port is free again once the last of them exits. A stale claim cannot outlive its processes:
-the kernel closes the socket with them (no lock file to clean up).
+* Connections are spread evenly by the kernel, keep-alive clients included. (One socket shared
+  by all the workers, as issue 22 first did, left the split to whichever process woke first: 32
+  connections opened at once went 32/0, 31/1 and 24/8 in three tries.)
+* A second group or a plain ``serving start`` on the port is refused at its plain bind check,
+  before loading, whenever a group's socket listens.
+* A process that sets SO_REUSEPORT itself and binds the port (only the same user can) joins the
+  kernel's group at index N or later, which the program never returns: it gets no connection.
+  Only one that also attaches its own BPF program could take traffic, and a process of the
+  same user can read the group's token from /proc or ptrace it anyway: no boundary is lost.
+
+When a process dies: a dead worker's socket leaves the group (its queued connections are reset)
+and the supervisor stops the others; if the supervisor is killed (SIGKILL), its workers go on
+serving until they are stopped, and the port is free once the last of them exits. A stale claim
+cannot outlive its processes: the kernel closes the sockets with them (no lock file to clean).
 
 gRPC cannot adopt a socket from Python, so ``--workers`` still binds the gRPC port with
 SO_REUSEPORT in each worker. The supervisor first checks the port is free with a plain bind
@@ -33,12 +42,18 @@ anyway (the same user can read the group's token from /proc or ptrace it); a sec
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import logging
 import os
 import socket
+import struct
 
 WORKER_FD_ENV = "SERVING_LISTEN_FD"  # set by the supervisor for its workers (serving.workers)
 LISTEN_BACKLOG = 1024
+SO_ATTACH_REUSEPORT_CBPF = 51  # <asm-generic/socket.h>; not exported by Python's socket module
+
+log = logging.getLogger("serving.listen")
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -69,7 +84,7 @@ def claim(host: str, port: int) -> socket.socket:
 
 
 def inherited() -> socket.socket | None:
-    """The group's listening socket in a worker (``WORKER_FD_ENV``), else None."""
+    """This worker's listening socket of the group (``WORKER_FD_ENV``), else None."""
     fd = os.environ.get(WORKER_FD_ENV)
     if not fd:
         return None
@@ -109,3 +124,45 @@ def hold_for_group(host: str, port: int, what: str = "gRPC") -> socket.socket | 
         holder.close()
         raise _in_use(host, port, exc, what) from None
     return holder
+
+
+def claim_group(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` listening sockets on ``host:port``, one per worker, forming a SO_REUSEPORT group
+    that only they are served from (see the module doc). OSError naming the port when taken."""
+    check_free(host, port, "REST")
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(_family(host), socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+            sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise _in_use(host, port, exc, "REST") from None
+    steer(sockets[0], count)
+    return sockets
+
+
+def steer(sock: socket.socket, count: int) -> bool:
+    """Attach to ``sock``'s SO_REUSEPORT group a classic BPF program returning ``hash % count``:
+    the connection's socket index, so sockets joining later (index >= count) get none. False,
+    logged, where the kernel refuses it (the group then spreads by hash over every member)."""
+    # Written by hand: Python has no binding for SO_ATTACH_REUSEPORT_CBPF, and the program is
+    # three instructions. Each is struct sock_filter {u16 code; u8 jt; u8 jf; u32 k}.
+    ld_abs_w, alu_mod_k, ret_a = 0x20, 0x94, 0x16  # BPF_LD|BPF_W|BPF_ABS, BPF_ALU|BPF_MOD|BPF_K, BPF_RET|BPF_A
+    skf_ad_rxhash = (-0x1000 + 32) & 0xFFFFFFFF  # SKF_AD_OFF + SKF_AD_RXHASH: the flow hash
+    program = b"".join(struct.pack("HBBI", code, 0, 0, k) for code, k in
+                       ((ld_abs_w, skf_ad_rxhash), (alu_mod_k, count), (ret_a, 0)))
+    buffer = ctypes.create_string_buffer(program)
+    fprog = struct.pack("HL", 3, ctypes.addressof(buffer))  # struct sock_fprog {len; *filter}
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
+    except OSError as exc:
+        log.warning("could not steer the workers' port (%s): connections are spread over every "
+                    "SO_REUSEPORT socket on it, including any a same-user process adds", exc)
+        return False
+    return True

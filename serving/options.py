@@ -68,13 +68,13 @@ class StartOptions:
     workers: int = flag(
         1, type=click.IntRange(1, 64),
         help="Server processes sharing the port, each with every model loaded (2 on 2 cores "
-             "served 1.6x the requests of 1 at concurrency 32 with SO_REUSEPORT; not re-measured "
-             "since the workers share one inherited socket). The group owns its port: the "
-             "workers inherit the supervisor's REST socket, so no other process can join it "
-             "(serving/listen.py). Needs an explicit --port; each worker has its own /metrics.")
+             "served 1.6x the requests of 1 at concurrency 32). The group owns its port: one "
+             "steered SO_REUSEPORT socket per worker, so connections are spread evenly over the "
+             "workers and a second group or server is refused (serving/listen.py). Needs an "
+             "explicit --port; each worker has its own /metrics.")
     reuse_port: bool = flag(False, hidden=True,
-                            help="Set by --workers: a worker of a group (inherited REST socket, "
-                                 "gRPC with SO_REUSEPORT).")
+                            help="Set by --workers: a worker of a group (its REST socket "
+                                 "inherited, gRPC with SO_REUSEPORT).")
     grpc_port: int = flag(
         DEFAULT_GRPC_PORT, type=click.IntRange(0, 65535),
         help="TF Serving's gRPC API (PredictionService, ModelService, health) on this port "

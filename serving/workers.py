@@ -1,21 +1,20 @@
-"""``serving start --workers N``: N server processes sharing one listening socket.
+"""``serving start --workers N``: N server processes serving one port.
 
 One process serves REST (and gRPC) from one Python interpreter: under load its event loop and
-the JSON work hold one GIL while the other core idles. With SO_REUSEPORT the kernel spreads new
-connections over N processes accepting on the same socket, each a complete server (its own model
-manager, registry poll and batching). The supervisor claims the port before it starts any worker
-and the workers inherit the socket (``serving.listen``): no other group or process can join the
-port (with SO_REUSEPORT any process of the same user could, and took half the clients). Measured on this 2-core machine at concurrency 32 over
-keep-alive connections: 1,928 req/s with one process, 3,103 with two (1.6x). Each worker loads
-every model (N times the model memory) and has its own /metrics (a scrape sees one worker).
+the JSON work hold one GIL while the other core idles. The supervisor claims the port for the
+group before it starts any worker (``serving.listen.claim_group``): one SO_REUSEPORT listening
+socket per worker, steered so that the kernel spreads new connections evenly over the workers
+and over nobody else (no other group or process can take the port's traffic). Each worker is a
+complete server (its own model manager, registry poll and batching), loads every model (N times
+the model memory) and has its own /metrics (a scrape sees one worker).
 
 The supervisor here only starts the workers, forwards SIGTERM/SIGINT to them (each drains as a
 single server does) and stops them all if one fails, exiting with the worst status.
 
 A worker accepts only once its models are loaded (``wait_for_first_sync``): a worker accepting
 while still loading would answer its connections with 503 while the others were ready (a load
-balancer's readiness probe, answered by a ready worker, cannot see that). Until the first worker
-is ready, connections wait in the socket's queue. What happens when a process dies is in
+balancer's readiness probe, answered by a ready worker, cannot see that). Until then its share
+of the connections waits in its socket's queue. What happens when a process dies is in
 ``serving.listen``.
 """
 
@@ -30,7 +29,7 @@ import threading
 import time
 from types import FrameType
 
-from serving.listen import WORKER_FD_ENV, claim, hold_for_group
+from serving.listen import WORKER_FD_ENV, claim_group, hold_for_group
 
 log = logging.getLogger("serving.workers")
 
@@ -73,18 +72,21 @@ def supervise(count: int, argv: list[str], host: str = "127.0.0.1", port: int = 
               grpc_port: int = 0) -> int:
     """Run ``count`` workers of ``python -m serving <argv>`` until they exit; their worst code.
     The port is claimed first (OSError naming it when taken), before any worker loads a model;
-    the workers inherit the listening socket."""
-    sock = claim(host, port)
+    each worker inherits its own socket of the group."""
+    sockets = claim_group(host, port, count)
     try:
         grpc_hold = hold_for_group(host, grpc_port)  # the workers' SO_REUSEPORT binds join it
     except OSError:
-        sock.close()
+        for sock in sockets:
+            sock.close()
         raise
-    sock.set_inheritable(True)
-    env = dict(os.environ, **{WORKER_FD_ENV: str(sock.fileno())})
     command = [sys.executable, "-m", "serving", *worker_argv(argv)]
-    workers = [subprocess.Popen(command, env=env, pass_fds=(sock.fileno(),))
-               for _ in range(count)]
+    workers = []
+    for sock in sockets:  # one socket each; the supervisor keeps none (a dead worker's queue
+        sock.set_inheritable(True)  # must leave the group with it)
+        workers.append(subprocess.Popen(command, env=dict(os.environ, **{
+            WORKER_FD_ENV: str(sock.fileno())}), pass_fds=(sock.fileno(),)))
+        sock.close()
     stopping = False
 
     def forward(signum: int, _frame: FrameType | None) -> None:
@@ -103,7 +105,6 @@ def supervise(count: int, argv: list[str], host: str = "127.0.0.1", port: int = 
                   "stopping the others", file=sys.stderr)
             forward(signal.SIGTERM, None)
         time.sleep(0.2)  # polling the workers: wait() on one would miss the others
-    sock.close()
     if grpc_hold is not None:
         grpc_hold.close()
     return max(proc.returncode or 0 for proc in workers)

@@ -1,11 +1,13 @@
-"""``serving start --workers 2``: two server processes share one port (SO_REUSEPORT), both serve,
-and SIGTERM to the supervisor drains and stops both."""
+"""``serving start --workers 2``: two server processes share one port (a steered SO_REUSEPORT group),
+connections are spread over both, nobody else gets any, and SIGTERM to the supervisor drains and
+stops both."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -38,17 +40,37 @@ def test_two_workers_share_the_port_and_stop_together(tmp_path: Path, saved_mode
     try:
         wait_ready(url, proc, 120)
         assert len(_children(proc.pid)) == 2
-        # Both workers accept on the one socket the supervisor claimed (issue 22: inherited, no
-        # SO_REUSEPORT). Which worker accepts a connection is the kernel's wake-up order, so
-        # sequential requests may all land on one: the test checks the shared socket instead.
-        listening = _listening_inode(port)
-        assert all(listening in _socket_inodes(pid) for pid in _children(proc.pid))
+        workers = _children(proc.pid)
+        # Each worker listens on its own socket of the group (issue 22's first fix shared one:
+        # 32 connections opened at once then went 32/0, 31/1 or 24/8).
+        listening = _inodes(port, "0A")
+        assert len(listening) == 2 and all(len(listening & _socket_inodes(pid)) == 1
+                                           for pid in workers)
+        # A same-user process joining the port with SO_REUSEPORT gets no connection.
+        joiner = socket.socket()
+        joiner.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        joiner.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        joiner.bind(("127.0.0.1", port))
+        joiner.listen(64)
+        joiner.setblocking(False)
+        clients = [_keep_alive_client(port) for _ in range(32)]
+        try:
+            per_worker = [len(_inodes(port, "01") & _socket_inodes(pid)) for pid in workers]
+            assert sum(per_worker) == 32 and min(per_worker) >= 4, per_worker  # P(< 4) ~ 1e-6
+            try:
+                joiner.accept()
+                raise AssertionError("the joiner was handed a connection")
+            except BlockingIOError:
+                pass
+        finally:
+            joiner.close()
+            for client in clients:
+                client.close()
         body = {"instances": [[[[0.5]] * 28] * 28]}
         for _ in range(40):
             r = requests.post(f"{url}/v1/models/mnist:predict", json=body, timeout=10,
                               headers={"Connection": "close"})
             assert r.status_code == 200
-        workers = _children(proc.pid)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
         assert all(not Path(f"/proc/{pid}").exists() or
@@ -59,13 +81,28 @@ def test_two_workers_share_the_port_and_stop_together(tmp_path: Path, saved_mode
             proc.wait()
 
 
-def _listening_inode(port: int) -> str:
-    """The inode of the IPv4 socket listening on ``port`` (/proc/net/tcp, state 0A)."""
+def _inodes(port: int, state: str) -> set[str]:
+    """Inodes of the IPv4 sockets on local ``port`` in ``state`` (/proc/net/tcp: 0A listening,
+    01 established)."""
+    found = set()
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
-            return fields[9]
-    raise AssertionError(f"nothing listens on port {port}")
+        if fields[1].endswith(f":{port:04X}") and fields[3] == state:
+            found.add(fields[9])
+    return found
+
+
+def _keep_alive_client(port: int) -> socket.socket:
+    """A connection that has had one answer (so a worker accepted it) and stays open."""
+    client = socket.create_connection(("127.0.0.1", port), timeout=30)
+    client.sendall(b"GET /v1/models/mnist HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = client.recv(4096)
+        assert chunk, "the server closed the connection"
+        received += chunk
+    assert received.startswith(b"HTTP/1.1 200"), received[:100]
+    return client
 
 
 def _socket_inodes(pid: int) -> set[str]:
