@@ -198,6 +198,7 @@ def pipeline_result(tmp: Path, name: str) -> dict[str, object]:
         raise SystemExit("the pipeline left no trained model in MLMD")
     return {"blessed": summary.blessed, "eval_accuracy": summary.accuracy,
             "pushed_version": summary.pushed_version, "training": summary.training,
+            "components_s": {k: round(v, 1) for k, v in summary.component_seconds.items()},
             "saved_model": os.path.join(summary.model_uri, "Format-Serving")}
 
 
@@ -298,6 +299,8 @@ def report(dataset: str, runs: list[dict[str, object]], args: argparse.Namespace
         rows += [("plain Keras test accuracy", f"{keras_acc:.4f}"),
                  ("pipeline - Keras", f"{100 * (pipe_acc - keras_acc):+.1f} points"),
                  ("plain Keras training", f"{keras_s:.1f} s")]
+    rows.append(("pipeline components", ", ".join(
+        f"{k} {v:.0f} s" for k, v in pipe[0].get("components_s", {}).items())))
     rows += tfx_example_rows(dataset, runs, pipe_acc)
     training = pipe[0]["training"]
     rows += [("budget", training.get("reason", "-")), ("stopped by", training.get("stopped_by", "-"))]
