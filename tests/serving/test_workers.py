@@ -159,3 +159,52 @@ def test_waiting_for_the_first_sync_is_bounded() -> None:
     started = time.monotonic()
     assert not wait_for_first_sync(threading.Event(), limit_s=0.2, tell_every_s=0.05)
     assert 0.2 <= time.monotonic() - started < 5
+
+
+def test_capture_with_two_workers_keeps_every_request_once(tmp_path: Path,
+                                                            saved_model: Path) -> None:
+    """``--workers 2 --capture-rate 1``: each worker has its own writer process, so files never
+    clash (the writer's pid is in the name); every request is answered and captured exactly once,
+    and both workers' captures are there."""
+    import re
+
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from contracts import capture as layout
+
+    shutil.copytree(saved_model, tmp_path / "serving" / "mnist" / "1")
+    capture = tmp_path / "capture"
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving", "start", "--source", "directory", "--serving-dir",
+         str(tmp_path / "serving"), "--port", str(port), "--grpc-port", "0", "--workers", "2",
+         "--capture-dir", str(capture), "--capture-rate", "1.0"],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc, 120)
+        for n in range(40):  # new connections: the kernel spreads them over both workers
+            body = {"instances": [[[[n / 40]] * 28] * 28]}
+            r = requests.post(f"{url}/v1/models/mnist:predict", json=body, timeout=10,
+                              headers={"Connection": "close"})
+            assert r.status_code == 200, r.text
+        proc.send_signal(signal.SIGTERM)  # each worker's writer finishes its files on the way out
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    folder = Path(layout.version_dir(str(capture), "mnist", 1))
+    files = sorted(p for p in folder.iterdir() if layout.is_capture_file(p.name))
+    assert not [p for p in folder.iterdir() if p not in files]  # no .tmp left behind
+    writers = {re.match(r"capture-\d{8}T\d{6}-(\d+)-", p.name).group(1) for p in files}
+    assert len(writers) == 2, [p.name for p in files]  # P(all 40 to one worker) = 2^-39
+    seen = []
+    for path in files:
+        for record in tf.data.TFRecordDataset(str(path)):
+            log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            image = tf.make_ndarray(log.predict_log.request.inputs["images"])
+            seen.append(round(float(image.flat[0]) * 40))
+    assert sorted(seen) == list(range(40))
