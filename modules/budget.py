@@ -28,8 +28,9 @@ samples and scikit-learn's digits (docs/training.md has the numbers):
   of about one pixel ("shift"), as larger transforms cut them.
 * **Input blur**: when the training images carry little fine detail (a share of spectral energy
   above half the Nyquist frequency under ``SMOOTH_MAX_DETAIL``: low-resolution scans upscaled,
-  as the embedded digits), the model's first layer blurs every input by ``INPUT_BLUR_PX``, in
-  training and at serving, so sharper inputs are read at the detail the model learned from;
+  as the embedded digits), the model's first layer blurs every input by ``INPUT_BLUR_PX`` at
+  serving (and by half that while training: the training images are smooth already), so
+  sharper inputs are read at the detail the model learned from;
   it then reads every second pixel (nothing finer is left), and each conv block gets a second
   3x3 convolution, which at half resolution costs what one did at full resolution. Sharp images
   keep one convolution per block at full resolution.
@@ -59,6 +60,7 @@ AUGMENT_MAX_PER_CLASS = 1_000
 AFFINE_MIN_MARGIN_PX = 2.0
 SMOOTH_MAX_DETAIL = 0.05  # digits 0.026; Fashion-MNIST 0.101; MNIST 0.110 (image_profile.py)
 INPUT_BLUR_PX = 1.0
+TRAIN_BLUR_FRACTION = 0.5  # the blur while training, as a share of the served one (model.py)
 HALF_RESOLUTION_BLUR = 1.0  # from this blur on the model reads every second pixel (model.py)
 DEFAULT_MAX_TRAIN_MINUTES = 60.0
 
@@ -204,9 +206,10 @@ def input_blur_for(hparams: HParams, detail: float | None) -> tuple[float, str]:
     if detail is None:
         return 0.0, "no input blur (fine detail not measured)"
     if detail < SMOOTH_MAX_DETAIL:
-        return INPUT_BLUR_PX, (f"input blur {INPUT_BLUR_PX:g} px, served too (fine detail "
-                               f"{detail:.3f} < {SMOOTH_MAX_DETAIL}: smooth scans, so sharp "
-                               "inputs are read at their detail)")
+        return INPUT_BLUR_PX, (f"input blur {INPUT_BLUR_PX:g} px when serving, "
+                               f"{INPUT_BLUR_PX * TRAIN_BLUR_FRACTION:g} px while training (fine "
+                               f"detail {detail:.3f} < {SMOOTH_MAX_DETAIL}: smooth scans, so "
+                               "sharp inputs are read at their detail)")
     return 0.0, f"no input blur (fine detail {detail:.3f} >= {SMOOTH_MAX_DETAIL})"
 
 

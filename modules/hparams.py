@@ -34,7 +34,7 @@ class HParams:
     # 3x3 convolutions in each of the two conv blocks; None: chosen by modules/budget.py (two
     # when the model reads its inputs at half resolution, where they cost what one did).
     convs_per_block: int | None = None
-    # Gaussian blur (sigma, px) of every input, served too; 0: none; None: chosen by
+    # Gaussian blur (sigma, px) of every served input, half that while training; 0: none; None: chosen by
     # modules/budget.py from the training images' fine detail (smooth scans get 1 px).
     input_blur: float | None = None
     optimizer: str = "adam"  # "adam" or "sgd" (SGD with Nesterov momentum 0.9)

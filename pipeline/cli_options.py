@@ -61,7 +61,8 @@ HPARAM_FLAGS: dict[str, Flag] = {
     "convs_per_block": Flag(type=click.IntRange(1), help="3x3 convolutions per conv block."),
     "input_blur": Flag(
         type=click.FloatRange(0.0, 3.0),
-        help="Gaussian blur (sigma, px) of every input, served too; 0: none. Default: 1 px when "
+        help="Gaussian blur (sigma, px) of every served input (half that while training, where "
+             "the images are smooth already); 0: none. Default: 1 px when "
              "the training images carry little fine detail (upscaled scans), else none."),
 }
 # One flag, two HParams fields: --filters A B sets filters_1 and filters_2.

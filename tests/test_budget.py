@@ -235,7 +235,8 @@ def test_input_blur_only_for_smooth_training_images() -> None:
     smooth = plan_budget(1_437, HParams(), profile=ImageProfile(margin_px=4.0, detail=0.026))
     sharp = plan_budget(800, HParams(), profile=ImageProfile(margin_px=0.0, detail=0.101))
     assert (smooth.input_blur, sharp.input_blur) == (INPUT_BLUR_PX, 0.0)
-    assert "served too" in smooth.reason and "no input blur (fine detail 0.101" in sharp.reason
+    assert "1 px when serving, 0.5 px while training" in smooth.reason
+    assert "no input blur (fine detail 0.101" in sharp.reason
     assert smooth.apply(HParams()).input_blur == INPUT_BLUR_PX
     # at half resolution a second conv per block costs what one did: two; sharp images one
     assert (smooth.convs_per_block, sharp.convs_per_block) == (2, 1)

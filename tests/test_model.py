@@ -56,20 +56,26 @@ def test_affine_augmentation_and_two_convs_per_block() -> None:
         HParams(augmentation="rotate")
 
 
-def test_input_blur_is_fixed_and_applies_at_inference() -> None:
-    from modules.model import build_model
+def test_input_blur_is_fixed_and_lighter_while_training() -> None:
+    from modules.model import TRAIN_BLUR_FRACTION, InputBlur, build_model
 
     model = build_model(HParams(filters_1=4, filters_2=4, hidden_units_1=8, hidden_units_2=8,
                                 augment=False, input_blur=1.0))
     blur = model.get_layer("input_blur")
-    assert not blur.trainable and blur.weights[0].name not in {w.name for w in model.trainable_weights}
+    assert not blur.trainable and blur.weights == []  # nothing for the optimizer to move
     dot = np.zeros((1, 28, 28, 1), np.float32)
     dot[0, 14, 14, 0] = 1.0
-    assert blur(dot).shape == (1, 14, 14, 1)  # 1 px and more: read at half resolution
-    from modules.model import input_blur_layer
-
-    out = input_blur_layer(0.5)(dot).numpy()[0, :, :, 0]  # below: full resolution, blurred
+    centre = np.zeros((1, 28, 28, 1), np.float32)
+    centre[0, 15, 15, 0] = 1.0  # input pixel 15 is the centre of output pixel 7 at stride 2
+    served = blur(centre, training=False).numpy()[0, :, :, 0]
+    trained = blur(centre, training=True).numpy()[0, :, :, 0]
+    assert served.shape == trained.shape == (14, 14)  # 1 px and more: read at half resolution
+    assert blur.train_sigma == 1.0 * TRAIN_BLUR_FRACTION
+    # the same light spreads wider at serving: less of it stays on the dot's own pixel
+    assert 0 < served[7, 7] < trained[7, 7] and served[7, 8] > trained[7, 8] > 0
+    out = InputBlur(0.5)(dot).numpy()[0, :, :, 0]  # below 1 px: full resolution, blurred
     assert abs(out.sum() - 1.0) < 1e-5 and 0.5 < out[14, 14] < 0.7 and out[14, 15] > 0.05
+    assert InputBlur.from_config(blur.get_config()).train_sigma == blur.train_sigma
     half = build_model(HParams(filters_1=4, filters_2=4, hidden_units_1=8, hidden_units_2=8,
                                input_blur=1.0, convs_per_block=2, augmentation="affine"))
     assert half.predict(dot, verbose=0).shape == (1, 10)
