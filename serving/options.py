@@ -68,7 +68,8 @@ class StartOptions:
     workers: int = flag(
         1, type=click.IntRange(1, 64),
         help="Server processes sharing the port, each with every model loaded (2 on 2 cores "
-             "served 1.6x the requests of 1 at concurrency 32). The group owns its port: one "
+             "served 1.3-1.4x the REST requests of 1 at concurrency 32; gRPC does not gain). "
+             "The group owns its port: one "
              "steered SO_REUSEPORT socket per worker, so connections are spread evenly over the "
              "workers and a second group or server is refused (serving/listen.py). Needs an "
              "explicit --port; each worker has its own /metrics.")
