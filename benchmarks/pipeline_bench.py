@@ -143,10 +143,10 @@ def run_one(dataset: str, epochs: int | None, recipe: str = "budget",
 def print_table(results: list[dict[str, object]]) -> None:
     names = ["ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
              "Trainer", "LatestBlessedModelResolver", "Evaluator", "InfraValidator", "Pusher"]
-    header = f"{'':28}" + "".join(f"{r['dataset']:>16}" for r in results)
+    header = f"{'':28}" + "".join(f"{r['dataset']:>22}" for r in results)
     print(header)
     for name in names:
-        print(f"{name:28}" + "".join(f"{r['components_s'].get(name, float('nan')):>15.1f}s"
+        print(f"{name:28}" + "".join(f"{r['components_s'].get(name, float('nan')):>21.1f}s"
                                      for r in results))
     rows = [
         ("end to end", lambda r: f"{r['end_to_end_s']:.1f}s"),
@@ -162,7 +162,7 @@ def print_table(results: list[dict[str, object]]) -> None:
         ("Trainer fit / Keras fit", lambda r: f"{r['trainer_fit_vs_keras']:.2f}x"),
     ]
     for label, fmt in rows:
-        print(f"{label:28}" + "".join(f"{fmt(r):>16}" for r in results))
+        print(f"{label:28}" + "".join(f"{fmt(r):>22}" for r in results))
     for r in results:
         step = r["components_s"].get("InfraValidator")
         if step:
