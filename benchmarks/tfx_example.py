@@ -84,6 +84,19 @@ def _eval_accuracy(evaluation_uri: str) -> float | None:
     return None
 
 
+def execution_seconds(store: object, pipeline_name: str) -> dict[str, float]:
+    """Seconds per component of a TFX run, from its executions' MLMD timestamps (any pipeline:
+    ours is read the same way)."""
+    components: dict[str, float] = {}
+    for execution in store.get_executions():  # type: ignore[attr-defined]
+        node = [c.name for c in store.get_contexts_by_execution(execution.id)  # type: ignore[attr-defined]
+                if c.name.startswith(f"{pipeline_name}.")]
+        name = node[0].split(".", 1)[1] if node else str(execution.id)
+        components[name] = round((execution.last_update_time_since_epoch
+                                  - execution.create_time_since_epoch) / 1000.0, 1)
+    return components
+
+
 def example_result(work: Path) -> dict[str, object]:
     """The run's Trainer model, blessing, push, TFMA accuracy and seconds per component, from MLMD."""
     from ml_metadata.metadata_store import metadata_store
@@ -99,13 +112,7 @@ def example_result(work: Path) -> dict[str, object]:
     for artifact in artifacts.values():
         if artifact.state == pb.Artifact.LIVE:
             by_type.setdefault(types[artifact.type_id], []).append(artifact)
-    components: dict[str, float] = {}
-    for execution in store.get_executions():
-        node = [c.name for c in store.get_contexts_by_execution(execution.id)
-                if c.name.startswith(f"{PIPELINE_NAME}.")]
-        name = node[0].split(".", 1)[1] if node else str(execution.id)
-        components[name] = (execution.last_update_time_since_epoch
-                            - execution.create_time_since_epoch) / 1000.0
+    components = execution_seconds(store, PIPELINE_NAME)
     models = sorted(by_type.get("Model", []), key=lambda a: a.id)
     if not models:
         raise SystemExit(f"TFX's example left no trained model in {config.sqlite.filename_uri}")
