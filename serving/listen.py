@@ -17,10 +17,15 @@ supervisor then closes its copies. So:
   connections opened at once went 32/0, 31/1 and 24/8 in three tries.)
 * A second group or a plain ``serving start`` on the port is refused at its plain bind check,
   before loading, whenever a group's socket listens.
-* A process that sets SO_REUSEPORT itself and binds the port (only the same user can) joins the
-  kernel's group at index N or later, which the program never returns: it gets no connection.
-  Only one that also attaches its own BPF program could take traffic, and a process of the
-  same user can read the group's token from /proc or ptrace it anyway: no boundary is lost.
+* A process that sets SO_REUSEPORT itself and binds the same address (only the same user can)
+  joins the kernel's group at index N or later, which the program never returns: it gets no
+  connection. SO_REUSEPORT's own rules still let a same-user process take traffic in ways no
+  program of ours sees: by binding a more specific address than the group's (``127.0.0.1``
+  when the group listens on ``0.0.0.0``: the kernel prefers the exact match), by another
+  address family, or by attaching its own BPF program. One shared socket without SO_REUSEPORT
+  (this issue's first fix) refused those too, but let the kernel's wake-up order split the
+  clients (32/0, 31/1, 24/8 above). A process of the same user can read the group's token from
+  /proc or ptrace it anyway; a second ``serving start`` is refused in every case.
 
 When a process dies: a dead worker's socket leaves the group (its queued connections are reset)
 and the supervisor stops the others; if the supervisor is killed (SIGKILL), its workers go on
@@ -35,9 +40,10 @@ binds join it, while any bind without SO_REUSEPORT (a second group's check, a pl
 fails with EADDRINUSE, from the moment the group starts, not only once a worker has loaded its
 models and listens (a second group started during those seconds used to join). The placeholder
 never listens, so the kernel never hands it a connection. What remains: a process of the same
-user that sets SO_REUSEPORT itself can join the gRPC port. That is no boundary the kernel keeps
-anyway (the same user can read the group's token from /proc or ptrace it); a second
-``serving start`` never does it.
+user that sets SO_REUSEPORT itself can join the gRPC port and take connections (gRPC listens on
+a dual-stack IPv6 socket, so even an IPv4 joiner is preferred for IPv4 clients: steering it as
+REST is would not help). That is no boundary the kernel keeps anyway (the same user can read
+the group's token from /proc or ptrace it); a second ``serving start`` never does it.
 """
 
 from __future__ import annotations
