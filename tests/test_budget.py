@@ -130,6 +130,29 @@ def test_a_tie_with_the_best_eval_accuracy_keeps_the_later_epoch() -> None:
     assert (one_image.best_epoch, one_image.stopped_epoch, one_image.best) == (3, 5, 1.0)
 
 
+def test_one_example_below_the_best_is_a_tie_in_float32_too() -> None:
+    """Keras logs float32 accuracies: 380/382 against a best of 381/382 is exactly one example
+    below, and must count as a tie whichever way the rounding goes (a CI `make run` stopped
+    early on it and kept a mid-schedule epoch)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from modules.budget import EARLY_STOPPING_MONITOR
+    from modules.model import LaterTiesEarlyStopping
+
+    model = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1)])
+    early = LaterTiesEarlyStopping(tolerance=1 / 382, monitor=EARLY_STOPPING_MONITOR,
+                                   mode="max", patience=2, restore_best_weights=True)
+    early.set_model(model)
+    early.on_train_begin()
+    model.stop_training = False
+    for epoch, errors in enumerate([5, 1, 2, 2, 2, 2, 4, 4, 4]):
+        early.on_epoch_end(epoch, {EARLY_STOPPING_MONITOR: float(np.float32(1 - errors / 382))})
+        if model.stop_training:
+            break
+    assert (early.best_epoch, early.stopped_epoch) == (5, 7)
+
+
 def test_time_limit_stops_training_in_the_first_epoch() -> None:
     _, history, (_, limit), _ = _fit(budget_epochs=50, max_minutes=1e-9, patience_epochs=100)
     assert limit.stopped_epoch == 0
