@@ -218,6 +218,21 @@ def test_a_good_model_is_infra_blessed_with_warmup_and_pushed(
     assert (serving / "1" / "assets.extra" / "tf_serving_warmup_requests").is_file()
 
 
+def test_a_server_token_in_the_environment_does_not_reach_the_validation_server(
+        good_model: Path, examples: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user who exported SERVING_AUTH_TOKEN (for `mlmodel status`) still gets the model
+    infra-blessed: the private validation server runs without it (TFX's client sends none)."""
+    from pipeline.components import infra_validator_runner as runner
+    from serving.options import AUTH_TOKEN_ENV
+
+    assert runner.AUTH_TOKEN_ENV == AUTH_TOKEN_ENV  # the pipeline names it without importing it
+    monkeypatch.setenv(AUTH_TOKEN_ENV, "s3cret")
+    env = runner.child_env(os.environ)
+    assert AUTH_TOKEN_ENV not in env and env["PYTHONPATH"]
+    blessing = _validate(good_model, examples, tmp_path)
+    assert blessing.get_int_custom_property("blessed") == 1
+
+
 # -- broken models: not blessed, nothing pushed, the previous push untouched ------------------
 @pytest.mark.parametrize("kind", ["broken_model", "wrong_shape_model", "unparseable_model"])
 def test_a_broken_model_is_not_infra_blessed_and_nothing_is_pushed(

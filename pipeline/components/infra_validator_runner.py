@@ -31,10 +31,13 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Mapping
 
 from tfx.components.infra_validator.model_server_runners import base_runner
 
 SERVED_VERSION = 1
+AUTH_TOKEN_ENV = "SERVING_AUTH_TOKEN"  # serving.options.AUTH_TOKEN_ENV (the pipeline runs the
+# server as a command and does not import it; tests/test_infra_validator.py checks they agree)
 LOADED_STATES = ("AVAILABLE", "END")  # TF Serving's states once a load has finished either way
 _PR_SET_PDEATHSIG = 1
 _PROBLEM_WORDS = (" WARNING ", " ERROR ", " CRITICAL ", "Traceback", "Error:", "error:")
@@ -67,6 +70,19 @@ def log_excerpt(text: str, limit: int = 12) -> list[str]:
     lines = [line.rstrip() for line in text.splitlines() if line.strip()]
     problems = [line for line in lines if any(word in line for word in _PROBLEM_WORDS)]
     return (problems or lines)[-limit:]
+
+
+def child_env(parent: Mapping[str, str]) -> dict[str, str]:
+    """The validation server's environment: the pipeline's, with this project importable and
+    without a server token (``SERVING_AUTH_TOKEN``, ``serving.options.AUTH_TOKEN_ENV``). A user
+    who exported one for ``mlmodel status`` would otherwise get a validation server that
+    refuses TFX's client, which sends none: the model would never be infra-blessed. The server
+    is private to this step (loopback, a port of its own, a temporary directory)."""
+    env = {k: v for k, v in parent.items() if k != AUTH_TOKEN_ENV}
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (_project_root(), env.get("PYTHONPATH", "")) if p)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
 
 
 class LocalServingRunner(base_runner.BaseModelServerRunner):
@@ -118,14 +134,10 @@ class LocalServingRunner(base_runner.BaseModelServerRunner):
         self._grpc_port = free_port(self._host)
         self._rest_port = free_port(self._host)
         self._log_path = os.path.join(self._dir, "server.log")
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (_project_root(), env.get("PYTHONPATH", "")) if p)
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         with open(self._log_path, "wb") as log:
             self._process = subprocess.Popen(
                 self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=env, start_new_session=True, preexec_fn=_die_with_parent)
+                env=child_env(os.environ), start_new_session=True, preexec_fn=_die_with_parent)
 
     def WaitUntilRunning(self, deadline: float) -> None:  # noqa: N802 - TFX's interface
         """Until the server has finished loading the model, either way (a failed load is for
