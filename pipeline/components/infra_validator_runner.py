@@ -6,7 +6,8 @@ TFX 1.16 starts TF Serving only in Docker (``LocalDockerRunner``) or in a Kubern
 TFX's ``TensorFlowServingClient`` checks the model status and sends the requests unchanged.
 
 * ``WaitUntilRunning`` returns once the server has finished loading the candidate (its REST
-  status), so TFX's client does not sleep its 1-second polling interval.
+  status), so the client's first status call finds it loaded (TFX's default client would sleep
+  its 1-s interval; ``infra_validator.POLLING_INTERVAL_S`` already makes that 0.1 s here).
 * The candidate is linked into a temporary serving dir as ``<model_name>/1/`` and served with
   ``--source directory`` (TF Serving's rule: every ``<name>/<N>``), on free loopback ports.
 * The server runs in its own session (process group), and with ``PR_SET_PDEATHSIG`` so that it
@@ -143,9 +144,9 @@ class LocalServingRunner(base_runner.BaseModelServerRunner):
         """Until the server has finished loading the model, either way (a failed load is for
         TFX's client to report); a server that exits first is a failure.
 
-        Waiting for the load here, polling every 50 ms, and not only for the port: TFX's client
-        then finds the model loaded at its first status call instead of sleeping its fixed
-        1-second polling interval (the load takes 0.6 s here)."""
+        Waiting for the load here, polling every 50 ms, and not only for the port: the client
+        then finds the model loaded at its first status call instead of sleeping its polling
+        interval (the load takes 0.6 s here)."""
         assert self._process is not None, "Start() the runner first"
         while time.time() < deadline:
             code = self._process.poll()
