@@ -62,6 +62,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.machine import machine  # noqa: E402
 from benchmarks.tfx_example import (  # noqa: E402
+    batched_accuracy,
     example_result,
     execution_seconds,
     run_example,
@@ -204,14 +205,8 @@ def pipeline_result(tmp: Path, name: str) -> dict[str, object]:
 
 
 def score(saved_model: str, xt: np.ndarray, yt: np.ndarray) -> float:
-    import tensorflow as tf
-
-    predict = tf.saved_model.load(saved_model).signatures["serving_default"]
-    predictions = []
-    for start in range(0, len(xt), 1000):
-        out = predict(images=tf.constant(xt[start:start + 1000]))
-        predictions.append(np.argmax(next(iter(out.values())).numpy(), axis=1))
-    return float(np.mean(np.concatenate(predictions) == yt))
+    """Test accuracy of our model: its ``serving_default`` takes images in [0, 1]."""
+    return batched_accuracy(saved_model, xt, yt, lambda images: images)
 
 
 def fashion_full_records(args: argparse.Namespace) -> Path:

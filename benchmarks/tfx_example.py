@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +39,13 @@ def tfx_example_bytes(image: np.ndarray, label: int | None = None) -> bytes:
     """One tf.Example as TFX's MNIST example data holds it: ``image_floats`` = pixel/255 - 0.5."""
     from tensorflow.core.example import example_pb2
 
+    from datasources.readers import TFX_MNIST_IMAGE, TFX_MNIST_LABEL
+
     example = example_pb2.Example()
-    floats = example.features.feature["image_floats"].float_list.value
+    floats = example.features.feature[TFX_MNIST_IMAGE].float_list.value
     floats.extend((np.asarray(image, np.float32).reshape(-1) / 255.0 - 0.5).tolist())
     if label is not None:
-        example.features.feature["image_class"].int64_list.value.append(int(label))
+        example.features.feature[TFX_MNIST_LABEL].int64_list.value.append(int(label))
     return example.SerializeToString()
 
 
@@ -102,20 +105,19 @@ def example_result(work: Path) -> dict[str, object]:
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2 as pb
 
-    config = pb.ConnectionConfig()
-    config.sqlite.filename_uri = example_paths(work)["metadata_path"]
-    config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READONLY
-    store = metadata_store.MetadataStore(config)
-    artifacts = {a.id: a for a in store.get_artifacts()}
+    from metastore.metadata_config import connection_config
+
+    metadata_path = example_paths(work)["metadata_path"]
+    store = metadata_store.MetadataStore(connection_config(metadata_path))
     types = {t.id: t.name for t in store.get_artifact_types()}
     by_type: dict[str, list] = {}
-    for artifact in artifacts.values():
+    for artifact in store.get_artifacts():
         if artifact.state == pb.Artifact.LIVE:
             by_type.setdefault(types[artifact.type_id], []).append(artifact)
     components = execution_seconds(store, PIPELINE_NAME)
     models = sorted(by_type.get("Model", []), key=lambda a: a.id)
     if not models:
-        raise SystemExit(f"TFX's example left no trained model in {config.sqlite.filename_uri}")
+        raise SystemExit(f"TFX's example left no trained model in {metadata_path}")
     pushed = [a for a in by_type.get("PushedModel", [])
               if a.custom_properties["pushed"].int_value == 1]
     blessings = [a for a in by_type.get("ModelBlessing", [])
@@ -127,18 +129,25 @@ def example_result(work: Path) -> dict[str, object]:
             "saved_model": os.path.join(models[-1].uri, "Format-Serving")}
 
 
-def score_example_model(saved_model: str, xt: np.ndarray, yt: np.ndarray) -> float:
-    """Test accuracy of the example's model: its ``serving_default`` takes serialized tf.Examples."""
+def batched_accuracy(saved_model: str, xt: np.ndarray, yt: np.ndarray,
+                     encode: Callable[[np.ndarray], object]) -> float:
+    """Test accuracy of ``saved_model``'s ``serving_default`` (its one input), fed
+    ``encode(images)`` 1,000 images at a time."""
     import tensorflow as tf
 
     predict = tf.saved_model.load(saved_model).signatures["serving_default"]
     [input_name] = predict.structured_input_signature[1].keys()
     predictions = []
     for start in range(0, len(xt), 1000):
-        batch = [tfx_example_bytes(image) for image in xt[start:start + 1000]]
-        out = predict(**{input_name: tf.constant(batch)})
+        out = predict(**{input_name: tf.constant(encode(xt[start:start + 1000]))})
         predictions.append(np.argmax(next(iter(out.values())).numpy(), axis=1))
     return float(np.mean(np.concatenate(predictions) == np.asarray(yt)))
+
+
+def score_example_model(saved_model: str, xt: np.ndarray, yt: np.ndarray) -> float:
+    """Test accuracy of the example's model: its ``serving_default`` takes serialized tf.Examples."""
+    return batched_accuracy(saved_model, xt, yt,
+                            lambda images: [tfx_example_bytes(image) for image in images])
 
 
 def main(argv: list[str] | None = None) -> None:

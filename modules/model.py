@@ -63,7 +63,6 @@ def input_stride(sigma: float) -> int:
     return 2 if sigma >= HALF_RESOLUTION_BLUR else 1
 
 
-
 class InputBlur(tf.keras.layers.Layer):
     """A fixed (not trained) Gaussian blur, the model's first layer: ``sigma`` px at inference
     (serving, evaluation), ``sigma * TRAIN_BLUR_FRACTION`` while training.
@@ -148,7 +147,7 @@ def build_model(hparams: HParams | None = None,
     keras = tf.keras
     inputs = keras.Input(shape=features.IMAGE_SHAPE, name=features.INPUT_IMAGES, dtype=tf.float32)
     x = inputs
-    if hp.input_blur:  # at serving too: sharper inputs are read at the training images' detail
+    if hp.input_blur:  # at serving too (lighter while training): sharp inputs read at the training detail
         x = InputBlur(hp.input_blur)(x)
     if hp.augment is not False:  # None (not yet chosen by the budget) means the default: on
         for layer in augmentation_layers(hp.augmentation or "shift"):

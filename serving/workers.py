@@ -3,8 +3,9 @@
 One process serves REST (and gRPC) from one Python interpreter: under load its event loop and
 the JSON work hold one GIL while the other core idles. The supervisor claims the port for the
 group before it starts any worker (``serving.listen.claim_group``): one SO_REUSEPORT listening
-socket per worker, steered so that the kernel spreads new connections evenly over the workers
-and over nobody else (no other group or process can take the port's traffic). Each worker is a
+socket per worker, steered so that the kernel spreads new connections evenly over the workers;
+a second group or server is refused (the limits for a same-user process that sets SO_REUSEPORT
+itself are in ``serving.listen``). Each worker is a
 complete server (its own model manager, registry poll and batching), loads every model (N times
 the model memory) and has its own /metrics (a scrape sees one worker). Measured with the steered
 group on this 2-core machine (``serving_bench.py``, REST, concurrency 32, keep-alive, two runs

@@ -13,13 +13,10 @@ from tests.datagen import synthetic_images, write_tfrecord
 
 
 def _tfx_record(pixels: np.ndarray, label: int) -> bytes:
-    from tensorflow.core.example import example_pb2
+    """A record as TFX's MNIST example holds it (the benchmark's writer, one definition)."""
+    from benchmarks.tfx_example import tfx_example_bytes
 
-    example = example_pb2.Example()
-    floats = example.features.feature["image_floats"].float_list.value
-    floats.extend((pixels.reshape(-1).astype(np.float64) / 255.0 - 0.5).tolist())
-    example.features.feature["image_class"].int64_list.value.append(label)
-    return example.SerializeToString()
+    return tfx_example_bytes(pixels, label)
 
 
 def test_tfx_mnist_example_records_read_as_our_pixels(tmp_path: Path) -> None:

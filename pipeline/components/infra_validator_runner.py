@@ -5,9 +5,6 @@ TFX 1.16 starts TF Serving only in Docker (``LocalDockerRunner``) or in a Kubern
 ``python -m serving start``, which speaks TF Serving's gRPC API (``serving/grpc_server.py``), so
 TFX's ``TensorFlowServingClient`` checks the model status and sends the requests unchanged.
 
-* ``WaitUntilRunning`` returns once the server has finished loading the candidate (its REST
-  status), so the client's first status call finds it loaded (TFX's default client would sleep
-  its 1-s interval; ``infra_validator.POLLING_INTERVAL_S`` already makes that 0.1 s here).
 * The candidate is linked into a temporary serving dir as ``<model_name>/1/`` and served with
   ``--source directory`` (TF Serving's rule: every ``<name>/<N>``), on free loopback ports.
 * The server runs in its own session (process group), and with ``PR_SET_PDEATHSIG`` so that it
@@ -22,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib.util
-import json
 import os
 import shutil
 import signal
@@ -31,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Mapping
 
 from tfx.components.infra_validator.model_server_runners import base_runner
@@ -39,7 +34,6 @@ from tfx.components.infra_validator.model_server_runners import base_runner
 SERVED_VERSION = 1
 AUTH_TOKEN_ENV = "SERVING_AUTH_TOKEN"  # serving.options.AUTH_TOKEN_ENV (the pipeline runs the
 # server as a command and does not import it; tests/test_infra_validator.py checks they agree)
-LOADED_STATES = ("AVAILABLE", "END")  # TF Serving's states once a load has finished either way
 _PR_SET_PDEATHSIG = 1
 _PROBLEM_WORDS = (" WARNING ", " ERROR ", " CRITICAL ", "Traceback", "Error:", "error:")
 
@@ -96,7 +90,6 @@ class LocalServingRunner(base_runner.BaseModelServerRunner):
         self._dir: str | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._grpc_port = 0
-        self._rest_port = 0
         self._log_path = ""
 
     def __repr__(self) -> str:
@@ -120,7 +113,7 @@ class LocalServingRunner(base_runner.BaseModelServerRunner):
         assert self._dir is not None
         return [sys.executable, "-m", "serving", "start", "--source", "directory",
                 "--serving-dir", os.path.join(self._dir, "models"), "--host", self._host,
-                "--port", str(self._rest_port), "--grpc-port", str(self._grpc_port),
+                "--port", str(free_port(self._host)), "--grpc-port", str(self._grpc_port),
                 "--poll-s", "0.1", "--grace-s", "0"]
 
     def Start(self) -> None:  # noqa: N802 - TFX's interface
@@ -133,7 +126,6 @@ class LocalServingRunner(base_runner.BaseModelServerRunner):
         os.makedirs(model_dir)
         os.symlink(self._model_path, os.path.join(model_dir, str(SERVED_VERSION)))
         self._grpc_port = free_port(self._host)
-        self._rest_port = free_port(self._host)
         self._log_path = os.path.join(self._dir, "server.log")
         with open(self._log_path, "wb") as log:
             self._process = subprocess.Popen(
@@ -141,33 +133,19 @@ class LocalServingRunner(base_runner.BaseModelServerRunner):
                 env=child_env(os.environ), start_new_session=True, preexec_fn=_die_with_parent)
 
     def WaitUntilRunning(self, deadline: float) -> None:  # noqa: N802 - TFX's interface
-        """Until the server has finished loading the model, either way (a failed load is for
-        TFX's client to report); a server that exits first is a failure.
-
-        Waiting for the load here, polling every 50 ms, and not only for the port: the client
-        then finds the model loaded at its first status call instead of sleeping its polling
-        interval (the load takes 0.6 s here)."""
+        """Until the gRPC port accepts connections; a server that exits first is a failure.
+        The load itself is for TFX's client to wait for (the executor polls every 0.1 s)."""
         assert self._process is not None, "Start() the runner first"
         while time.time() < deadline:
             code = self._process.poll()
             if code is not None:
                 raise RuntimeError(f"serving start exited with code {code} before listening; "
                                    f"its log: {self._log_path}")
-            if self._load_finished():
+            with contextlib.suppress(OSError), socket.create_connection(
+                    (self._host, self._grpc_port), timeout=0.2):
                 return
             time.sleep(0.05)
-        raise TimeoutError(f"serving start did not load the model at {self.GetEndpoint()} in time")
-
-    def _load_finished(self) -> bool:
-        """The REST status of the served version says AVAILABLE or END (False while the server
-        is starting or still LOADING)."""
-        url = f"http://{self._host}:{self._rest_port}/v1/models/{self._model_name}"
-        try:
-            with urllib.request.urlopen(url, timeout=1.0) as answer:  # noqa: S310 - loopback
-                status = json.load(answer).get("model_version_status") or []
-        except (OSError, ValueError):  # not listening yet, 404 before the first sync, ...
-            return False
-        return any(entry.get("state") in LOADED_STATES for entry in status)
+        raise TimeoutError(f"serving start did not listen on {self.GetEndpoint()} in time")
 
     def Stop(self) -> None:  # noqa: N802 - TFX's interface
         """SIGKILL to the server's process group, then wait for it; never raises.

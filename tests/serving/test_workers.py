@@ -169,9 +169,9 @@ def test_capture_with_two_workers_keeps_every_request_once(tmp_path: Path,
     import re
 
     import tensorflow as tf
-    from tensorflow_serving.apis import prediction_log_pb2
 
     from contracts import capture as layout
+    from tests.serving.test_capture import finished_files, read_logs
 
     shutil.copytree(saved_model, tmp_path / "serving" / "mnist" / "1")
     capture = tmp_path / "capture"
@@ -196,15 +196,11 @@ def test_capture_with_two_workers_keeps_every_request_once(tmp_path: Path,
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    files = finished_files(capture)
     folder = Path(layout.version_dir(str(capture), "mnist", 1))
-    files = sorted(p for p in folder.iterdir() if layout.is_capture_file(p.name))
     assert not [p for p in folder.iterdir() if p not in files]  # no .tmp left behind
     writers = {re.match(r"capture-\d{8}T\d{6}-(\d+)-", p.name).group(1) for p in files}
     assert len(writers) == 2, [p.name for p in files]  # P(all 40 to one worker) = 2^-39
-    seen = []
-    for path in files:
-        for record in tf.data.TFRecordDataset(str(path)):
-            log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
-            image = tf.make_ndarray(log.predict_log.request.inputs["images"])
-            seen.append(round(float(image.flat[0]) * 40))
+    seen = [round(float(tf.make_ndarray(log.predict_log.request.inputs["images"]).flat[0]) * 40)
+            for log in read_logs(files)]
     assert sorted(seen) == list(range(40))
