@@ -105,7 +105,20 @@ def _dir_key(path: str, deployed_at: float) -> tuple[str, float, float]:
     return (path, float(deployed_at), mtime)
 
 
-SETTLE_AGAIN_S = 5.0
+SETTLE_AFTER_S = 5.0  # after a load/unload: the full settle, once requests let go of the old
+
+
+def freeze_loaded() -> None:
+    """Collect what is not frozen yet, then freeze the survivors: a newly loaded version.
+
+    Called after a load and before the version is routed, so its objects are out of the
+    collector's sight when requests arrive. It walks only the objects allocated since the last
+    freeze (6 ms after our model's load here, against 115-135 ms for ``settle_heap``'s whole
+    heap), so it does not push the model's weights and code out of the CPU caches just before
+    its first request (``benchmarks/warmup_bench.py``).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def settle_heap() -> None:
@@ -116,7 +129,10 @@ def settle_heap() -> None:
     generation-1 pass a full collection walked the whole model: 100-200 ms with the GIL held,
     about 2 ms per request on average under load and the p99 outliers. Frozen objects are
     skipped by every collection. ``gc.unfreeze()`` first, so that the cycles of a version
-    unloaded since the last call are collected rather than kept frozen forever.
+    unloaded since the last call are collected rather than kept frozen forever. The manager
+    runs it ``SETTLE_AFTER_S`` after a change, not at once: right after a deploy it held the
+    GIL and cooled the caches as the new version's first request came in (that request took
+    1.5-1.7x the steady p50 with the warm-up file, 1.2-1.4x without the settle).
     """
     gc.unfreeze()
     gc.collect()
@@ -207,7 +223,7 @@ class ModelManager:
 
     def _poll_loop(self) -> None:
         seen = self._changes
-        settle_again: float | None = None
+        settle_at: float | None = None
         told_empty = False
         while not self._stop.is_set():
             self.sync()
@@ -216,14 +232,12 @@ class ModelManager:
                 log.info("no model is deployed yet; waiting for one (`mlmodel deploy NAME`, or "
                          "`serving start --source directory` to serve the Pusher's output)")
             if self._freeze_heap:
-                if self._changes != seen:
-                    seen = self._changes
+                if self._changes != seen:  # loads froze themselves (freeze_loaded); unloads
+                    seen = self._changes   # wait until requests have let go of them
+                    settle_at = time.monotonic() + SETTLE_AFTER_S
+                elif settle_at is not None and time.monotonic() >= settle_at:
                     settle_heap()
-                    # once more when requests that held an unloaded version have finished
-                    settle_again = time.monotonic() + SETTLE_AGAIN_S
-                elif settle_again is not None and time.monotonic() >= settle_again:
-                    settle_heap()
-                    settle_again = None
+                    settle_at = None
             self._stop.wait(self._poll_interval)
 
     # -- one poll step ---------------------------------------------------------------------
@@ -291,6 +305,8 @@ class ModelManager:
                 log.warning("model %s version %d failed to load: %s", name, version, error)
                 continue
             self._attempts[(name, version)] = _Attempt(key, None)
+            if self._freeze_heap:
+                freeze_loaded()  # before it is routed: its first request meets a settled heap
             servables[version] = servable
             statuses[version] = VersionStatus(version, AVAILABLE, path=dv.path, labels=dv.labels)
             self._event(name, version, AVAILABLE)

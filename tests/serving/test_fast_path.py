@@ -4,6 +4,8 @@
   the same arrays, and the same errors for everything else.
 * The servable's positional concrete function vs calling the signature with keywords.
 * ``manager.settle_heap``: frozen, yet garbage from an unloaded version is still collected.
+* The manager freezes a loaded version before routing it, and settles the whole heap only
+  ``SETTLE_AFTER_S`` after a change, not as the new version's first requests come in.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import time
 import weakref
 from typing import Any
 
@@ -195,3 +198,39 @@ def test_manager_freezes_after_a_load_and_unfreezes_on_stop(source) -> None:
     finally:
         manager.stop()
     assert gc.get_freeze_count() == 0
+
+
+def test_a_loaded_version_is_frozen_before_it_is_routed_and_the_full_settle_waits(
+        source, monkeypatch: pytest.MonkeyPatch) -> None:
+    from serving import manager as manager_module
+    from serving.servable import Servable
+
+    settled: list[float] = []
+    monkeypatch.setattr(manager_module, "SETTLE_AFTER_S", 0.5)
+    monkeypatch.setattr(manager_module, "settle_heap",
+                        lambda: settled.append(time.monotonic()))
+    frozen_when_routed: list[bool] = []
+    held: dict[int, _Cycle] = {}
+
+    def load(name: str, version: int, path: str) -> Servable:
+        held[version] = _Cycle()  # a cycle the load allocated, like a model's objects
+        return Servable(name, version, path, [], {}, {})
+
+    def on_change(name: str, version: int, state: str) -> None:
+        if state == "AVAILABLE":  # the version is routed in this sync step, after this event
+            tracked = {id(o) for o in gc.get_objects()}  # frozen objects are not listed
+            frozen_when_routed.append(id(held[version]) not in tracked)
+
+    source.deploy("m", 1)
+    manager = ModelManager(source, load, poll_interval=0.01, freeze_heap=True,
+                           on_change=on_change)
+    try:
+        gc.unfreeze()
+        manager.start()
+        assert manager.wait_for(lambda: bool(frozen_when_routed), 10)
+        loaded_at = time.monotonic()
+        assert frozen_when_routed == [True]
+        assert manager.wait_for(lambda: bool(settled), 10)
+        assert settled[0] - loaded_at >= 0.4  # not at once: SETTLE_AFTER_S later
+    finally:
+        manager.stop()
