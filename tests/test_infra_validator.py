@@ -249,6 +249,13 @@ def test_a_broken_model_is_not_infra_blessed_and_nothing_is_pushed(
     assert failure["tries"] == 1, failure
     if kind == "broken_model":  # the server could not load it: its log says so
         assert "failed to load" in "\n".join(failure["log"])
+        # the end-of-run report says so too: why, then the server's own lines
+        from pipeline.run_summary import RunSummary, infra_lines
+
+        lines = infra_lines(RunSummary("p", "r", {"InfraValidator": "COMPLETE"},
+                                       infra_blessed=False, infra_failure=failure))
+        assert "nothing pushed" in lines[0] and failure["reason"] in lines[1], lines
+        assert [line.split("server log:  ", 1)[1] for line in lines[2:]] == failure["log"]
     elif kind == "wrong_shape_model":  # loaded, then refused the examples: the server's answer
         assert "INVALID_ARGUMENT" in failure["reason"] and failure["log"]
     else:  # TFX reads the signatures before starting a server: no server was needed
