@@ -7,8 +7,9 @@ protocol (REST TF Serving, KServe v2, SageMaker, gRPC) in
 
 The request path only samples and writes the request's arrays, behind a cached header
 (``capture_records.encode_frame``), to a pipe that does not block: when the pipe is full the record is dropped and counted. A writer
-process (``serving.capture_worker``) reads the pipe, builds the records and writes, rotates and
-deletes the files. It is a process, not a thread: a thread building records in the server took
+process (``serving.capture_worker``) reads the pipe, builds the records (a predict record from a
+per-header template, straight from the frame's bytes: ``capture_records.frame_records``) and
+writes, rotates and deletes the files. It is a process, not a thread: a thread building records in the server took
 the Python lock from the event loop (about 37 us of CPU per record, and with the lock's hand-offs
 the server spent ~20% more CPU per request at concurrency 32). Its counts come back on its stdout
 to /metrics; its log lines go to the server's stderr. Stopping the server closes the pipe: the

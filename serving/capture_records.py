@@ -221,11 +221,22 @@ def _arrays(spec: list[Any], data: memoryview, offset: int) -> tuple[dict[str, A
     return arrays, offset
 
 
-def decode_frames(buffer: bytearray) -> list[Item]:
+@dataclass
+class _Frame:
+    """One whole frame of the server's pipe, not yet decoded."""
+
+    header: bytes
+    parsed: tuple[Any, ...]  # model, version, signature, method, names, input_spec, output_spec
+    at: float
+    view: memoryview  # the whole buffer
+    arrays_at: int  # offset of the first array's length
+
+
+def _frames(buffer: bytearray) -> list[_Frame]:
     """The whole frames at the start of ``buffer`` (removed from it)."""
     import json
 
-    items: list[Item] = []
+    frames: list[_Frame] = []
     view = memoryview(bytes(buffer))
     offset = 0
     while len(view) - offset >= _FRAME.size:
@@ -241,11 +252,121 @@ def decode_frames(buffer: bytearray) -> list[Item]:
             if len(_PARSED) >= MAX_CACHED_HEADERS:
                 _PARSED.clear()
             _PARSED[header] = parsed
-        model, version, signature, method, names, input_spec, output_spec = parsed
         (at,) = _TIME.unpack_from(view, start + header_size)
-        inputs, cursor = _arrays(input_spec, view, start + header_size + _TIME.size)
-        outputs, _ = _arrays(output_spec, view, cursor)
-        items.append(Item(model, version, signature, method, inputs, outputs, at, list(names)))
+        frames.append(_Frame(header, parsed, at, view, start + header_size + _TIME.size))
         offset = end
     del buffer[:offset]
-    return items
+    return frames
+
+
+def _item(frame: _Frame) -> Item:
+    model, version, signature, method, names, input_spec, output_spec = frame.parsed
+    inputs, cursor = _arrays(input_spec, frame.view, frame.arrays_at)
+    outputs, _ = _arrays(output_spec, frame.view, cursor)
+    return Item(model, version, signature, method, inputs, outputs, frame.at, list(names))
+
+
+def decode_frames(buffer: bytearray) -> list[Item]:
+    """The whole frames at the start of ``buffer`` (removed from it), decoded."""
+    return [_item(frame) for frame in _frames(buffer)]
+
+
+# -- the writer's fast path: a predict record straight from its frame's bytes ------------------
+# For one header (model, version, signature, shapes and dtypes) every length in the record is
+# fixed, so the record is constant bytes with the time and the arrays' raw bytes between them:
+# filled by one join, with no numpy array and no message built per record (about 4 us a
+# record against about 22 us through decode_frames and record()). Anything else (classify,
+# strings, big-endian arrays) takes the general path.
+TIME_VARINT_BYTES = 5  # int(Unix seconds) from 1978 to 3058 is a 5-byte varint
+_TEMPLATES: dict[tuple[bytes, float], tuple[list[bytes], list[int]] | None | bool] = {}
+
+
+def _template(parsed: tuple[Any, ...], rate: float) -> tuple[list[bytes], list[int]] | None:
+    """(constant pieces, the arrays' sizes) of this header's predict record, or None when it
+    needs the general path. The record is pieces[0], the time, pieces[1], array 1, pieces[2],
+    array 2, ... in the frame's order."""
+    model, version, signature, method, _, input_spec, output_spec = parsed
+    if method != PREDICT:
+        return None
+    sizes: list[int] = []
+    entries: list[list[bytes | int]] = []
+    for key, dtype_str, shape in (*input_spec, *output_spec):
+        dtype = np.dtype(dtype_str)
+        code = DTYPES.get(dtype)
+        if code is None or dtype.byteorder == ">":
+            return None
+        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        sizes.append(size)
+        head = _number(1, code) + _field(2, _shape(tuple(shape))) + _varint(4 << 3 | 2) \
+            + _varint(size)
+        inner = _field(1, key.encode()) + _varint(2 << 3 | 2) + _varint(len(head) + size) + head
+        entries.append([_varint(len(inner) + size), inner, len(sizes)])  # slot: array k
+    slot_size = {0: TIME_VARINT_BYTES, **{k: size for k, size in enumerate(sizes, 1)}}
+
+    def field(number: int, parts: list[bytes | int]) -> list[bytes | int]:
+        length = sum(slot_size[p] if isinstance(p, int) else len(p) for p in parts)
+        return [_varint(number << 3 | 2) + _varint(length), *parts]
+
+    def tensor_map(number: int, chosen: list[list[bytes | int]]) -> list[bytes | int]:
+        return [part for entry in chosen for part in [_varint(number << 3 | 2), *entry]]
+
+    spec = _spec(model, version, signature)
+    metadata = field(1, [_field(1, spec) + _field(2, b"\x09" + struct.pack("<d", rate))
+                         + _field(3, b"serve") + _varint(4 << 3), 0])
+    request = field(1, [_field(1, spec), *tensor_map(2, entries[:len(input_spec)])])
+    response = field(2, [*tensor_map(1, entries[len(input_spec):]), _field(2, spec)])
+    parts = [*metadata, *field(6, [*request, *response])]
+    pieces: list[bytes] = [b""]
+    slots: list[int] = []
+    for part in parts:
+        if isinstance(part, int):
+            slots.append(part)
+            pieces.append(b"")
+        else:
+            pieces[-1] += part
+    if slots != list(range(len(sizes) + 1)):  # the time, then the arrays in the frame's order
+        return None
+    return pieces, sizes
+
+
+def frame_records(buffer: bytearray, rate: float) -> list[tuple[str, int, bytes | Exception]]:
+    """(model, version, TFRecord or the error that kept it from being built) for every whole
+    frame at the start of ``buffer`` (removed from it)."""
+    out: list[tuple[str, int, bytes | Exception]] = []
+    for frame in _frames(buffer):
+        model, version = frame.parsed[0], frame.parsed[1]
+        try:
+            data = _fast_record(frame, rate)
+            if data is None:
+                data = record(_item(frame), rate)
+            out.append((model, version, tfrecord(data)))
+        except Exception as exc:  # noqa: BLE001 - one record lost, counted by the writer
+            out.append((model, version, exc))
+    return out
+
+
+def _fast_record(frame: _Frame, rate: float) -> bytes | None:
+    """The frame's record through its header's template, or None for the general path."""
+    key = (frame.header, rate)
+    found = _TEMPLATES.get(key, False)
+    if found is False:
+        found = _template(frame.parsed, rate)
+        if len(_TEMPLATES) >= MAX_CACHED_HEADERS:
+            _TEMPLATES.clear()
+        _TEMPLATES[key] = found
+    if found is None:
+        return None
+    pieces, sizes = found
+    when = _varint(int(frame.at))
+    if len(when) != TIME_VARINT_BYTES:
+        return None
+    joined: list[Any] = [pieces[0], when, pieces[1]]
+    view, offset = frame.view, frame.arrays_at
+    for size, piece in zip(sizes, pieces[2:], strict=True):
+        (length,) = _LENGTH.unpack_from(view, offset)
+        if length != size:  # not what the header's shape says: let the general path decide
+            return None
+        offset += _LENGTH.size
+        joined += [view[offset:offset + size], piece]
+        offset += size
+    return b"".join(joined)

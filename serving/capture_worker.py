@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from contracts import capture as layout
-from serving.capture_records import Item, decode_frames, record, tfrecord
+from serving.capture_records import Item, frame_records, record, tfrecord
 
 log = logging.getLogger("serving.capture")
 
@@ -66,31 +66,41 @@ class CaptureFiles:
         self._logged: set[str] = set()
 
     def write(self, items: list[Item]) -> None:
-        batches: dict[tuple[str, int], list[tuple[Item, bytes]]] = {}
+        """``items`` as records (the general path; the run loop goes through frame_records)."""
+        built: list[tuple[str, int, bytes | Exception]] = []
         for item in items:
             try:
-                data = tfrecord(record(item, self.settings.rate))
+                built.append((item.model, item.version, tfrecord(record(item, self.settings.rate))))
             except Exception as exc:  # noqa: BLE001 - a record we cannot build is one lost record
-                self._error("record", f"capture: a record of {item.model} version "
-                            f"{item.version} could not be built ({exc!r}); it is skipped")
+                built.append((item.model, item.version, exc))
+        self.write_records(built)
+
+    def write_records(self, records: list[tuple[str, int, bytes | Exception]]) -> None:
+        """Append each (model, version, TFRecord) to its version's file; an Exception in place
+        of the bytes is a record that could not be built: logged once, skipped."""
+        batches: dict[tuple[str, int], list[bytes]] = {}
+        for model, version, data in records:
+            if isinstance(data, Exception):
+                self._error("record", f"capture: a record of {model} version {version} could "
+                            f"not be built ({data!r}); it is skipped")
                 continue
-            batches.setdefault((item.model, item.version), []).append((item, data))
+            batches.setdefault((model, version), []).append(data)
         for key, batch in batches.items():
             self._write(key, batch)
 
-    def _write(self, key: tuple[str, int], batch: list[tuple[Item, bytes]]) -> None:
+    def _write(self, key: tuple[str, int], batch: list[bytes]) -> None:
         """``batch``'s records in as few writes as the size rotation allows: a file ends at
         the record that takes it to ``rotate_bytes``."""
         while batch:
-            chunk: list[tuple[Item, bytes]] = []
+            chunk: list[bytes] = []
             try:
                 current = self._files.get(key) or self._open(*key)
                 room, count = self.settings.rotate_bytes - current.size, 0
                 while count < len(batch) and (room > 0 or count == 0):
-                    room -= len(batch[count][1])
+                    room -= len(batch[count])
                     count += 1
                 chunk, batch = batch[:count], batch[count:]
-                data = memoryview(b"".join(data for _, data in chunk))
+                data = memoryview(b"".join(chunk))
                 while data:  # unbuffered: each write reaches the file; short writes go on
                     written = current.handle.write(data) or 0
                     data = data[written:]
@@ -225,7 +235,7 @@ def run(settings: CaptureSettings, source: int, out: BinaryIO) -> None:
             break  # the server closed its end: it is stopping
         if chunk:
             buffer += chunk
-            files.write(decode_frames(buffer))
+            files.write_records(frame_records(buffer, settings.rate))
         now = time.time()
         due = files.rotate(now)
         if now - reported >= REPORT_S:  # each line wakes a thread of the server: not too often

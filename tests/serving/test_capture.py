@@ -23,6 +23,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import requests
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
@@ -436,6 +438,46 @@ def test_records_written_by_hand_parse_as_the_proto_classes_build_them() -> None
                     1_796_000_001.0, ["cat", "dog"])
     parsed = prediction_log_pb2.PredictionLog.FromString(record(classify, 1.0))
     assert parsed == _reference(classify, 1.0)
+
+
+NUMERIC = [np.float32, np.float64, np.int64, np.int32, np.uint8, np.int8, np.float16, np.bool_]
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_the_writers_fast_path_writes_the_same_bytes_as_the_general_one(data) -> None:
+    """``frame_records`` builds predict records from a template per header, straight from the
+    frame's bytes; classify, strings and odd frames take the general path. Same bytes either way,
+    and both parse (the general path's bytes are checked against the proto classes above)."""
+    from serving.capture_records import Item, decode_frames, encode_frame, frame_records, record
+    from serving.capture_records import tfrecord
+
+    def array(draw_dtype: type) -> np.ndarray:
+        shape = data.draw(st.lists(st.integers(0, 4), min_size=0, max_size=3), label="shape")
+        values = np.arange(int(np.prod(shape)), dtype=np.float64) * 1.7 - 3
+        return values.astype(draw_dtype).reshape(shape)
+
+    items = []
+    for n in range(data.draw(st.integers(1, 4), label="frames")):
+        kind = data.draw(st.sampled_from(["predict", "strings", "classify"]), label="kind")
+        at = data.draw(st.sampled_from([1_796_000_000.7, 0.0, 1e10]), label="at")
+        outputs = {"probabilities": np.full((2, 3), 0.25, np.float32)}
+        if kind == "classify":
+            inputs = {"examples": np.array([b"ex1", b"ex2"], dtype=object)}
+        elif kind == "strings":
+            inputs = {"image_bytes": np.array([b"\x89PNG", b""], dtype=object)}
+        else:
+            inputs = {f"in{k}": array(data.draw(st.sampled_from(NUMERIC), label="dtype"))
+                      for k in range(data.draw(st.integers(1, 3), label="inputs"))}
+            outputs["classes"] = array(np.int64)
+        items.append(Item(f"m{n % 2}", n + 1, "sig", kind if kind == "classify" else "predict",
+                          inputs, outputs, at, ["a", "b", "c"]))
+    frames = b"".join(b"".join(encode_frame(item)) for item in items)
+    rate = data.draw(st.sampled_from([1.0, 0.125]), label="rate")
+    fast = frame_records(bytearray(frames), rate)
+    general = [(i.model, i.version, tfrecord(record(i, rate)))
+               for i in decode_frames(bytearray(frames))]
+    assert fast == general
 
 
 def test_a_full_pipe_drops_and_counts_without_blocking(tmp_path: Path) -> None:
