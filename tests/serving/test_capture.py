@@ -23,9 +23,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import requests
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -449,8 +449,14 @@ def test_the_writers_fast_path_writes_the_same_bytes_as_the_general_one(data) ->
     """``frame_records`` builds predict records from a template per header, straight from the
     frame's bytes; classify, strings and odd frames take the general path. Same bytes either way,
     and both parse (the general path's bytes are checked against the proto classes above)."""
-    from serving.capture_records import Item, decode_frames, encode_frame, frame_records, record
-    from serving.capture_records import tfrecord
+    from serving.capture_records import (
+        Item,
+        decode_frames,
+        encode_frame,
+        frame_records,
+        record,
+        tfrecord,
+    )
 
     def array(draw_dtype: type) -> np.ndarray:
         shape = data.draw(st.lists(st.integers(0, 4), min_size=0, max_size=3), label="shape")
