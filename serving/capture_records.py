@@ -76,15 +76,29 @@ def _spec(model: str, version: int, signature: str) -> bytes:
             + _field(3, signature.encode()))
 
 
+def _tensor_head(dtype: int, shape: tuple[int, ...], size: int) -> bytes:
+    """A numeric TensorProto up to its ``size`` bytes of tensor_content: dtype (1),
+    tensor_shape (2), then the content's key and length (4)."""
+    return _number(1, dtype) + _field(2, _shape(shape)) + _varint(4 << 3 | 2) + _varint(size)
+
+
 def tensor(array: np.ndarray) -> bytes:
     """TensorProto: dtype (1), tensor_shape (2), tensor_content (4) for numbers (what
     ``tf.make_ndarray`` reads), string_val (8) for bytes and anything else."""
-    shape = _field(2, _shape(array.shape))
     dtype = DTYPES.get(array.dtype)
     if dtype is None:
         values = [v if isinstance(v, bytes) else str(v).encode() for v in array.flat]
-        return _number(1, DT_STRING) + shape + b"".join(_field(8, v) for v in values)
-    return _number(1, dtype) + shape + _field(4, np.ascontiguousarray(array).tobytes())
+        return (_number(1, DT_STRING) + _field(2, _shape(array.shape))
+                + b"".join(_field(8, v) for v in values))
+    content = np.ascontiguousarray(array).tobytes()
+    return _tensor_head(dtype, array.shape, len(content)) + content
+
+
+def _metadata_head(spec: bytes, rate: float) -> bytes:
+    """LogMetadata up to its timestamp's value: model_spec (1), sampling_config (2:
+    sampling_rate 1, a double: key 0x09), saved_model_tags (3), the key of timestamp_secs (4)."""
+    return (_field(1, spec) + _field(2, b"\x09" + struct.pack("<d", rate)) + _field(3, b"serve")
+            + _varint(4 << 3))
 
 
 def _tensor_map(number: int, tensors: dict[str, Any]) -> bytes:
@@ -129,10 +143,7 @@ def record(item: Item, rate: float) -> bytes:
     """The serialized ``PredictionLog`` of one answered request (``contracts/capture.py``):
     log_metadata (1) and predict_log (6) or classify_log (2)."""
     spec = _spec(item.model, item.version, item.signature)
-    # LogMetadata: model_spec (1), sampling_config (2: sampling_rate 1, a double: key 0x09),
-    # saved_model_tags (3), timestamp_secs (4)
-    metadata = (_field(1, spec) + _field(2, b"\x09" + struct.pack("<d", rate))
-                + _field(3, b"serve") + _number(4, int(item.at)))
+    metadata = _metadata_head(spec, rate) + _varint(int(item.at))
     if item.method == CLASSIFY:
         # ClassificationRequest: model_spec (1), input (2: Input, example_list 1: ExampleList,
         # examples 1 = the serialized tf.Examples as they are); response: result (1), spec (2)
@@ -266,16 +277,11 @@ def _item(frame: _Frame) -> Item:
     return Item(model, version, signature, method, inputs, outputs, frame.at, list(names))
 
 
-def decode_frames(buffer: bytearray) -> list[Item]:
-    """The whole frames at the start of ``buffer`` (removed from it), decoded."""
-    return [_item(frame) for frame in _frames(buffer)]
-
-
 # -- the writer's fast path: a predict record straight from its frame's bytes ------------------
 # For one header (model, version, signature, shapes and dtypes) every length in the record is
 # fixed, so the record is constant bytes with the time and the arrays' raw bytes between them:
 # filled by one join, with no numpy array and no message built per record (a one-image record,
-# TFRecord framing included: 10 us against 24 us through decode_frames, record() and
+# TFRecord framing included: 10 us against 24 us through decoded arrays, record() and
 # tfrecord(); 19 against 39 on a loaded machine). Anything else (classify, strings,
 # big-endian arrays, a time that is not a 5-byte varint) takes the general path.
 TIME_VARINT_BYTES = 5  # int(Unix seconds) from 1978 to 3058 is a 5-byte varint
@@ -298,8 +304,7 @@ def _template(parsed: tuple[Any, ...], rate: float) -> tuple[list[bytes], list[i
             return None
         size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         sizes.append(size)
-        head = _number(1, code) + _field(2, _shape(tuple(shape))) + _varint(4 << 3 | 2) \
-            + _varint(size)
+        head = _tensor_head(code, tuple(shape), size)
         inner = _field(1, key.encode()) + _varint(2 << 3 | 2) + _varint(len(head) + size) + head
         entries.append([_varint(len(inner) + size), inner, len(sizes)])  # slot: array k
     slot_size = {0: TIME_VARINT_BYTES, **{k: size for k, size in enumerate(sizes, 1)}}
@@ -312,32 +317,29 @@ def _template(parsed: tuple[Any, ...], rate: float) -> tuple[list[bytes], list[i
         return [part for entry in chosen for part in [_varint(number << 3 | 2), *entry]]
 
     spec = _spec(model, version, signature)
-    metadata = field(1, [_field(1, spec) + _field(2, b"\x09" + struct.pack("<d", rate))
-                         + _field(3, b"serve") + _varint(4 << 3), 0])
+    metadata = field(1, [_metadata_head(spec, rate), 0])
     request = field(1, [_field(1, spec), *tensor_map(2, entries[:len(input_spec)])])
     response = field(2, [*tensor_map(1, entries[len(input_spec):]), _field(2, spec)])
     parts = [*metadata, *field(6, [*request, *response])]
-    pieces: list[bytes] = [b""]
-    slots: list[int] = []
+    pieces: list[bytes] = [b""]  # a new piece after each slot: the time, then the arrays
     for part in parts:
         if isinstance(part, int):
-            slots.append(part)
             pieces.append(b"")
         else:
             pieces[-1] += part
-    if slots != list(range(len(sizes) + 1)):  # the time, then the arrays in the frame's order
-        return None
     return pieces, sizes
 
 
-def frame_records(buffer: bytearray, rate: float) -> list[tuple[str, int, bytes | Exception]]:
+def frame_records(buffer: bytearray, rate: float, fast: bool = True
+                  ) -> list[tuple[str, int, bytes | Exception]]:
     """(model, version, TFRecord or the error that kept it from being built) for every whole
-    frame at the start of ``buffer`` (removed from it)."""
+    frame at the start of ``buffer`` (removed from it). ``fast=False``: every frame through
+    decoded arrays and ``record()`` (the reference the fast path is tested against)."""
     out: list[tuple[str, int, bytes | Exception]] = []
     for frame in _frames(buffer):
         model, version = frame.parsed[0], frame.parsed[1]
         try:
-            data = _fast_record(frame, rate)
+            data = _fast_record(frame, rate) if fast else None
             if data is None:
                 data = record(_item(frame), rate)
             out.append((model, version, tfrecord(data)))

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from contracts import capture as layout
-from serving.capture_records import Item, frame_records, record, tfrecord
+from serving.capture_records import frame_records
 
 log = logging.getLogger("serving.capture")
 
@@ -64,16 +64,6 @@ class CaptureFiles:
         self._files: dict[tuple[str, int], _Open] = {}
         self._seq = 0
         self._logged: set[str] = set()
-
-    def write(self, items: list[Item]) -> None:
-        """``items`` as records (the general path; the run loop goes through frame_records)."""
-        built: list[tuple[str, int, bytes | Exception]] = []
-        for item in items:
-            try:
-                built.append((item.model, item.version, tfrecord(record(item, self.settings.rate))))
-            except Exception as exc:  # noqa: BLE001 - a record we cannot build is one lost record
-                built.append((item.model, item.version, exc))
-        self.write_records(built)
 
     def write_records(self, records: list[tuple[str, int, bytes | Exception]]) -> None:
         """Append each (model, version, TFRecord) to its version's file; an Exception in place

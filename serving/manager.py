@@ -132,7 +132,7 @@ def settle_heap() -> None:
     unloaded since the last call are collected rather than kept frozen forever. The manager
     runs it ``SETTLE_AFTER_S`` after a change, not at once: right after a deploy it held the
     GIL and cooled the caches as the new version's first request came in (that request took
-    1.5-1.7x the steady p50 with the warm-up file, 1.2-1.4x without the settle).
+    1.7-1.8x the steady p50 with the warm-up file, 1.2-1.4x with no settle at all).
     """
     gc.unfreeze()
     gc.collect()

@@ -86,6 +86,10 @@ def test_first_run_records_every_component_in_mlmd(tiny_pipeline_run: TinyRun) -
     outputs = _outputs_by_component(run, summary.run_id)
     for component, expected in ARTIFACT_TYPES.items():
         assert expected <= {t for t, _ in outputs[component]}, component
+    # Transform computes no statistics, schema or anomalies of its own (disable_statistics):
+    # StatisticsGen, SchemaGen and ExampleValidator have the raw data's
+    assert not {"ExampleStatistics", "Schema", "ExampleAnomalies"} & {
+        t for t, _ in outputs["Transform"]}
     model = next(a for t, a in outputs["Trainer"] if t == "Model")
     props = model.custom_properties
     assert json.loads(props["hparams"].string_value)["filters_1"] == TINY_HPARAMS.filters_1

@@ -449,14 +449,7 @@ def test_the_writers_fast_path_writes_the_same_bytes_as_the_general_one(data) ->
     """``frame_records`` builds predict records from a template per header, straight from the
     frame's bytes; classify, strings and odd frames take the general path. Same bytes either way,
     and both parse (the general path's bytes are checked against the proto classes above)."""
-    from serving.capture_records import (
-        Item,
-        decode_frames,
-        encode_frame,
-        frame_records,
-        record,
-        tfrecord,
-    )
+    from serving.capture_records import Item, encode_frame, frame_records
 
     def array(draw_dtype: type) -> np.ndarray:
         shape = data.draw(st.lists(st.integers(0, 4), min_size=0, max_size=3), label="shape")
@@ -481,9 +474,8 @@ def test_the_writers_fast_path_writes_the_same_bytes_as_the_general_one(data) ->
     frames = b"".join(b"".join(encode_frame(item)) for item in items)
     rate = data.draw(st.sampled_from([1.0, 0.125]), label="rate")
     fast = frame_records(bytearray(frames), rate)
-    general = [(i.model, i.version, tfrecord(record(i, rate)))
-               for i in decode_frames(bytearray(frames))]
-    assert fast == general
+    general = frame_records(bytearray(frames), rate, fast=False)
+    assert fast == general and all(isinstance(data, bytes) for *_, data in fast)
 
 
 def test_a_full_pipe_drops_and_counts_without_blocking(tmp_path: Path) -> None:
@@ -545,7 +537,7 @@ def test_a_full_disk_loses_only_the_records_it_cut_and_capture_resumes(
     import errno
 
     from serving import capture_worker
-    from serving.capture_records import Item
+    from serving.capture_records import Item, encode_frame, frame_records, record, tfrecord
 
     room = {"bytes": 0}  # what the "disk" still takes; None: unlimited
 
@@ -570,22 +562,26 @@ def test_a_full_disk_loses_only_the_records_it_cut_and_capture_resumes(
                     {"images": np.full((1, 28, 28, 1), n / 10, np.float32)},
                     {"probabilities": np.full((1, 10), 0.1, np.float32)}, 1_796_000_000.0 + n)
 
-    one = len(capture_worker.tfrecord(capture_worker.record(item(0), 1.0)))
+    def write(*numbers: int) -> None:  # as the writer's run loop does: frames in, records out
+        frames = b"".join(b"".join(encode_frame(item(n))) for n in numbers)
+        files.write_records(frame_records(bytearray(frames), 1.0))
+
+    one = len(tfrecord(record(item(0), 1.0)))
     room["bytes"] = 2 * one + one // 2  # two records and half of a third fit
-    files.write([item(n) for n in range(4)])  # one batch, one write: all four lost
+    write(0, 1, 2, 3)  # one batch, one write: all four lost
     assert files.counts[("write_errors",)] == 4
     assert read_logs(finished_files(tmp_path)) == []  # nothing half-written is finished
     assert not list(tmp_path.rglob("*.tmp"))
     room["bytes"] = 2 * one + one // 2
-    files.write([item(4)])
-    files.write([item(5)])
-    files.write([item(6)])  # the disk fills in the middle of this one
+    write(4)
+    write(5)
+    write(6)  # the disk fills in the middle of this one
     assert files.counts[("captured", MODEL, "1")] == 2
     assert files.counts[("write_errors",)] == 5
     kept = read_logs(finished_files(tmp_path))  # cut back to the two whole records
     assert [log.log_metadata.timestamp_secs for log in kept] == [1_796_000_004, 1_796_000_005]
     room["bytes"] = None  # space freed: the next request opens a new file
-    files.write([item(7)])
+    write(7)
     files.rotate(time.time(), everything=True)
     assert files.counts[("captured", MODEL, "1")] == 3
     assert len(read_logs(finished_files(tmp_path))) == 3 and len(finished_files(tmp_path)) == 2
