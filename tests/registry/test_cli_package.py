@@ -44,15 +44,39 @@ def test_list_help_loads_neither_the_console_nor_asyncio_nor_mlmd() -> None:
     assert found["MLMD"] == "False"
 
 
-def test_list_loads_no_console_and_asyncio_only_through_ml_metadata(tmp_path: Path) -> None:
+def test_list_loads_neither_the_console_nor_asyncio(tmp_path: Path) -> None:
+    """asyncio came only through ML Metadata's ``import grpc``: deferred now
+    (metastore/deferred_grpc.py), while ``import ml_metadata`` alone still loads it."""
     found = _probe("--metadata", str(tmp_path / "none.db"), "--serving-dir",
                    str(tmp_path / "serving"), "list")
     assert found["HEAVY"] == ""
-    if found["ASYNCIO"] == "True":  # grpc, which ml_metadata imports, loads it: nothing of ours
-        alone = subprocess.run([sys.executable, "-c", "import sys, ml_metadata; "
-                                "print('asyncio' in sys.modules)"], capture_output=True,
-                               text=True, timeout=120)
-        assert alone.stdout.strip() == "True"
+    assert found["MLMD"] == "True"
+    assert found["ASYNCIO"] == "False"
+    alone = subprocess.run([sys.executable, "-c", "import sys, ml_metadata; "
+                            "print('asyncio' in sys.modules)"], capture_output=True,
+                           text=True, timeout=120)
+    assert alone.stdout.strip() == "True"  # what the deferral saves
+
+
+def test_deferred_grpc_is_the_real_one_on_first_use() -> None:
+    """ML Metadata's modules get the real grpc on first use (its errors match), and every other
+    importer gets the real module from the start."""
+    code = """
+import sys
+import metastore
+from ml_metadata.metadata_store import metadata_store
+assert 'grpc' not in sys.modules and 'asyncio' not in sys.modules
+error = metadata_store.grpc.RpcError
+import grpc
+assert error is grpc.RpcError and sys.modules['grpc'] is grpc
+assert type(grpc).__name__ == 'module'
+channel = metadata_store.grpc.insecure_channel('127.0.0.1:1')
+channel.close()
+print('OK')
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.strip() == "OK", proc.stderr
 
 
 def test_the_group_lists_every_verb_of_its_table_and_nothing_registers_itself() -> None:
