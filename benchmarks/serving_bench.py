@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -338,11 +339,18 @@ def capture_case(args: argparse.Namespace) -> None:
                     port, grpc_port, _ = servers[which]
                     url = f"http://127.0.0.1:{port}/v1/models/mnist/versions/1:predict"
                     for c in (1, 32):
-                        for api, (rps, latencies, failed) in (
-                                ("rest", asyncio.run(load(url, body, c, args.seconds))),
-                                ("grpc", asyncio.run(load_grpc(f"127.0.0.1:{grpc_port}",
-                                                               grpc_body, c, args.seconds,
-                                                               args.grpc_channels)))):
+                        for api in ("rest", "grpc"):
+                            before = cpu_seconds(servers[which][2].pid)
+                            rps, latencies, failed = asyncio.run(
+                                load(url, body, c, args.seconds) if api == "rest" else
+                                load_grpc(f"127.0.0.1:{grpc_port}", grpc_body, c, args.seconds,
+                                          args.grpc_channels))
+                            after = cpu_seconds(servers[which][2].pid)
+                            if c == 32:  # CPU per request: where capture's cost goes
+                                served = max(1.0, rps * args.seconds)
+                                for part in ("server", "writer"):
+                                    runs.setdefault(f"{which}_{api}_{part}_cpu_us", []).append(
+                                        (after[part] - before[part]) / served * 1e6)
                             failures += failed
                             key = (f"{which}_{api}_p50_ms" if c == 1 else f"{which}_{api}_c32_rps")
                             value = percentile(latencies, 50) * 1e3 if c == 1 else rps
@@ -378,6 +386,26 @@ def capture_case(args: argparse.Namespace) -> None:
                                                              strict=True))
             print(f"{api} {what:39} {off:9.3f} {on:9.3f} {on / off:6.2f}x {paired:6.2f}x "
                   f"{target:>8}")
+    for api in ("rest", "grpc"):
+        print(f"{api} CPU per request at concurrency 32: server {med[f'off_{api}_server_cpu_us']:.0f}"
+              f" us without capture, {med[f'on_{api}_server_cpu_us']:.0f} us with it, plus "
+              f"{med[f'on_{api}_writer_cpu_us']:.0f} us in the writer process")
+
+
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of a server process and of its children (the writer)."""
+    import psutil
+
+    def used(process: psutil.Process) -> float:
+        times = process.cpu_times()
+        return times.user + times.system
+
+    server = psutil.Process(pid)
+    children = 0.0
+    for child in server.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            children += used(child)
+    return {"server": used(server), "writer": children}
 
 
 def main() -> None:

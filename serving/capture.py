@@ -6,7 +6,10 @@ protocol (REST TF Serving, KServe v2, SageMaker, gRPC) in
 (``contracts/capture.py``: the layout and what one record holds).
 
 The request path only samples and writes the request's arrays, behind a cached header
-(``capture_records.encode_frame``), to a pipe that does not block: when the pipe is full the record is dropped and counted. A writer
+(``capture_records.encode_frame``), to a pipe that does not block: when the pipe is full the record is dropped and counted.
+On the event loop the frames of one pass of the loop go out together, in one ``writev`` at the
+pass's end: a batch of predictions answers its requests in the same pass, so that is one system
+call (and one wake-up of the writer) per batch rather than per request. A writer
 process (``serving.capture_worker``) reads the pipe, builds the records (a predict record from a
 per-header template, straight from the frame's bytes: ``capture_records.frame_records``) and
 writes, rotates and deletes the files. It is a process, not a thread: a thread building records in the server took
@@ -18,6 +21,7 @@ writer finishes every file and exits.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -40,6 +44,14 @@ __all__ = ["CLASSIFY", "PREDICT", "CaptureSettings", "CaptureWriter", "answered"
 log = logging.getLogger("serving.capture")
 
 PIPE_BYTES = (8 * MB, MB)  # asked for in turn (Linux caps unprivileged pipes at 1 MB)
+MAX_BATCH_PARTS = 512  # a pass's frames are sent early from this many parts (IOV_MAX: 1024)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class CaptureWriter:
@@ -55,6 +67,11 @@ class CaptureWriter:
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._failed = False
+        # Frames offered on an event loop during one pass of it, sent together by one writev at
+        # the end of the pass (a batch of predictions answers its requests in the same pass).
+        self._batch: list[bytes] = []
+        self._batch_keys: list[tuple[str, int]] = []
+        self._flush_scheduled = False
 
     def start(self) -> CaptureWriter:
         read_end, write_end = os.pipe()
@@ -92,14 +109,47 @@ class CaptureWriter:
     def offer(self, model: str, version: int, signature: str, method: str,
               inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray],
               class_names: list[str], at: float) -> bool:
-        """Send one answered (and sampled) request; False when it was dropped."""
+        """Send one answered (and sampled) request.
+
+        On an event loop's thread the frame joins the loop's current pass and is sent with the
+        others at its end (one system call for a whole answered batch, not one per request);
+        returns True (a dropped batch is counted then). Elsewhere it is sent at once; False
+        when it was dropped.
+        """
         parts = encode_frame(Item(model, version, signature, method, inputs, outputs, at,
                                   class_names))
+        loop = _running_loop()
+        if loop is None:
+            with self._lock:
+                sent = self._send(parts)
+            if not sent:
+                self._count("dropped", model, version)
+            return sent
         with self._lock:
-            sent = self._send(parts)
+            self._batch += parts
+            self._batch_keys.append((model, version))
+            full = len(self._batch) >= MAX_BATCH_PARTS
+            schedule = not self._flush_scheduled and not full
+            if schedule:
+                self._flush_scheduled = True
+        if full:
+            self.send_batch()
+        elif schedule:
+            loop.call_soon(self.send_batch)
+        return True
+
+    def send_batch(self) -> None:
+        """Send the frames gathered during the loop's pass (one ``writev``)."""
+        with self._lock:
+            parts, keys = self._batch, self._batch_keys
+            self._batch, self._batch_keys, self._flush_scheduled = [], [], False
+            sent = not parts or self._send(parts)
         if not sent:
-            self._count("dropped", model, version)
-        return sent
+            dropped: dict[tuple[str, int], int] = {}
+            for key in keys:
+                dropped[key] = dropped.get(key, 0) + 1
+            for (model, version), count in dropped.items():
+                self._count("dropped", model, version, count)
 
     def _send(self, parts: list[bytes]) -> bool:
         if self._fd is None or (self._pending and not self._flush()):
@@ -140,6 +190,7 @@ class CaptureWriter:
 
     def close(self, timeout_s: float = 60.0) -> None:
         """Send what is left, close the pipe; the writer finishes every file and exits."""
+        self.send_batch()
         with self._lock:
             fd, self._fd = self._fd, None
             if fd is not None:

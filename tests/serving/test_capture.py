@@ -504,6 +504,53 @@ def test_a_full_pipe_drops_and_counts_without_blocking(tmp_path: Path) -> None:
     assert counted.get("captured", 0) == sent == len(read_logs(finished_files(tmp_path)))
 
 
+def test_frames_offered_in_one_loop_pass_go_out_in_one_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the event loop (REST and gRPC handlers), the frames of one pass of the loop (a batch
+    of predictions answers its requests together) are sent by one writev at the pass's end, not
+    one per request; every one of them is written, and a pass's drop is counted per frame."""
+    import asyncio
+
+    from serving import capture as capture_module
+    from serving.capture import CaptureSettings, CaptureWriter
+
+    counted: dict[str, int] = {}
+
+    class Counts:
+        def on_capture(self, what: str, model: str, version: int, count: int = 1) -> None:
+            counted[what] = counted.get(what, 0) + count
+
+    writes: list[int] = []
+    real_writev = os.writev
+
+    def counting_writev(fd: int, parts: list[bytes]) -> int:
+        writes.append(len(parts))
+        return real_writev(fd, parts)
+
+    monkeypatch.setattr(capture_module.os, "writev", counting_writev)
+    writer = CaptureWriter(CaptureSettings(str(tmp_path), rate=1.0), Counts()).start()
+    images = {"images": np.full((1, 28, 28, 1), 0.5, np.float32)}
+    outputs = {"probabilities": np.full((1, 10), 0.1, np.float32)}
+
+    async def one_pass(into: CaptureWriter, count: int) -> None:
+        for _ in range(count):  # no await in between: one pass of the loop
+            assert into.offer(MODEL, 1, "serving_default", "predict", images, outputs, [],
+                              time.time())
+        assert writes == []  # nothing sent before the pass ends
+        await asyncio.sleep(0)
+
+    asyncio.run(one_pass(writer, 16))
+    assert len(writes) == 1
+    writer.close()
+    assert counted.get("captured", 0) == 16 == len(read_logs(finished_files(tmp_path)))
+    assert counted.get("dropped", 0) == 0
+
+    writes.clear()
+    gone = CaptureWriter(CaptureSettings(str(tmp_path / "gone"), rate=1.0), Counts())
+    asyncio.run(one_pass(gone, 5))  # never started: as if its process were gone
+    assert counted["dropped"] == 5
+
+
 def test_prediction_metrics_count_small_and_large_requests_alike() -> None:
     """One-image requests are counted without numpy (its per-call cost), big ones with it: the
     histogram and class counts must not depend on how a batch was split into requests."""
