@@ -44,7 +44,14 @@ __all__ = ["CLASSIFY", "PREDICT", "CaptureSettings", "CaptureWriter", "answered"
 log = logging.getLogger("serving.capture")
 
 PIPE_BYTES = (8 * MB, MB)  # asked for in turn (Linux caps unprivileged pipes at 1 MB)
-MAX_BATCH_PARTS = 512  # a pass's frames are sent early from this many parts (IOV_MAX: 1024)
+# A pass's frames are sent early from this many parts (IOV_MAX: 1024) or bytes (a pipe's worth:
+# what a partial write leaves pending for the next one stays below about this much).
+MAX_BATCH_PARTS = 512
+MAX_BATCH_BYTES = MB
+
+
+def parts_bytes(parts: list[bytes]) -> int:
+    return sum(len(part) for part in parts)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -71,6 +78,7 @@ class CaptureWriter:
         # the end of the pass (a batch of predictions answers its requests in the same pass).
         self._batch: list[bytes] = []
         self._batch_keys: list[tuple[str, int]] = []
+        self._batch_bytes = 0
         self._flush_scheduled = False
 
     def start(self) -> CaptureWriter:
@@ -128,7 +136,8 @@ class CaptureWriter:
         with self._lock:
             self._batch += parts
             self._batch_keys.append((model, version))
-            full = len(self._batch) >= MAX_BATCH_PARTS
+            self._batch_bytes += parts_bytes(parts)
+            full = len(self._batch) >= MAX_BATCH_PARTS or self._batch_bytes >= MAX_BATCH_BYTES
             schedule = not self._flush_scheduled and not full
             if schedule:
                 self._flush_scheduled = True
@@ -143,6 +152,7 @@ class CaptureWriter:
         with self._lock:
             parts, keys = self._batch, self._batch_keys
             self._batch, self._batch_keys, self._flush_scheduled = [], [], False
+            self._batch_bytes = 0
             sent = not parts or self._send(parts)
         if not sent:
             dropped: dict[tuple[str, int], int] = {}
@@ -161,7 +171,7 @@ class CaptureWriter:
         except OSError as exc:  # the writer process is gone
             self._gone(exc)
             return False
-        if written < sum(len(p) for p in parts):  # the frame is started: it must be finished
+        if written < parts_bytes(parts):  # the frame is started: it must be finished
             self._pending = memoryview(b"".join(parts))[written:]
         return True
 

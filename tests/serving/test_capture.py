@@ -550,6 +550,25 @@ def test_frames_offered_in_one_loop_pass_go_out_in_one_write(
     asyncio.run(one_pass(gone, 5))  # never started: as if its process were gone
     assert counted["dropped"] == 5
 
+    # a pass's frames go out early once they reach a pipe's worth (MAX_BATCH_BYTES): what a
+    # partial write leaves pending stays bounded
+    big = CaptureWriter(CaptureSettings(str(tmp_path / "big"), rate=1.0), Counts()).start()
+    images = {"images": np.full((64, 28, 28, 1), 0.5, np.float32)}  # 200 KB a frame
+    outputs = {"probabilities": np.full((64, 10), 0.1, np.float32)}
+
+    async def big_pass() -> int:
+        for _ in range(8):
+            big.offer(MODEL, 1, "serving_default", "predict", images, outputs, [], time.time())
+        during = len(writes)
+        await asyncio.sleep(0)
+        return during
+
+    counted.clear()
+    assert asyncio.run(big_pass()) >= 1  # sent within the pass, before its end
+    big.close()
+    assert counted.get("captured", 0) + counted.get("dropped", 0) == 8
+    assert counted.get("captured", 0) == len(read_logs(finished_files(tmp_path / "big")))
+
 
 def test_prediction_metrics_count_small_and_large_requests_alike() -> None:
     """One-image requests are counted without numpy (its per-call cost), big ones with it: the
