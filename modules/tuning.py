@@ -131,7 +131,7 @@ class TfKerasRandomSearch(keras_tuner.RandomSearch):
 def tuner_fn(fn_args: Any) -> Any:
     """Called by TFX's Tuner: a RandomSearch tuner and the data to fit it on."""
     import tensorflow_transform as tft
-    from tfx.v1.components import TunerFnResult
+    from tfx.components.tuner.component import TunerFnResult
 
     custom_config = fn_args.custom_config or {}
     base = resolve_hparams(custom_config)

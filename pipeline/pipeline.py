@@ -11,7 +11,21 @@ before importing this module (it imports TFX and TFMA, hence TensorFlow).
 from __future__ import annotations
 
 import tensorflow_model_analysis as tfma
-from tfx import v1 as tfx
+
+# The classes of TFX's public ``tfx.v1`` API, from the modules it re-exports them from: importing
+# ``tfx.v1`` itself also imports its Google Cloud extensions (``google.cloud.aiplatform``), 2.7 s
+# of every run's start here for nothing a local or Beam run uses (see docs/architecture.md).
+from tfx.components import ExampleValidator, SchemaGen, StatisticsGen, Transform, Tuner
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy,
+)
+from tfx.orchestration.pipeline import Pipeline
+from tfx.proto.pusher_pb2 import PushDestination
+from tfx.proto.trainer_pb2 import EvalArgs, TrainArgs
+from tfx.types import standard_artifacts
+from tfx.types.channel import Channel
 
 from contracts import examples, signatures
 from pipeline.code_fingerprint import TRANSFORM_FILES, code_fingerprint
@@ -70,20 +84,20 @@ def create_pipeline(
     data: ResolvedData,
     metadata_connection_config: object | None = None,
     beam_pipeline_args: list[str] | None = None,
-) -> tfx.dsl.Pipeline:
+) -> Pipeline:
     """The whole graph for ``config``, reading ``data``."""
     example_gen = make_example_gen(
         data.path, eval_percent=config.eval_percent, class_names=data.class_names,
         layout=data.layout_for(config.eval_percent),  # detected once per run, before Beam
     )
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.SchemaGen(
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
     )
-    example_validator = tfx.components.ExampleValidator(
+    example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
-    transform = tfx.components.Transform(
+    transform = Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn="modules.preprocessing.preprocessing_fn",
@@ -106,20 +120,20 @@ def create_pipeline(
     }
     trainer_inputs: dict[str, object] = {}
     if config.tune:
-        tuner = tfx.components.Tuner(
+        tuner = Tuner(
             tuner_fn="modules.tuning.tuner_fn",
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
-            train_args=tfx.proto.TrainArgs(splits=["train"]),
-            eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+            train_args=TrainArgs(splits=["train"]),
+            eval_args=EvalArgs(splits=["eval"]),
             custom_config={**custom_config, "max_trials": config.tune_trials},
         )
         components.append(tuner)
         trainer_inputs["hyperparameters"] = tuner.outputs["best_hyperparameters"]
     if config.warm_start:
-        latest_model = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
-            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        latest_model = Resolver(
+            strategy_class=LatestArtifactStrategy,
+            model=Channel(type=standard_artifacts.Model),
         ).with_id("LatestModelResolver")
         components.append(latest_model)
         trainer_inputs["base_model"] = latest_model.outputs["model"]
@@ -128,15 +142,15 @@ def create_pipeline(
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(splits=["train"]),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        train_args=TrainArgs(splits=["train"]),
+        eval_args=EvalArgs(splits=["eval"]),
         custom_config=custom_config,
         **trainer_inputs,
     ).with_id("Trainer")
-    baseline = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    baseline = Resolver(
+        strategy_class=LatestBlessedModelStrategy,
+        model=Channel(type=standard_artifacts.Model),
+        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
     ).with_id("LatestBlessedModelResolver")
     evaluator = SummarizingEvaluator(
         examples=example_gen.outputs["examples"],
@@ -162,13 +176,13 @@ def create_pipeline(
     pusher = VersioningPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.push_directory)
+        push_destination=PushDestination(
+            filesystem=PushDestination.Filesystem(base_directory=config.push_directory)
         ),
         **pusher_inputs,
     ).with_id("Pusher")
     components.append(pusher)
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root_uri,
         components=components,

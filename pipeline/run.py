@@ -87,7 +87,7 @@ def run_pipeline(
     # (CUDA probing, deprecation warnings) belongs in the log file, not on the terminal.
     with captured_output(log_path, config.verbose) as terminal:
         from ml_metadata.metadata_store import metadata_store
-        from tfx import v1 as tfx
+        from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
         from metastore.metadata_config import connection_config
         from pipeline.pipeline import create_pipeline
@@ -105,7 +105,7 @@ def run_pipeline(
 
                     BeamDagRunner().run(pipeline)
                 else:
-                    tfx.orchestration.LocalDagRunner().run(pipeline)
+                    LocalDagRunner().run(pipeline)
             except Exception as exc:  # noqa: BLE001 - reported below with the component's name
                 error = exc
     elapsed = time.monotonic() - started

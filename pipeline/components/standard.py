@@ -6,8 +6,8 @@ the graph, caching and MLMD records stay TFX's own.
 
 from __future__ import annotations
 
+from tfx.components import Evaluator, Pusher, Trainer
 from tfx.dsl.components.base import executor_spec
-from tfx.v1.components import Evaluator, Pusher, Trainer
 
 from pipeline.components.evaluator_executor import EvaluatorExecutor
 from pipeline.components.pusher_executor import PusherExecutor
