@@ -37,13 +37,15 @@ says where to get them when they are missing. Usage::
     python benchmarks/small_data_bench.py [--datasets fashion,handwriting,default] [--repeats 1]
         [--no-tfx-example]
 
-Prints a table per dataset (medians over repeats) and writes
-``benchmarks/out/small_data_bench.json``.
+Prints a table per dataset (medians over repeats) and writes its runs into
+``benchmarks/out/small_data_bench.json``, keeping the other datasets' last figures (``measured``
+says when and where each dataset was run).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import os
@@ -54,6 +56,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -399,9 +402,29 @@ def main(argv: list[str] | None = None) -> None:
     print(f"machine: {machine()}")
     for dataset, runs in results.items():
         report(dataset, runs, args)
-    OUT.mkdir(exist_ok=True)
-    (OUT / "small_data_bench.json").write_text(json.dumps(
-        {"machine": machine(), "per_class": args.per_class, "results": results}, indent=2))
+    save_results(OUT / "small_data_bench.json", results, args.per_class)
+
+
+def save_results(path: Path, results: dict[str, list[dict[str, object]]],
+                 per_class: int) -> None:
+    """Write ``results`` into ``path``, keeping the datasets this run did not measure (a run of
+    one dataset used to erase the others' figures), with when and where each was measured.
+    Atomic: a temporary file, then a rename."""
+    previous: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):  # none yet, or unreadable: start afresh
+        loaded = json.loads(path.read_text())
+        if isinstance(loaded, dict):
+            previous = loaded
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    measured = dict(previous.get("measured") or {})
+    merged = dict(previous.get("results") or {})
+    for dataset, runs in results.items():
+        merged[dataset] = runs
+        measured[dataset] = {"at": stamp, "machine": machine(), "per_class": per_class}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps({"measured": measured, "results": merged}, indent=2))
+    os.replace(partial, path)
 
 
 if __name__ == "__main__":

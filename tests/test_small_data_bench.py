@@ -125,3 +125,18 @@ def test_the_report_compares_with_tfx_example(capsys: pytest.CaptureFixture[str]
     assert "TFX example test accuracy         0.8700" in out
     assert "0.40x (target <= 1.2x: met)" in out and "+8.0 points" in out
     assert "Trainer.mnist 30 s" in out and "plain Keras" not in out
+
+
+def test_a_run_of_one_dataset_keeps_the_others_figures(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "out" / "small_data_bench.json"
+    bench.save_results(path, {"fashion": [{"test_accuracy": 0.84}],
+                              "handwriting": [{"test_accuracy": 0.97}]}, 100)
+    bench.save_results(path, {"handwriting": [{"test_accuracy": 0.98}]}, 100)
+    saved = json.loads(path.read_text())
+    assert saved["results"] == {"fashion": [{"test_accuracy": 0.84}],
+                                "handwriting": [{"test_accuracy": 0.98}]}
+    assert set(saved["measured"]) == {"fashion", "handwriting"}
+    assert saved["measured"]["handwriting"]["per_class"] == 100
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
