@@ -68,7 +68,6 @@ class ServerConfig:
     max_inflight_bytes: int | None = None
     grpc_port: int = 0  # TF Serving's gRPC API beside REST (serving.grpc_server); 0 = off
     grpc_required: bool = True  # False: a gRPC port in use is a warning (the CLI's default port)
-    reuse_port: bool = False  # SO_REUSEPORT: one of several worker processes (serving.workers)
     # request capture (serving.capture): a share capture_rate (0 = off) of the answered requests
     # as PredictionLog TFRecords under capture_dir, files rotated at capture_rotate_mb or
     # capture_rotate_seconds, the oldest deleted past capture_max_mb (0 = no budget)

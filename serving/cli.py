@@ -118,24 +118,28 @@ def serve_forever(options: StartOptions, grpc_port_given: bool = True) -> None:
     import logging
     import os
 
+    logging.basicConfig(level=options.log_level.upper(), format="%(asctime)s %(name)s "
+                        "%(levelname)s %(message)s", stream=sys.stderr)
     if options.workers > 1:
         if options.port == 0:
             raise click.UsageError("--workers needs an explicit --port (workers share it)")
         from serving.workers import supervise
 
         sys.exit(supervise(options.workers, sys.argv[sys.argv.index("start"):], options.host,
-                           options.port, options.grpc_port))
-    from serving.listen import check_free, claim_or_inherit
+                           options.port, options.grpc_port, grpc_required=grpc_port_given))
+    from serving.group_channel import GroupChannel
+    from serving.listen import check_free, claim
 
-    sock = claim_or_inherit(options.host, options.port)  # before any model loads: a clash fails
-    if options.grpc_port and grpc_port_given and not options.reuse_port:
-        check_free(options.host, options.grpc_port)
+    group = GroupChannel.from_env()  # a worker of --workers: its supervisor owns the ports
+    sock = None
+    if group is None:
+        sock = claim(options.host, options.port)  # before any model loads: a clash fails
+        if options.grpc_port and grpc_port_given:
+            check_free(options.host, options.grpc_port)
 
     from serving.batching import BatchingConfig
     from serving.server import build_runtime, configure_gc, configure_tf_threads, serve
 
-    logging.basicConfig(level=options.log_level.upper(), format="%(asctime)s %(name)s "
-                        "%(levelname)s %(message)s", stream=sys.stderr)
     token = resolve_auth_token(options.auth_token, options.auth_token_file, os.environ)
     config = server_config(options, token, grpc_required=grpc_port_given)
     snapshot = _source(options)
@@ -149,12 +153,12 @@ def serve_forever(options: StartOptions, grpc_port_given: bool = True) -> None:
         # tensorflow.core.* at once deadlock on Python's module locks.
         import serving.grpc_server  # noqa: F401
     runtime.manager.start()
-    if options.reuse_port:  # a worker of --workers: join the shared port with the models loaded
+    if group is not None:  # connections come once the models are loaded and it says so
         from serving.workers import wait_for_first_sync
 
         wait_for_first_sync(runtime.manager.synced)
     try:
-        asyncio.run(serve(runtime, config, grace_s=options.grace_s, sock=sock))
+        asyncio.run(serve(runtime, config, grace_s=options.grace_s, sock=sock, group=group))
     finally:
         runtime.close()
 

@@ -335,15 +335,21 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return await self.calls.run("grpc_status", request, context, body)
 
 
+def tcp_address(host: str, port: int) -> str:
+    """gRPC's spelling of ``host:port`` (IPv6 literals in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class GrpcServer:
     """The gRPC server of one ``serve()``: started beside REST, drained with it."""
 
-    def __init__(self, ctx: Any, host: str, port: int, reuse_port: bool = False) -> None:
+    def __init__(self, ctx: Any, bind: str) -> None:
+        """``bind``: ``host:port`` (``tcp_address``), or ``unix:PATH`` for a worker of a group."""
         limit = ctx.config.max_body_bytes
         self.server = aio.server(options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", max(limit, 64 * 1024 * 1024)),
-            ("grpc.so_reuseport", int(reuse_port)),
+            ("grpc.so_reuseport", 0),  # grpc's default is 1: any same-user socket could join
         ])
         calls = _Calls(ctx)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
@@ -352,12 +358,11 @@ class GrpcServer:
                                                                   self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
             self.port = self.server.add_insecure_port(bind)
         except RuntimeError:  # grpcio >= 1.6x raises where older ones returned 0
             self.port = 0
-        if not self.port:
+        if not self.port:  # (for a Unix socket grpc returns 1)
             raise OSError(f"cannot listen for gRPC on {bind}; is the port in use? "
                           "(--grpc-port 0 turns gRPC off)")
 

@@ -69,13 +69,10 @@ class StartOptions:
         1, type=click.IntRange(1, 64),
         help="Server processes sharing the port, each with every model loaded (2 on 2 cores "
              "served 1.3-1.4x the REST requests of 1 at concurrency 32; gRPC does not gain). "
-             "The group owns its port: one "
-             "steered SO_REUSEPORT socket per worker, so connections are spread evenly over the "
-             "workers and a second group or server is refused (serving/listen.py). Needs an "
+             "The group owns its ports: the supervisor listens and hands each connection to "
+             "the next ready worker, so they are spread evenly, no other process can join the "
+             "port, and a second group or server is refused (serving/group_front.py). Needs an "
              "explicit --port; each worker has its own /metrics.")
-    reuse_port: bool = flag(False, hidden=True,
-                            help="Set by --workers: a worker of a group (its REST socket "
-                                 "inherited, gRPC with SO_REUSEPORT).")
     grpc_port: int = flag(
         DEFAULT_GRPC_PORT, type=click.IntRange(0, 65535),
         help="TF Serving's gRPC API (PredictionService, ModelService, health) on this port "

@@ -20,7 +20,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -32,6 +32,9 @@ from serving.drain import Drain
 from serving.manager import ModelManager, Source
 from serving.metrics import Metrics
 from serving.servable import Servable, load_servable
+
+if TYPE_CHECKING:
+    from serving.group_channel import GroupChannel
 
 log = logging.getLogger("serving.server")
 
@@ -271,11 +274,12 @@ class GuardedTCPSite(web.TCPSite):
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, guard: ConnectionGuard,
                  handler_kwargs: dict[str, Any], sock: socket.socket | None = None,
-                 **kwargs: Any) -> None:
+                 group: GroupChannel | None = None, **kwargs: Any) -> None:
         super().__init__(runner, host, port, **kwargs)
         self.guard = guard
         self._handler_kwargs = handler_kwargs
         self._sock = sock  # a socket claimed before the models loaded (serving.listen)
+        self._group = group  # a worker's channel: connections handed over, none accepted here
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers the site; TCPSite.start would bind too
@@ -290,13 +294,17 @@ class GuardedTCPSite(web.TCPSite):
         # before the guard sees it: a small batch keeps bursts within FD_RESERVE (on EMFILE
         # asyncio stops accepting for a whole second), and a deep kernel queue behind it keeps
         # a burst of clients from losing SYNs (a 1 s retransmit each).
+        if self._group is not None:
+            self._server = self._group.serve_connections(loop, protocol)  # type: ignore[assignment]
+            self._bound_port = self._port
+            return
         if self._sock is not None:
             self._server = await loop.create_server(protocol, sock=self._sock,
                                                     backlog=ACCEPT_BATCH)
         else:
             self._server = await loop.create_server(
                 protocol, self._host, self._port, backlog=ACCEPT_BATCH,
-                reuse_address=self._reuse_address, reuse_port=self._reuse_port)
+                reuse_address=self._reuse_address)
         for listening in self._server.sockets:
             with socket.socket(fileno=os.dup(listening.fileno())) as same:
                 same.listen(LISTEN_BACKLOG)  # the same socket: only its queue deepens
@@ -336,12 +344,24 @@ class AcceptErrorLog:
         self.suppressed = 0
 
 
+def _grpc_bind(config: ServerConfig, group: GroupChannel | None) -> str | None:
+    """Where gRPC listens: the group's private Unix socket for a worker, else the port."""
+    if group is not None:
+        return group.grpc_address
+    if not config.grpc_port:
+        return None
+    from serving.grpc_server import tcp_address
+
+    return tcp_address(config.host, config.grpc_port)
+
+
 async def serve(runtime: Runtime, config: ServerConfig, grace_s: float = 30.0,
                 stop: asyncio.Event | None = None,
                 started: threading.Event | None = None, bound: list[int] | None = None,
-                sock: socket.socket | None = None) -> None:
+                sock: socket.socket | None = None, group: GroupChannel | None = None) -> None:
     """Serve until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None). ``sock``: the
-    listening socket ``serving.listen`` claimed (or a worker inherited); else bind here."""
+    listening socket ``serving.listen`` claimed, else bind here; ``group``: this process is a
+    worker of ``--workers``, given its connections by the supervisor (``serving.group_front``)."""
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     force = asyncio.Event()  # a second signal: stop waiting for requests
@@ -369,20 +389,21 @@ async def serve(runtime: Runtime, config: ServerConfig, grace_s: float = 30.0,
     await runner.setup()
     guard = ConnectionGuard(config.max_connections or default_max_connections(),
                             config.header_timeout_s)
-    site = GuardedTCPSite(runner, config.host, config.port, guard, handler_kwargs, sock,
-                          reuse_address=True, reuse_port=config.reuse_port or None)
+    site = GuardedTCPSite(runner, config.host, config.port, guard, handler_kwargs, sock, group,
+                          reuse_address=True)
     await site.start()
     port = site.port
     if bound is not None:
         bound.append(port)
-    log.info("serving on http://%s:%d", config.host, port)
+    log.info("serving on http://%s:%d%s", config.host, port,
+             " (connections from the group's supervisor)" if group is not None else "")
     grpc_server = None
-    if config.grpc_port:
+    grpc_bind = _grpc_bind(config, group)
+    if grpc_bind:
         from serving.grpc_server import GrpcServer
 
         try:
-            grpc_server = GrpcServer(app[CTX_KEY], config.host, config.grpc_port,
-                                     reuse_port=config.reuse_port)
+            grpc_server = GrpcServer(app[CTX_KEY], grpc_bind)
         except OSError as exc:
             if config.grpc_required:
                 await runner.cleanup()
@@ -390,7 +411,10 @@ async def serve(runtime: Runtime, config: ServerConfig, grace_s: float = 30.0,
             log.warning("%s; serving REST only", exc)
         if grpc_server is not None:
             await grpc_server.start()
-            log.info("serving gRPC on %s:%d", config.host, grpc_server.port)
+            log.info("serving gRPC on %s", grpc_bind if group is not None
+                     else f"{config.host}:{grpc_server.port}")
+    if group is not None:
+        group.announce_ready()
     if started is not None:
         started.set()
     try:

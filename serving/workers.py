@@ -1,38 +1,49 @@
-"""``serving start --workers N``: N server processes serving one port.
+"""``serving start --workers N``: N server processes behind one port.
 
 One process serves REST (and gRPC) from one Python interpreter: under load its event loop and
-the JSON work hold one GIL while the other core idles. The supervisor claims the port for the
-group before it starts any worker (``serving.listen.claim_group``): one SO_REUSEPORT listening
-socket per worker, steered so that the kernel spreads new connections evenly over the workers;
-a second group or server is refused (the limits for a same-user process that sets SO_REUSEPORT
-itself are in ``serving.listen``). Each worker is a
-complete server (its own model manager, registry poll and batching), loads every model (N times
-the model memory) and has its own /metrics (a scrape sees one worker). Measured with the steered
-group on this 2-core machine (``serving_bench.py``, REST, concurrency 32, keep-alive, two runs
-alternated): one process 1,904 and 1,575 req/s, two 2,488 and 2,203 (1.31x, 1.40x).
+the JSON work hold one GIL while the other core idles. The supervisor claims both ports for the
+group before it starts any worker, as a single server does (``serving.listen``: no SO_REUSEPORT,
+so no other process can join either port), and hands the connections to the workers
+(``serving.group_front``: REST descriptors over a Unix socket pair, gRPC relayed to each worker's
+private Unix socket). A second group or server is refused at its own claim, before loading.
+Each worker is a complete server (its own model manager, registry poll and batching), loads
+every model (N times the model memory) and has its own /metrics (a scrape sees one worker).
 
-The supervisor here only starts the workers, forwards SIGTERM/SIGINT to them (each drains as a
-single server does) and stops them all if one fails, exiting with the worst status.
+The supervisor starts the workers, forwards SIGTERM/SIGINT to them after closing its listening
+sockets (each worker drains as a single server does; relayed gRPC calls finish) and stops them
+all if one fails, exiting with the worst status.
 
-A worker accepts only once its models are loaded (``wait_for_first_sync``): a worker accepting
-while still loading would answer its connections with 503 while the others were ready (a load
-balancer's readiness probe, answered by a ready worker, cannot see that). Until then its share
-of the connections waits in its socket's queue. What happens when a process dies is in
-``serving.listen``.
+A worker gets connections only once its models are loaded and it has said so: one answering 503
+while the others were ready would fool a load balancer's readiness probe (answered by a ready
+worker). Until a first worker is ready, connections wait in the kernel's queue.
+
+When a process dies:
+
+* a worker: its pair closes, the front stops handing it connections (those it held are reset),
+  and the supervisor stops the others and exits with the worker's status;
+* the supervisor, even by SIGKILL: the kernel closes its listening sockets, so both ports are
+  free at once; each worker sees its pair close, drains the connections it has and exits. No
+  lock file or claim outlives the processes (the private gRPC directory under the temporary
+  directory is left behind only after a SIGKILL).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from types import FrameType
 
-from serving.listen import WORKER_FD_ENV, claim_group, hold_for_group
+from serving.group_channel import GRPC_PATH_ENV, PAIR_FD_ENV
+from serving.group_front import GroupFront, WorkerLink
+from serving.listen import claim
 
 log = logging.getLogger("serving.workers")
 
@@ -54,8 +65,8 @@ def wait_for_first_sync(synced: threading.Event, limit_s: float = FIRST_SYNC_WAI
 
 
 def worker_argv(argv: list[str]) -> list[str]:
-    """``serving start`` arguments for one worker: ``--workers`` dropped, ``--reuse-port`` on
-    (a worker: accept on the inherited socket once loaded; gRPC with SO_REUSEPORT)."""
+    """``serving start`` arguments for one worker: ``--workers`` dropped (a worker learns it is
+    one from its environment, ``serving.group_channel``)."""
     out: list[str] = []
     skip = False
     for arg in argv:
@@ -68,33 +79,58 @@ def worker_argv(argv: list[str]) -> list[str]:
         if arg.startswith("--workers="):
             continue
         out.append(arg)
-    return [*out, "--reuse-port"]
+    return out
 
 
 def supervise(count: int, argv: list[str], host: str = "127.0.0.1", port: int = 0,
-              grpc_port: int = 0) -> int:
+              grpc_port: int = 0, grpc_required: bool = True) -> int:
     """Run ``count`` workers of ``python -m serving <argv>`` until they exit; their worst code.
-    The port is claimed first (OSError naming it when taken), before any worker loads a model;
-    each worker inherits its own socket of the group."""
-    sockets = claim_group(host, port, count)
-    try:
-        grpc_hold = hold_for_group(host, grpc_port)  # the workers' SO_REUSEPORT binds join it
-    except OSError:
-        for sock in sockets:
-            sock.close()
-        raise
+    Both ports are claimed first (OSError naming the port when taken), before any worker loads
+    a model; the front then hands their connections to the ready workers. ``grpc_required``:
+    False when --grpc-port was left at its default, so that the port taken only warns."""
+    rest = claim(host, port, "REST")
+    grpc = None
+    if grpc_port:
+        try:
+            grpc = claim(host, grpc_port, "gRPC")
+        except OSError as exc:
+            if grpc_required:
+                rest.close()
+                raise
+            log.warning("%s; serving REST only", exc)
+    private = tempfile.mkdtemp(prefix="serving-group-")  # mode 0700: only this user connects
+    links: list[WorkerLink] = []
+    ends: list[socket.socket] = []
+    for index in range(count):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        links.append(WorkerLink(ours, os.path.join(private, f"grpc-{index}.sock")
+                                if grpc is not None else None))
+        ends.append(theirs)
+    front = GroupFront(rest, grpc, links).start()
     command = [sys.executable, "-m", "serving", *worker_argv(argv)]
     workers = []
-    for sock in sockets:  # one socket each; the supervisor keeps none (a dead worker's queue
-        sock.set_inheritable(True)  # must leave the group with it)
-        workers.append(subprocess.Popen(command, env=dict(os.environ, **{
-            WORKER_FD_ENV: str(sock.fileno())}), pass_fds=(sock.fileno(),)))
-        sock.close()
+    try:
+        for link, end in zip(links, ends, strict=True):
+            env = dict(os.environ, **{PAIR_FD_ENV: str(end.fileno())})
+            if link.grpc_path:
+                env[GRPC_PATH_ENV] = link.grpc_path
+            workers.append(subprocess.Popen(command, env=env, pass_fds=(end.fileno(),)))
+            end.close()  # the worker's end: a dead worker's pair then reads as closed
+        return _wait(workers, front)
+    finally:
+        for end in ends:
+            end.close()
+        front.close()
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _wait(workers: list[subprocess.Popen[bytes]], front: GroupFront) -> int:
     stopping = False
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
+        front.stop_accepting()  # first: no new connection reaches a draining worker
         for proc in workers:
             if proc.poll() is None:
                 proc.send_signal(signum)
@@ -108,6 +144,4 @@ def supervise(count: int, argv: list[str], host: str = "127.0.0.1", port: int = 
                   "stopping the others", file=sys.stderr)
             forward(signal.SIGTERM, None)
         time.sleep(0.2)  # polling the workers: wait() on one would miss the others
-    if grpc_hold is not None:
-        grpc_hold.close()
     return max(proc.returncode or 0 for proc in workers)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from serving.listen import check_free, claim, hold_for_group
+from serving.listen import check_free, claim
 from serving.server import free_port
 from tests.server_process import wait_ready
 
@@ -56,60 +56,36 @@ def test_check_free_sees_a_so_reuseport_group() -> None:
         group.close()
 
 
-def test_a_held_grpc_port_admits_the_groups_reuseport_binds_and_refuses_the_rest() -> None:
-    """The supervisor holds the gRPC port from the start: its workers' binds (SO_REUSEPORT and
-    SO_REUSEADDR, as grpc sets them) join; a second group's check or a plain bind is refused
-    even while no worker listens yet (before: free until a worker had loaded its models)."""
-    port = free_port()
-    holder = hold_for_group("127.0.0.1", port)
-    assert holder is not None
-    try:
-        with pytest.raises(OSError, match=f"gRPC on 127.0.0.1:{port}: the port is in use"):
-            hold_for_group("127.0.0.1", port)  # a second group, before any worker listens
-        with pytest.raises(OSError, match="in use"):
-            claim("127.0.0.1", port)
-        worker = _reuseport_socket(port)
-        worker.listen(8)
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5):
-                accepted, _ = worker.accept()  # the holder never listens: the worker gets it
-                accepted.close()
-            with pytest.raises(OSError, match="in use"):
-                check_free("127.0.0.1", port)
-        finally:
-            worker.close()
-    finally:
-        holder.close()
-    assert hold_for_group("127.0.0.1", 0) is None
-    check_free("127.0.0.1", port)  # free again once the group is gone
-
-
-def _start(serving_dir: Path, port: int, *extra: str) -> subprocess.Popen[str]:
+def _start(serving_dir: Path, port: int, *extra: str, grpc_port: int = 0
+           ) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "serving", "start", "--source", "directory", "--serving-dir",
-         str(serving_dir), "--port", str(port), "--grpc-port", "0", *extra],
+         str(serving_dir), "--port", str(port), "--grpc-port", str(grpc_port), *extra],
         cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def test_a_second_group_or_server_on_the_port_is_refused_before_loading(
         tmp_path: Path, saved_model: Path) -> None:
-    """Group A (2 workers) owns the port; group B (2 workers, another model) and a plain
-    server are refused within seconds, without loading, and every call still reaches A."""
+    """Group A (2 workers) owns both ports; group B (2 workers, another model) and a plain
+    server, on A's REST port or only on its gRPC port, are refused within seconds, without
+    loading, and every call still reaches A."""
     shutil.copytree(saved_model, tmp_path / "a" / "mnist" / "1")
     shutil.copytree(saved_model, tmp_path / "b" / "other" / "1")
-    port = free_port()
-    first = _start(tmp_path / "a", port, "--workers", "2")
+    port, grpc_port = free_port(), free_port()
+    first = _start(tmp_path / "a", port, "--workers", "2", grpc_port=grpc_port)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, first, 120)
-        for extra in (("--workers", "2"), ()):
+        clashes = [(port, 0, ("--workers", "2")), (port, 0, ()),
+                   (free_port(), grpc_port, ("--workers", "2")), (free_port(), grpc_port, ())]
+        for rest, grpc, extra in clashes:
             started = time.monotonic()
-            second = _start(tmp_path / "b", port, *extra)
+            second = _start(tmp_path / "b", rest, *extra, grpc_port=grpc)
             _, err = second.communicate(timeout=60)
             took = time.monotonic() - started
             assert second.returncode != 0 and "in use" in err, err
-            assert "Loading" not in err and took < 20, (took, err)
+            assert "LOADING" not in err.upper() and took < 20, (took, err)
         for _ in range(20):  # new connections: none reaches another group's model
             r = requests.get(f"{url}/v1/models", timeout=10, headers={"Connection": "close"})
             assert [m["name"] for m in r.json()["models"]] == ["mnist"]

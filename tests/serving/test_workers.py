@@ -1,6 +1,6 @@
-"""``serving start --workers 2``: two server processes share one port (a steered SO_REUSEPORT group),
-connections are spread over both, nobody else gets any, and SIGTERM to the supervisor drains and
-stops both."""
+"""``serving start --workers 2``: the supervisor owns both ports and hands connections to two
+server processes in turn, nobody else can join either port, gRPC is relayed to both, SIGTERM
+drains and stops both, and a killed supervisor frees the ports and stops its workers."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ import threading
 import time
 from pathlib import Path
 
+import grpc
+import numpy as np
+import pytest
 import requests
 
 from serving.server import free_port
@@ -28,42 +31,59 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in path.read_text().split()] if path.exists() else []
 
 
-def test_two_workers_share_the_port_and_stop_together(tmp_path: Path, saved_model: Path) -> None:
+def _group(tmp_path: Path, saved_model: Path, port: int, grpc_port: int = 0
+           ) -> subprocess.Popen[bytes]:
     shutil.copytree(saved_model, tmp_path / "serving" / "mnist" / "1")
-    port = free_port()
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "serving", "start", "--source", "directory", "--serving-dir",
-         str(tmp_path / "serving"), "--port", str(port), "--grpc-port", "0", "--workers", "2"],
+         str(tmp_path / "serving"), "--port", str(port), "--grpc-port", str(grpc_port),
+         "--workers", "2"],
         cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _grpc_predict(port: int) -> None:
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from serving.grpc_codec import to_proto
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "mnist"
+    request.inputs["images"].CopyFrom(to_proto(np.full((1, 28, 28, 1), 0.5, np.float32)))
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        response = stub.Predict(request, timeout=30)
+    assert response.model_spec.name == "mnist"
+
+
+def test_two_workers_share_the_ports_and_stop_together(tmp_path: Path,
+                                                       saved_model: Path) -> None:
+    port, grpc_port = free_port(), free_port()
+    proc = _group(tmp_path, saved_model, port, grpc_port)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, proc, 120)
-        assert len(_children(proc.pid)) == 2
         workers = _children(proc.pid)
-        # Each worker listens on its own socket of the group (issue 22's first fix shared one:
-        # 32 connections opened at once then went 32/0, 31/1 or 24/8).
-        listening = _inodes(port, "0A")
-        assert len(listening) == 2 and all(len(listening & _socket_inodes(pid)) == 1
-                                           for pid in workers)
-        # A same-user process joining the port with SO_REUSEPORT gets no connection.
-        joiner = socket.socket()
-        joiner.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        joiner.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        joiner.bind(("127.0.0.1", port))
-        joiner.listen(64)
-        joiner.setblocking(False)
+        assert len(workers) == 2
+        # Only the supervisor listens; a same-user process cannot join either port, on this
+        # address or a more specific one (before: a SO_REUSEPORT joiner took gRPC clients).
+        assert _inodes(port, "0A") <= _socket_inodes(proc.pid)
+        assert _inodes(grpc_port, "0A") <= _socket_inodes(proc.pid)
+        assert all(not _inodes(p, "0A") & _socket_inodes(w)
+                   for p in (port, grpc_port) for w in workers)
+        for joined in (port, grpc_port):
+            joiner = socket.socket()
+            joiner.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            joiner.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            with pytest.raises(OSError, match="in use"):
+                joiner.bind(("127.0.0.1", joined))
+            joiner.close()
+        # Connections are handed out in turn: 32 keep-alive clients, 16 each.
         clients = [_keep_alive_client(port) for _ in range(32)]
         try:
             per_worker = [len(_inodes(port, "01") & _socket_inodes(pid)) for pid in workers]
-            assert sum(per_worker) == 32 and min(per_worker) >= 4, per_worker  # P(< 4) ~ 1e-6
-            try:
-                joiner.accept()
-                raise AssertionError("the joiner was handed a connection")
-            except BlockingIOError:
-                pass
+            assert sorted(per_worker) == [16, 16], per_worker
         finally:
-            joiner.close()
             for client in clients:
                 client.close()
         body = {"instances": [[[[0.5]] * 28] * 28]}
@@ -71,6 +91,8 @@ def test_two_workers_share_the_port_and_stop_together(tmp_path: Path, saved_mode
             r = requests.post(f"{url}/v1/models/mnist:predict", json=body, timeout=10,
                               headers={"Connection": "close"})
             assert r.status_code == 200
+        for _ in range(4):  # each channel is one connection, relayed to the next worker
+            _grpc_predict(grpc_port)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
         assert all(not Path(f"/proc/{pid}").exists() or
@@ -79,6 +101,36 @@ def test_two_workers_share_the_port_and_stop_together(tmp_path: Path, saved_mode
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_killed_supervisor_frees_the_ports_and_its_workers_stop(tmp_path: Path,
+                                                                  saved_model: Path) -> None:
+    port, grpc_port = free_port(), free_port()
+    proc = _group(tmp_path, saved_model, port, grpc_port)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc, 120)
+        workers = _children(proc.pid)
+        proc.kill()  # SIGKILL: no handler runs
+        proc.wait()
+        for free in (port, grpc_port):  # the kernel closed the claims with the process
+            with socket.socket() as again:
+                again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                again.bind(("127.0.0.1", free))
+                again.listen(1)
+        deadline = time.monotonic() + 60
+        while any(_alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, "workers outlived their supervisor"
+            time.sleep(0.1)  # polling: the workers are not our children
+    finally:
+        for pid in _children(proc.pid) if proc.poll() is None else []:
+            os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
 
 
 def _inodes(port: int, state: str) -> set[str]:
@@ -124,26 +176,22 @@ def test_workers_need_an_explicit_port() -> None:
     assert done.returncode == 2 and "explicit --port" in done.stderr
 
 
-def test_a_worker_listens_only_once_its_models_are_loaded(tmp_path: Path,
-                                                          saved_model: Path) -> None:
-    """A worker accepting while still loading would answer 503 while a ready worker answers
-    the readiness probe. So the first answer a worker ever gives is "ready": it holds the port
-    from the start (issue 22: claimed before loading) and accepts once its models are loaded;
-    a connection made meanwhile waits in the queue."""
-    shutil.copytree(saved_model, tmp_path / "serving" / "mnist" / "1")
+def test_a_worker_gets_connections_only_once_its_models_are_loaded(tmp_path: Path,
+                                                                   saved_model: Path) -> None:
+    """A worker answering while still loading would say 503 while the others were ready (a load
+    balancer's readiness probe, answered by a ready worker, cannot see that). So the first answer
+    a group ever gives is "ready": the supervisor holds the port from the start (issue 22: before
+    loading) and hands a connection over once a worker says it is loaded; meanwhile it waits in
+    the kernel's queue."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "serving", "start", "--source", "directory", "--serving-dir",
-         str(tmp_path / "serving"), "--port", str(port), "--grpc-port", "0", "--reuse-port"],
-        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = _group(tmp_path, saved_model, port)
     try:
         deadline = time.monotonic() + 120
         while True:
             try:
                 first = requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=120)
                 break
-            except requests.ConnectionError:  # not listening yet
+            except requests.ConnectionError:  # the supervisor is not listening yet
                 assert proc.poll() is None and time.monotonic() < deadline
                 time.sleep(0.02)  # polling for the port to open
         assert first.status_code == 200
