@@ -128,14 +128,22 @@ def serve_forever(options: StartOptions, grpc_port_given: bool = True) -> None:
         sys.exit(supervise(options.workers, sys.argv[sys.argv.index("start"):], options.host,
                            options.port, options.grpc_port, grpc_required=grpc_port_given))
     from serving.group_channel import GroupChannel
-    from serving.listen import check_free, claim
+    from serving.listen import check_free, claim, hold_other_family
 
     group = GroupChannel.from_env()  # a worker of --workers: its supervisor owns the ports
     sock = None
+    guards: list[Any] = []  # held until the server stops (serving.listen)
     if group is None:
         sock = claim(options.host, options.port)  # before any model loads: a clash fails
+        guards.append(hold_other_family(options.host, options.port))
         if options.grpc_port and grpc_port_given:
             check_free(options.host, options.grpc_port)
+        if options.grpc_port and options.host != "0.0.0.0":  # grpc binds both for a wildcard
+            try:
+                guards.append(hold_other_family(options.host, options.grpc_port))
+            except OSError:
+                if grpc_port_given:
+                    raise  # a default port taken only warns, when gRPC binds (serving.server)
 
     from serving.batching import BatchingConfig
     from serving.server import build_runtime, configure_gc, configure_tf_threads, serve
@@ -161,6 +169,9 @@ def serve_forever(options: StartOptions, grpc_port_given: bool = True) -> None:
         asyncio.run(serve(runtime, config, grace_s=options.grace_s, sock=sock, group=group))
     finally:
         runtime.close()
+        for guard in guards:
+            if guard is not None:
+                guard.close()
 
 
 def server_config(options: StartOptions, token: str | None, grpc_required: bool = True) -> Any:

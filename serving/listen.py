@@ -16,6 +16,13 @@ second group or server is refused at its claim, before loading, and no process c
 a group's traffic by joining its port (issue 22: an earlier SO_REUSEPORT group let a same-user
 process join by a more specific address, another BPF program or the gRPC port).
 
+The same port number in the other address family is a different address: a process could listen
+on ``[::1]:8501`` beside a server on ``127.0.0.1:8501``, and a client asking for ``localhost``
+may try IPv6 first. ``hold_other_family`` closes that too: a bound, never-listening socket on the
+counterpart address (``::1`` for ``127.0.0.1`` or ``localhost``, ``::`` for ``0.0.0.0``,
+``127.0.0.1`` for ``::1``), without SO_REUSEADDR or SO_REUSEPORT, so nothing else binds it and a
+client trying it is refused at once and falls back to the claimed address.
+
 The kernel closes a claim with its process: there is no lock file to clean after a crash.
 """
 
@@ -66,3 +73,29 @@ def check_free(host: str, port: int, what: str = "gRPC") -> None:
             probe.listen(1)
         except OSError as exc:
             raise _in_use(host, port, exc, what) from None
+
+
+_COUNTERPART = {"127.0.0.1": "::1", "localhost": "::1", "0.0.0.0": "::", "::1": "127.0.0.1"}
+
+
+def hold_other_family(host: str, port: int) -> socket.socket | None:
+    """Hold ``host``'s counterpart address in the other family on ``port`` (see the module doc);
+    None when ``host`` has none, the port is 0, or this machine lacks that family. The port
+    taken there is an OSError naming it, as a clash on ``host`` is."""
+    other = _COUNTERPART.get(host)
+    if other is None or not port:
+        return None
+    try:
+        guard = socket.socket(_family(other), socket.SOCK_STREAM)
+    except OSError:  # no IPv6 here: nothing can listen there either
+        return None
+    try:
+        if guard.family == socket.AF_INET6:
+            guard.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        guard.bind((other, port))
+    except OSError as exc:
+        guard.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise _in_use(other, port, exc, f"{host}:{port}'s other address family") from None
+        return None  # the address does not exist here (IPv6 disabled): nobody can bind it
+    return guard

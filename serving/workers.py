@@ -43,7 +43,7 @@ from types import FrameType
 
 from serving.group_channel import GRPC_PATH_ENV, PAIR_FD_ENV
 from serving.group_front import GroupFront, WorkerLink
-from serving.listen import claim
+from serving.listen import claim, hold_other_family
 
 log = logging.getLogger("serving.workers")
 
@@ -89,14 +89,19 @@ def supervise(count: int, argv: list[str], host: str = "127.0.0.1", port: int = 
     a model; the front then hands their connections to the ready workers. ``grpc_required``:
     False when --grpc-port was left at its default, so that the port taken only warns."""
     rest = claim(host, port, "REST")
+    guards = [hold_other_family(host, port)]  # see serving.listen
     grpc = None
     if grpc_port:
         try:
             grpc = claim(host, grpc_port, "gRPC")
+            guards.append(hold_other_family(host, grpc_port))
         except OSError as exc:
             if grpc_required:
                 rest.close()
                 raise
+            if grpc is not None:
+                grpc.close()
+                grpc = None
             log.warning("%s; serving REST only", exc)
     private = tempfile.mkdtemp(prefix="serving-group-")  # mode 0700: only this user connects
     links: list[WorkerLink] = []
@@ -121,6 +126,9 @@ def supervise(count: int, argv: list[str], host: str = "127.0.0.1", port: int = 
         for end in ends:
             end.close()
         front.close()
+        for guard in guards:
+            if guard is not None:
+                guard.close()
         shutil.rmtree(private, ignore_errors=True)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,11 +81,20 @@ def _ports(front: GroupFront) -> tuple[int, int]:
     return front.rest.getsockname()[1], front.grpc.getsockname()[1]
 
 
+def _say_ready(front: GroupFront, workers: list[FakeWorker], index: int) -> None:
+    """Worker ``index`` says it is ready; back once the front has heard it."""
+    workers[index].end.sendall(READY)
+    deadline = time.monotonic() + 5
+    while not front.workers[index].ready:
+        assert time.monotonic() < deadline, "the front did not hear the worker"
+        time.sleep(0.005)  # polling the front's thread
+
+
 def _all_ready(group: tuple[GroupFront, list[FakeWorker]]) -> tuple[int, int]:
     """Every worker says it is ready; the group's REST and gRPC ports."""
     front, workers = group
-    for worker in workers:
-        worker.end.sendall(READY)
+    for index in range(len(workers)):
+        _say_ready(front, workers, index)
     return _ports(front)
 
 
@@ -122,13 +132,13 @@ def test_rest_connections_wait_for_a_ready_worker_then_go_round_robin(
     rest_port, _ = _ports(front)
     early = socket.create_connection(("127.0.0.1", rest_port), timeout=5)  # queued by the kernel
     assert not workers[0].has_pending() and not workers[1].has_pending()
-    workers[1].end.sendall(READY)  # only worker 2 is ready: it gets the waiting one
+    _say_ready(front, workers, 1)  # only worker 2 is ready: it gets the waiting one
     got = workers[1].receive_connection()
     early.sendall(b"ping")
     assert got.recv(4) == b"ping"  # the very connection, served by the worker
     got.close()
     early.close()
-    workers[0].end.sendall(READY)
+    _say_ready(front, workers, 0)
     clients = [socket.create_connection(("127.0.0.1", rest_port), timeout=5) for _ in range(10)]
     counts = [0, 0]
     held = []

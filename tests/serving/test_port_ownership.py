@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from serving.listen import check_free, claim
+from serving.listen import check_free, claim, hold_other_family
 from serving.server import free_port
 from tests.server_process import wait_ready
 
@@ -54,6 +54,34 @@ def test_check_free_sees_a_so_reuseport_group() -> None:
             check_free("127.0.0.1", group.getsockname()[1])
     finally:
         group.close()
+
+
+@pytest.mark.parametrize(("host", "other"), [("127.0.0.1", "::1"), ("0.0.0.0", "::")])
+def test_the_same_port_in_the_other_address_family_is_held(host: str, other: str) -> None:
+    """A client asking for ``localhost`` may try IPv6 first: nobody else may listen there."""
+    held = claim(host, 0)
+    port = held.getsockname()[1]
+    guard = hold_other_family(host, port)
+    if guard is None:
+        held.close()
+        pytest.skip("no IPv6 on this machine: nothing can listen there either")
+    try:
+        rogue = socket.socket(socket.AF_INET6)
+        rogue.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        rogue.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        rogue.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        with pytest.raises(OSError) as caught:
+            rogue.bind((other, port))
+        assert caught.value.errno == errno.EADDRINUSE
+        rogue.close()
+        with socket.socket(socket.AF_INET6) as client:  # refused at once: the client falls back
+            assert client.connect_ex(("::1", port)) == errno.ECONNREFUSED
+        with pytest.raises(OSError, match="other address family"):
+            hold_other_family(host, port)
+    finally:
+        guard.close()
+        held.close()
+    assert hold_other_family("192.0.2.1", port) is None  # no counterpart for other addresses
 
 
 def _start(serving_dir: Path, port: int, *extra: str, grpc_port: int = 0

@@ -39,7 +39,7 @@ def test_start_refuses_an_empty_env_token_before_serving(tmp_path: Path,
     served: list[object] = []
 
     async def fake_serve(runtime: object, config: object, grace_s: float,
-                         sock: object = None) -> None:
+                         sock: object = None, group: object = None) -> None:
         served.append(config)
 
     import serving.server

@@ -34,12 +34,24 @@ def _children(pid: int) -> list[int]:
 def _group(tmp_path: Path, saved_model: Path, port: int, grpc_port: int = 0
            ) -> subprocess.Popen[bytes]:
     shutil.copytree(saved_model, tmp_path / "serving" / "mnist" / "1")
-    return subprocess.Popen(
-        [sys.executable, "-m", "serving", "start", "--source", "directory", "--serving-dir",
-         str(tmp_path / "serving"), "--port", str(port), "--grpc-port", str(grpc_port),
-         "--workers", "2"],
-        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with (tmp_path / "group.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "serving", "start", "--source", "directory", "--serving-dir",
+             str(tmp_path / "serving"), "--port", str(port), "--grpc-port", str(grpc_port),
+             "--workers", "2"],
+            cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
+            stdout=subprocess.DEVNULL, stderr=log)
+
+
+def _wait_all_ready(tmp_path: Path, proc: subprocess.Popen[bytes]) -> None:
+    """Until the supervisor has heard both workers say they are ready (its log says so)."""
+    deadline = time.monotonic() + 120
+    while True:
+        text = (tmp_path / "group.log").read_text(errors="replace")
+        if "worker 1 of 2 ready" in text and "worker 2 of 2 ready" in text:
+            return
+        assert proc.poll() is None and time.monotonic() < deadline, text[-3000:]
+        time.sleep(0.1)  # polling the log
 
 
 def _grpc_predict(port: int) -> None:
@@ -63,6 +75,7 @@ def test_two_workers_share_the_ports_and_stop_together(tmp_path: Path,
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, proc, 120)
+        _wait_all_ready(tmp_path, proc)
         workers = _children(proc.pid)
         assert len(workers) == 2
         # Only the supervisor listens; a same-user process cannot join either port, on this
@@ -224,16 +237,18 @@ def test_capture_with_two_workers_keeps_every_request_once(tmp_path: Path,
     shutil.copytree(saved_model, tmp_path / "serving" / "mnist" / "1")
     capture = tmp_path / "capture"
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "serving", "start", "--source", "directory", "--serving-dir",
-         str(tmp_path / "serving"), "--port", str(port), "--grpc-port", "0", "--workers", "2",
-         "--capture-dir", str(capture), "--capture-rate", "1.0"],
-        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with (tmp_path / "group.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "serving", "start", "--source", "directory", "--serving-dir",
+             str(tmp_path / "serving"), "--port", str(port), "--grpc-port", "0", "--workers",
+             "2", "--capture-dir", str(capture), "--capture-rate", "1.0"],
+            cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
+            stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, proc, 120)
-        for n in range(40):  # new connections: the kernel spreads them over both workers
+        _wait_all_ready(tmp_path, proc)
+        for n in range(40):  # new connections: handed to the two workers in turn
             body = {"instances": [[[[n / 40]] * 28] * 28]}
             r = requests.post(f"{url}/v1/models/mnist:predict", json=body, timeout=10,
                               headers={"Connection": "close"})
@@ -248,7 +263,7 @@ def test_capture_with_two_workers_keeps_every_request_once(tmp_path: Path,
     folder = Path(layout.version_dir(str(capture), "mnist", 1))
     assert not [p for p in folder.iterdir() if p not in files]  # no .tmp left behind
     writers = {re.match(r"capture-\d{8}T\d{6}-(\d+)-", p.name).group(1) for p in files}
-    assert len(writers) == 2, [p.name for p in files]  # P(all 40 to one worker) = 2^-39
+    assert len(writers) == 2, [p.name for p in files]  # 20 connections each
     seen = [round(float(tf.make_ndarray(log.predict_log.request.inputs["images"]).flat[0]) * 40)
             for log in read_logs(files)]
     assert sorted(seen) == list(range(40))
