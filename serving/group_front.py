@@ -254,7 +254,9 @@ class GroupFront:
                 break
             try:
                 socket.send_fds(link.pair, [CONNECTION], [conn.fileno()])
-            except OSError as exc:  # gone, or not reading: the next worker takes it
+            except BlockingIOError:  # its pair is full (a stalled loop): the next one takes it
+                continue
+            except OSError as exc:  # gone: the next worker takes it, and it gets no more
                 log.warning("worker %d did not take a connection (%s); passing it to another",
                             self.workers.index(link) + 1, exc)
                 link.ready = False

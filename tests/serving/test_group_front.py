@@ -246,3 +246,31 @@ def test_a_worker_channel_serves_handed_connections_and_stops_when_the_pair_clos
     finally:
         signal.signal(signal.SIGTERM, previous)
         channel.pair.close()
+
+
+def test_a_worker_with_a_full_pair_is_skipped_not_dropped(
+        group: tuple[GroupFront, list[FakeWorker]]) -> None:
+    """A stalled worker (its pair's buffer full) passes its turn; once it reads again it gets
+    connections again, where marking it gone would have lost it for good."""
+    front, workers = group
+    rest_port, _ = _all_ready(group)
+    stalled = front.workers[0].pair
+    filler = 0
+    try:
+        while True:
+            filler += stalled.send(b"x" * 4096)
+    except BlockingIOError:
+        pass
+    clients = [socket.create_connection(("127.0.0.1", rest_port), timeout=5) for _ in range(2)]
+    for _ in clients:
+        workers[1].receive_connection().close()
+    assert front.workers[0].ready
+    workers[0].end.settimeout(5)
+    drained = 0
+    while drained < filler:  # the worker reads again
+        drained += len(workers[0].end.recv(1 << 16))
+    clients += [socket.create_connection(("127.0.0.1", rest_port), timeout=5) for _ in range(2)]
+    assert workers[0].has_pending()  # its turn again
+    workers[0].receive_connection().close()
+    for conn in clients:
+        conn.close()
