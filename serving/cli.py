@@ -138,7 +138,8 @@ def serve_forever(options: StartOptions, grpc_port_given: bool = True) -> None:
         guards.append(hold_other_family(options.host, options.port))
         if options.grpc_port and grpc_port_given:
             check_free(options.host, options.grpc_port)
-        if options.grpc_port and options.host != "0.0.0.0":  # grpc binds both for a wildcard
+        # grpc binds both families itself for a wildcard or a name ("localhost")
+        if options.grpc_port and options.host in ("127.0.0.1", "::1"):
             try:
                 guards.append(hold_other_family(options.host, options.grpc_port))
             except OSError:
