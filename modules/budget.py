@@ -34,6 +34,9 @@ samples and scikit-learn's digits (docs/training.md has the numbers):
   it then reads every second pixel (nothing finer is left), and each conv block gets a second
   3x3 convolution, which at half resolution costs what one did at full resolution. Sharp images
   keep one convolution per block at full resolution.
+* **Precision**: mixed bfloat16 for big data (more than 20,000 examples) where the CPU computes
+  it natively (``modules/precision.py``), else float32; the weights and the served model are
+  float32 either way.
 
 Any of ``epochs``, ``batch_size``, ``augment`` and ``augmentation`` set explicitly in
 ``HParams`` (``--epochs``, ``--batch-size``, ``--[no-]augment``) wins over the rule, and the
@@ -48,6 +51,7 @@ from typing import Any
 
 from modules.hparams import HParams
 from modules.image_profile import ImageProfile
+from modules.precision import precision_for
 
 MIN_STEPS = 2_000
 MIN_EPOCHS = 8  # 10 gained Fashion-MNIST 0.1-0.2 points for +26% end-to-end time
@@ -81,6 +85,7 @@ class TrainingBudget:
     input_blur: float  # sigma in px of the model's fixed input blur (0: none)
     convs_per_block: int
     image_detail: float | None  # the measurement behind ``input_blur`` (None: not measured)
+    precision: str  # "float32" or "mixed_bfloat16" (modules/precision.py)
     patience: int
     watch_from_epoch: int  # 0-based: early stopping ignores the epochs before it
     max_train_minutes: float | None
@@ -95,7 +100,8 @@ class TrainingBudget:
         return dataclasses.replace(
             hparams, epochs=self.epochs, batch_size=self.batch_size, augment=self.augment,
             augmentation=self.augmentation if self.augment else hparams.augmentation,
-            input_blur=self.input_blur, convs_per_block=self.convs_per_block)
+            input_blur=self.input_blur, convs_per_block=self.convs_per_block,
+            precision=self.precision)
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
@@ -171,6 +177,8 @@ def plan_budget(train_examples: int, hparams: HParams, *, eval_examples: int = 0
         convs = 2 if input_blur >= HALF_RESOLUTION_BLUR else 1
         why.append("2 convs per block at half resolution" if convs == 2
                    else "1 conv per block at full resolution")
+    precision, precision_why = precision_for(hparams.precision, train_examples)
+    why.append(precision_why)
     patience = patience_for(epochs)
     watch_from = epochs // 2
     why.append(f"early stopping on eval accuracy from epoch {watch_from + 1}, patience {patience}")
@@ -180,7 +188,7 @@ def plan_budget(train_examples: int, hparams: HParams, *, eval_examples: int = 0
         train_examples=train_examples, eval_examples=eval_examples, num_classes=num_classes,
         batch_size=batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch, augment=augment,
         augmentation=augmentation if augment else "none", image_margin_px=margin,
-        input_blur=input_blur, convs_per_block=convs, image_detail=detail,
+        input_blur=input_blur, convs_per_block=convs, image_detail=detail, precision=precision,
         patience=patience, watch_from_epoch=watch_from, max_train_minutes=max_train_minutes, reason="; ".join(why),
     )
 

@@ -6,12 +6,14 @@ import dataclasses
 import json
 from typing import Any
 
+from modules.precision import PRECISIONS
+
 LR_SCHEDULES = ("cosine", "constant")
 AUGMENTATIONS = ("shift", "affine")  # see modules/model.py and modules/budget.py
 # The type of the fields whose default is None (from_dict casts by the default's type).
 _OPTIONAL_KINDS: dict[str, object] = {"epochs": 0, "batch_size": 0, "augment": False,
                                       "augmentation": "", "input_blur": 0.0,
-                                      "convs_per_block": 0}
+                                      "convs_per_block": 0, "precision": ""}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +39,9 @@ class HParams:
     # Gaussian blur (sigma, px) of every served input, half that while training; 0: none; None: chosen by
     # modules/budget.py from the training images' fine detail (smooth scans get 1 px).
     input_blur: float | None = None
+    # "float32" or "mixed_bfloat16" (weights stay float32; modules/precision.py); None: chosen by
+    # modules/budget.py from the CPU (mixed bfloat16 where it is native).
+    precision: str | None = None
     optimizer: str = "adam"  # "adam" or "sgd" (SGD with Nesterov momentum 0.9)
     # "cosine": the learning rate falls from learning_rate to ~0 over the epochs (per epoch);
     # "constant": it stays. Cosine gave Fashion-MNIST 0.919 vs 0.913 at 8 epochs, same time.
@@ -59,6 +64,9 @@ class HParams:
         if self.augmentation is not None and self.augmentation not in AUGMENTATIONS:
             raise ValueError(f"hyperparameter augmentation must be one of {AUGMENTATIONS}, "
                              f"got {self.augmentation!r}")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ValueError(f"hyperparameter precision must be one of {PRECISIONS}, "
+                             f"got {self.precision!r}")
         if not 0.0 < self.learning_rate <= 1.0:
             raise ValueError(f"hyperparameter learning_rate must be in (0, 1], got {self.learning_rate}")
 

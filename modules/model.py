@@ -6,6 +6,7 @@ from contracts.runtime import configure_tensorflow
 
 configure_tensorflow()  # Keras 2 before TensorFlow is imported (see contracts/runtime.py)
 
+import dataclasses
 import math
 import time
 from typing import Any
@@ -145,6 +146,9 @@ def build_model(hparams: HParams | None = None,
         raise ValueError(f"num_classes must be {features.MIN_CLASSES}..{features.MAX_CLASSES}, "
                          f"got {num_classes}")
     keras = tf.keras
+    # The convolutions and dense layers compute in hp.precision; the input layers (blur,
+    # augmentation) and the softmax stay float32, as do all weights (modules/precision.py).
+    compute = keras.mixed_precision.Policy(hp.precision or "float32")
     inputs = keras.Input(shape=features.IMAGE_SHAPE, name=features.INPUT_IMAGES, dtype=tf.float32)
     x = inputs
     if hp.input_blur:  # at serving too (lighter while training): sharp inputs read at the training detail
@@ -156,19 +160,20 @@ def build_model(hparams: HParams | None = None,
         for conv in range(hp.convs_per_block or 1):  # None (no budget yet): one
             suffix = f"{block}" if conv == 0 else f"{block}_{conv + 1}"
             x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
-                                    name=f"conv{suffix}")(x)
+                                    name=f"conv{suffix}", dtype=compute)(x)
             # momentum 0.9, not Keras' 0.99: with 0.99 the moving statistics still carried ~10%
             # of their initial values after the ~220 steps of a 20-epoch digits run, and the
             # served model was under-confident (eval cross-entropy 1.03 at 97.9% accuracy).
-            x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{suffix}")(x)
-            x = keras.layers.Activation("relu", name=f"relu{suffix}")(x)
-        x = keras.layers.MaxPooling2D(2, name=f"pool{block}")(x)
-    x = keras.layers.Flatten()(x)
+            x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{suffix}",
+                                                dtype=compute)(x)
+            x = keras.layers.Activation("relu", name=f"relu{suffix}", dtype=compute)(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{block}", dtype=compute)(x)
+    x = keras.layers.Flatten(dtype=compute)(x)
     for layer, units in enumerate((hp.hidden_units_1, hp.hidden_units_2), start=1):
-        x = keras.layers.Dense(units, activation="relu", name=f"hidden{layer}")(x)
-        x = keras.layers.Dropout(hp.dropout, name=f"dropout{layer}")(x)
+        x = keras.layers.Dense(units, activation="relu", name=f"hidden{layer}", dtype=compute)(x)
+        x = keras.layers.Dropout(hp.dropout, name=f"dropout{layer}", dtype=compute)(x)
     outputs = keras.layers.Dense(
-        num_classes, activation="softmax", name=features.OUTPUT_PROBABILITIES
+        num_classes, activation="softmax", name=features.OUTPUT_PROBABILITIES, dtype="float32"
     )(x)
     model = keras.Model(inputs, outputs, name="mnist_cnn")
     model.compile(
@@ -177,6 +182,16 @@ def build_model(hparams: HParams | None = None,
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="sparse_categorical_accuracy")],
     )
     return model
+
+
+def float32_twin(model: tf.keras.Model, hparams: HParams, num_classes: int) -> tf.keras.Model:
+    """``model`` itself when it computes in float32; else the same network built in float32
+    with ``model``'s weights (which mixed precision keeps in float32): what is exported."""
+    if (hparams.precision or "float32") == "float32":
+        return model
+    twin = build_model(dataclasses.replace(hparams, precision="float32"), num_classes)
+    twin.set_weights(model.get_weights())
+    return twin
 
 
 def _optimizer(hp: HParams) -> tf.keras.optimizers.Optimizer:

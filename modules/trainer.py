@@ -34,7 +34,13 @@ from modules import features
 from modules.budget import DEFAULT_MAX_TRAIN_MINUTES, TrainingBudget, plan_budget
 from modules.hparams import HParams
 from modules.image_profile import SAMPLE, measure
-from modules.model import ProgressFile, budget_callbacks, build_model, schedule_callbacks
+from modules.model import (
+    ProgressFile,
+    budget_callbacks,
+    build_model,
+    float32_twin,
+    schedule_callbacks,
+)
 from modules.signatures import export_serving_model
 from modules.training_progress import PROGRESS_ENV
 
@@ -223,7 +229,9 @@ def run_fn(fn_args: Any) -> None:
                             callbacks=callbacks, verbose=2)
     train_seconds = time.monotonic() - started
 
-    export_serving_model(model, fn_args.serving_model_dir, tf_transform_output, class_names)
+    # Mixed precision trains in bfloat16; what is served (and evaluated by TFMA) is float32.
+    served = float32_twin(model, hparams, len(class_names))
+    export_serving_model(served, fn_args.serving_model_dir, tf_transform_output, class_names)
     model_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
     weights_path = os.path.join(model_dir, KERAS_WEIGHTS_RELPATH)
     tf.io.gfile.makedirs(os.path.dirname(weights_path))

@@ -18,6 +18,7 @@ import click
 from contracts.flags import FLAG, NO_FLAG, Flag, field_default, option_spec, values_from_options
 from modules.budget import AUGMENT_MAX_PER_CLASS, MAX_EPOCHS, MIN_EPOCHS, MIN_STEPS
 from modules.hparams import AUGMENTATIONS, LR_SCHEDULES, HParams
+from modules.precision import PRECISIONS
 from pipeline.config import PipelineConfig
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -64,6 +65,12 @@ HPARAM_FLAGS: dict[str, Flag] = {
         help="Gaussian blur (sigma, px) of every served input (half that while training, where "
              "the images are smooth already); 0: none. Default: 1 px when "
              "the training images carry little fine detail (upscaled scans), else none."),
+    "precision": Flag(
+        type=click.Choice(PRECISIONS),
+        help="The Trainer's number format: mixed_bfloat16 computes the layers in bfloat16 "
+             "(weights, softmax and the served model stay float32). Default: mixed_bfloat16 "
+             "for more than 20,000 training examples on a CPU with native bfloat16 "
+             "(avx512_bf16 or AMX), else float32."),
 }
 # One flag, two HParams fields: --filters A B sets filters_1 and filters_2.
 HPARAM_PAIRS: dict[str, tuple[tuple[str, str], str]] = {

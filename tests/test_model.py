@@ -236,3 +236,36 @@ def test_serving_images_decodes_every_listed_format(fmt: str, mode: str) -> None
     decoded = decode_image_bytes(tf.constant([encoded.getvalue()])).numpy()
     assert decoded.shape == (1, 28, 28, 1)
     np.testing.assert_allclose(decoded[0, ..., 0], pixels / 255.0, atol=1e-6)
+
+
+def test_mixed_bfloat16_trains_in_bfloat16_and_exports_float32() -> None:
+    import tensorflow as tf
+
+    from modules.model import build_model, float32_twin
+
+    hp = HParams(filters_1=4, filters_2=8, hidden_units_1=8, hidden_units_2=8,
+                 precision="mixed_bfloat16", input_blur=1.0, convs_per_block=2,
+                 augmentation="affine")
+    model = build_model(hp)
+    layers = {layer.name: layer for layer in model.layers}
+    assert layers["conv1"].compute_dtype == "bfloat16"
+    assert layers["conv1"].variable_dtype == "float32"  # weights stay float32
+    assert layers[features.OUTPUT_PROBABILITIES].compute_dtype == "float32"  # the softmax too
+    assert layers["input_blur"].compute_dtype == "float32"
+    rng = np.random.default_rng(0)
+    images = rng.random((16, 28, 28, 1)).astype(np.float32)
+    labels = rng.integers(0, 10, 16)
+    model.fit(images, labels, epochs=1, batch_size=8, verbose=0)
+    served = float32_twin(model, hp, 10)
+    assert served is not model
+    assert all(layer.compute_dtype == "float32" for layer in served.layers
+               if hasattr(layer, "compute_dtype"))
+    for ours, theirs in zip(model.get_weights(), served.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    mixed = model.predict(images, verbose=0)
+    exact = served.predict(images, verbose=0)
+    assert exact.dtype == np.float32
+    np.testing.assert_allclose(exact, mixed, atol=0.05)  # bfloat16 keeps ~3 significant digits
+    plain = build_model(HParams(filters_1=4, filters_2=8, hidden_units_1=8, hidden_units_2=8))
+    assert float32_twin(plain, HParams(), 10) is plain  # float32 already: itself
+    assert tf.keras.mixed_precision.global_policy().name == "float32"  # nothing global changed
