@@ -49,6 +49,7 @@ import contextlib
 import gzip
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -174,14 +175,17 @@ def keras_script(x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: np.ndarray, t
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_pipeline(data: Path | None, tmp: Path, name: str) -> dict[str, object]:
-    """``python -m pipeline.local_runner [--data DATA]`` with default flags, timed as a user sees it."""
+def run_pipeline(data: Path | None, tmp: Path, name: str,
+                 extra_args: tuple[str, ...] = ()) -> dict[str, object]:
+    """``python -m pipeline.local_runner [--data DATA]`` with default flags (plus ``extra_args``,
+    ``--pipeline-args``), timed as a user sees it."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     args = [sys.executable, "-m", "pipeline.local_runner", "--model-name", name,
             "--pipeline-root", str(tmp / "root"), "--metadata", str(tmp / "metadata.sqlite"),
             "--serving-dir", str(tmp / "serving"), "--log-dir", str(tmp / "logs")]
     if data is not None:
         args[3:3] = ["--data", str(data)]
+    args += list(extra_args)
     started = time.monotonic()
     done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.monotonic() - started
@@ -255,7 +259,7 @@ def one_repeat(dataset: str, args: argparse.Namespace, seed: int) -> dict[str, o
                 data = tmp / "records"
                 data.mkdir()
                 shutil.copy(args.mnist_records, data / "mnist.tfrecord")
-        run = run_pipeline(data, tmp, "small")
+        run = run_pipeline(data, tmp, "small", tuple(shlex.split(args.pipeline_args)))
         result = pipeline_result(tmp, "small")
         saved_model = str(result.pop("saved_model"))
         result["test_accuracy"] = score(saved_model, scaled(xt), yt)
@@ -289,6 +293,8 @@ def report(dataset: str, runs: list[dict[str, object]], args: argparse.Namespace
             ("pipeline eval accuracy (TFMA)", ", ".join(f"{p['eval_accuracy']:.4f}" for p in pipe)),
             ("blessed (default flags)", ", ".join(str(p["blessed"]) for p in pipe)),
             ("pipeline end to end", f"{pipe_s:.1f} s")]
+    if args.pipeline_args:
+        rows.insert(0, ("pipeline extra flags", args.pipeline_args))
     if dataset == "default":
         rows.append(("on TFX's 1,000 records",
                      f"{statistics.median(p['tfx_records_accuracy'] for p in pipe):.4f}"))
@@ -370,6 +376,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-tfx-example", action="store_true",
                         help="do not run TFX's own MNIST example pipeline on handwriting and "
                              "fashion-full")
+    parser.add_argument("--pipeline-args", default="",
+                        help="extra flags for every pipeline run, e.g. '--precision float32' "
+                             "(default: none, the pipeline's defaults)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)

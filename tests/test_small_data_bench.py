@@ -125,6 +125,24 @@ def test_the_report_compares_with_tfx_example(capsys: pytest.CaptureFixture[str]
     assert "TFX example test accuracy         0.8700" in out
     assert "0.40x (target <= 1.2x: met)" in out and "+8.0 points" in out
     assert "Trainer.mnist 30 s" in out and "plain Keras" not in out
+    assert "pipeline extra flags" not in out  # default flags: nothing to say
+    bench.report("fashion-full", runs, bench.parse_args(["--pipeline-args", "--precision float32"]))
+    assert "pipeline extra flags              --precision float32" in capsys.readouterr().out
+
+
+def test_pipeline_args_reach_the_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    seen: list[list[str]] = []
+
+    def fake_run(args: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        seen.append(args)
+        return subprocess.CompletedProcess(args, 0, "ok", "")
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    bench.run_pipeline(tmp_path / "data", tmp_path, "small", ("--precision", "float32"))
+    assert seen[0][-2:] == ["--precision", "float32"] and "--data" in seen[0]
+    assert bench.parse_args([]).pipeline_args == ""
 
 
 def test_a_run_of_one_dataset_keeps_the_others_figures(tmp_path: Path) -> None:
