@@ -34,7 +34,7 @@ samples and scikit-learn's digits (docs/training.md has the numbers):
   it then reads every second pixel (nothing finer is left), and each conv block gets a second
   3x3 convolution, which at half resolution costs what one did at full resolution. Sharp images
   keep one convolution per block at full resolution.
-* **Precision**: mixed bfloat16 for big data (more than 20,000 examples) where the CPU computes
+* **Precision**: mixed bfloat16 for big data (the batch-128 band) where the CPU computes
   it natively (``modules/precision.py``), else float32; the weights and the served model are
   float32 either way.
 
@@ -51,13 +51,14 @@ from typing import Any
 
 from modules.hparams import HParams
 from modules.image_profile import ImageProfile
-from modules.precision import precision_for
+from modules.precision import native_bfloat16
 
 MIN_STEPS = 2_000
 MIN_EPOCHS = 8  # 10 gained Fashion-MNIST 0.1-0.2 points for +26% end-to-end time
 MAX_EPOCHS = 100
 BATCH_SIZES = ((5_000, 32), (20_000, 64))  # (up to this many examples, batch size)
 LARGE_BATCH = 128
+MIXED_MIN_EXAMPLES = BATCH_SIZES[-1][0]  # mixed bfloat16 above it: the batch-128 band
 MIN_PATIENCE = 10
 EARLY_STOPPING_MONITOR = "val_sparse_categorical_accuracy"
 AUGMENT_MAX_PER_CLASS = 1_000
@@ -177,7 +178,7 @@ def plan_budget(train_examples: int, hparams: HParams, *, eval_examples: int = 0
         convs = 2 if input_blur >= HALF_RESOLUTION_BLUR else 1
         why.append("2 convs per block at half resolution" if convs == 2
                    else "1 conv per block at full resolution")
-    precision, precision_why = precision_for(hparams.precision, train_examples)
+    precision, precision_why = precision_for(hparams, train_examples)
     why.append(precision_why)
     patience = patience_for(epochs)
     watch_from = epochs // 2
@@ -219,6 +220,22 @@ def input_blur_for(hparams: HParams, detail: float | None) -> tuple[float, str]:
                                f"detail {detail:.3f} < {SMOOTH_MAX_DETAIL}: smooth scans, so "
                                "sharp inputs are read at their detail)")
     return 0.0, f"no input blur (fine detail {detail:.3f} >= {SMOOTH_MAX_DETAIL})"
+
+
+def precision_for(hparams: HParams, train_examples: int,
+                  native_flag: str | None = None) -> tuple[str, str]:
+    """The Trainer's precision and why: ``hparams.precision`` wins; else mixed bfloat16 for
+    more than ``MIXED_MIN_EXAMPLES`` training examples when the CPU has ``native_flag``
+    (default: read from this CPU; modules/precision.py)."""
+    if hparams.precision is not None:
+        return hparams.precision, f"{hparams.precision} (set: --precision)"
+    if train_examples <= MIXED_MIN_EXAMPLES:
+        return "float32", f"float32 (<= {MIXED_MIN_EXAMPLES:,} examples)"
+    flag = native_bfloat16() if native_flag is None else native_flag
+    if flag:
+        return "mixed_bfloat16", (f"mixed bfloat16 training (the CPU has {flag}; weights and "
+                                  "the served model stay float32)")
+    return "float32", "float32 (no native bfloat16 on this CPU)"
 
 
 def _size_band(train_examples: int) -> str:

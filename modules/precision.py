@@ -1,6 +1,6 @@
-"""Which number format the Trainer computes in: ``precision_for(hparams)``.
+"""The Trainer's number formats, and whether this CPU computes bfloat16 natively.
 
-Pure Python (no TensorFlow): the budget reads it, the tests call it.
+Pure Python (no TensorFlow). ``modules.budget.precision_for`` picks one per run.
 
 "mixed_bfloat16" trains the convolutions and dense layers in bfloat16 while every weight, the
 optimizer and the softmax stay float32 (Keras' mixed-precision policy); the served model is a
@@ -10,7 +10,7 @@ machine that loads the SavedModel see exactly the architecture a float32 run exp
 It is worth it only where the CPU multiplies bfloat16 natively (x86 ``avx512_bf16`` or AMX; on
 other CPUs oneDNN emulates it and is slower than float32), and where the convolutions dominate a
 step: big data, trained at batch 128. So the default picks it from the CPU's flags and the
-training split's size (more than ``MIXED_MIN_EXAMPLES``). Measured here (AMD EPYC, 2 cores,
+training split's size (the budget's batch-128 band). Measured here (AMD EPYC, 2 cores,
 avx512_bf16; in-process, docs/training.md): all of Fashion-MNIST's 47,957-image split, 8 epochs,
 fit 0.70x and 0.77x of float32's time, eval accuracy 0.9192 / 0.9178 against 0.9203 / 0.9197.
 On 800 handwritten digits (batch 32) 0.82-0.93x for the same test accuracy, and on the
@@ -20,20 +20,14 @@ stay float32.
 
 from __future__ import annotations
 
-import functools
-import platform
-
 PRECISIONS = ("float32", "mixed_bfloat16")
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo; the first found is named
 CPUINFO = "/proc/cpuinfo"
-MIXED_MIN_EXAMPLES = 20_000  # above it the budget trains at batch 128 (modules/budget.py)
 
 
-@functools.lru_cache(maxsize=1)
 def native_bfloat16(cpuinfo: str = CPUINFO) -> str | None:
-    """The CPU flag that makes bfloat16 native here (``amx_bf16``, ``avx512_bf16``), or None."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return None
+    """The CPU flag that makes bfloat16 native here (``amx_bf16``, ``avx512_bf16``), or None
+    (no such flag, or no ``flags`` line: other architectures and systems)."""
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
             for line in handle:
@@ -43,21 +37,3 @@ def native_bfloat16(cpuinfo: str = CPUINFO) -> str | None:
     except OSError:
         return None
     return None
-
-
-def precision_for(requested: str | None, train_examples: int,
-                  native_flag: str | None = None) -> tuple[str, str]:
-    """The Trainer's precision and why: ``requested`` ("float32", "mixed_bfloat16") wins; None
-    picks mixed bfloat16 for more than ``MIXED_MIN_EXAMPLES`` training examples when the CPU
-    has ``native_flag`` (default: read from this CPU)."""
-    if requested is not None:
-        if requested not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
-        return requested, f"{requested} (set: --precision)"
-    if train_examples <= MIXED_MIN_EXAMPLES:
-        return "float32", f"float32 (<= {MIXED_MIN_EXAMPLES:,} examples)"
-    flag = native_bfloat16() if native_flag is None else native_flag
-    if flag:
-        return "mixed_bfloat16", (f"mixed bfloat16 training (the CPU has {flag}; weights and "
-                                  "the served model stay float32)")
-    return "float32", "float32 (no native bfloat16 on this CPU)"

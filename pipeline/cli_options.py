@@ -16,7 +16,13 @@ from typing import Any
 import click
 
 from contracts.flags import FLAG, NO_FLAG, Flag, field_default, option_spec, values_from_options
-from modules.budget import AUGMENT_MAX_PER_CLASS, MAX_EPOCHS, MIN_EPOCHS, MIN_STEPS
+from modules.budget import (
+    AUGMENT_MAX_PER_CLASS,
+    MAX_EPOCHS,
+    MIN_EPOCHS,
+    MIN_STEPS,
+    MIXED_MIN_EXAMPLES,
+)
 from modules.hparams import AUGMENTATIONS, LR_SCHEDULES, HParams
 from modules.precision import PRECISIONS
 from pipeline.config import PipelineConfig
@@ -69,7 +75,7 @@ HPARAM_FLAGS: dict[str, Flag] = {
         type=click.Choice(PRECISIONS),
         help="The Trainer's number format: mixed_bfloat16 computes the layers in bfloat16 "
              "(weights, softmax and the served model stay float32). Default: mixed_bfloat16 "
-             "for more than 20,000 training examples on a CPU with native bfloat16 "
+             f"for more than {MIXED_MIN_EXAMPLES:,} training examples on a CPU with native bfloat16 "
              "(avx512_bf16 or AMX), else float32."),
 }
 # One flag, two HParams fields: --filters A B sets filters_1 and filters_2.

@@ -273,33 +273,29 @@ def test_input_blur_only_for_smooth_training_images() -> None:
 
 
 def test_precision_follows_the_cpu_and_the_flag_wins(tmp_path) -> None:
-    from modules.precision import native_bfloat16, precision_for
+    from modules.budget import precision_for
+    from modules.precision import native_bfloat16
 
     native = plan_budget(48_000, HParams()).precision
     assert native == ("mixed_bfloat16" if native_bfloat16() else "float32")
     assert plan_budget(800, HParams()).precision == "float32"  # small data: float32 everywhere
-    assert precision_for(None, 48_000, "avx512_bf16") == (
+    assert precision_for(HParams(), 48_000, "avx512_bf16") == (
         "mixed_bfloat16", "mixed bfloat16 training (the CPU has avx512_bf16; weights and the "
         "served model stay float32)")
-    assert precision_for(None, 20_000, "avx512_bf16") == (
+    assert precision_for(HParams(), 20_000, "avx512_bf16") == (
         "float32", "float32 (<= 20,000 examples)")
-    assert precision_for(None, 48_000, "") == (
+    assert precision_for(HParams(), 48_000, "") == (
         "float32", "float32 (no native bfloat16 on this CPU)")
     forced = plan_budget(800, HParams(precision="float32"))
     assert forced.precision == "float32" and "float32 (set: --precision)" in forced.reason
     assert forced.apply(HParams()).precision == "float32"
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor : 0\nflags : fpu sse avx2 avx512f avx512_bf16\n")
-    native_bfloat16.cache_clear()
-    try:
-        import platform
-
-        expected = "avx512_bf16" if platform.machine() in ("x86_64", "AMD64") else None
-        assert native_bfloat16(str(cpuinfo)) == expected
-        cpuinfo.write_text("processor : 0\nflags : fpu sse avx2\n")
-        assert native_bfloat16.__wrapped__(str(cpuinfo)) is None
-        assert native_bfloat16.__wrapped__(str(tmp_path / "missing")) is None
-    finally:
-        native_bfloat16.cache_clear()
+    assert native_bfloat16(str(cpuinfo)) == "avx512_bf16"
+    cpuinfo.write_text("processor : 0\nflags : fpu sse avx2\n")
+    assert native_bfloat16(str(cpuinfo)) is None
+    cpuinfo.write_text("processor : 0\nFeatures : fp asimd bf16\n")  # arm64: no flags line
+    assert native_bfloat16(str(cpuinfo)) is None
+    assert native_bfloat16(str(tmp_path / "missing")) is None
     with pytest.raises(ValueError, match="precision must be one of"):
         HParams(precision="float16")
