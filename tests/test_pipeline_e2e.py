@@ -208,6 +208,38 @@ def test_trainer_streams_splits_bigger_than_the_in_memory_limit(tiny_pipeline_ru
     assert summary.accuracy is not None and summary.accuracy > 0.3
 
 
+def test_mixed_bfloat16_trains_and_serves_a_float32_model(tiny_pipeline_run: TinyRun) -> None:
+    """--precision mixed_bfloat16 through the whole graph: the Trainer computes in bfloat16,
+    what it exports (and what TFMA, InfraValidator and the Pusher see) is float32."""
+    import tensorflow as tf
+
+    run = tiny_pipeline_run
+    summary, output = run_tiny(run, hparams=TINY_HPARAMS.replace(precision="mixed_bfloat16",
+                                                                 dropout=0.11))
+    assert set(summary.states.values()) <= {"COMPLETE", "CACHED"}, summary.states
+    assert summary.states["Trainer"] == summary.states["InfraValidator"] == "COMPLETE"
+    assert summary.accuracy is not None and summary.accuracy > 0.3
+    outputs = _outputs_by_component(run, summary.run_id)
+    model = next(a for t, a in outputs["Trainer"] if t == "Model")
+    props = model.custom_properties
+    assert json.loads(props["hparams"].string_value)["precision"] == "mixed_bfloat16"
+    budget = json.loads(props["budget"].string_value)
+    assert budget["precision"] == "mixed_bfloat16"
+    assert "mixed_bfloat16 (set: --precision)" in budget["reason"]
+    assert "mixed_bfloat16" in output  # the run summary names it
+    exported = tf.saved_model.load(os.path.join(model.uri, "Format-Serving"))
+    dtypes = {v.dtype for v in exported.variables}
+    assert dtypes == {tf.float32}, dtypes
+    signature = exported.signatures["serving_default"]
+    (name, spec), = signature.structured_input_signature[1].items()
+    assert spec.dtype == tf.float32
+    probabilities = signature(**{name: tf.random.uniform([3, 28, 28, 1])})["probabilities"]
+    assert probabilities.dtype == tf.float32
+    assert probabilities.numpy().sum(axis=1) == pytest.approx([1.0] * 3, abs=1e-5)
+    # The bfloat16 run's Keras weights (what --warm-start reads) are float32 too.
+    assert os.path.isfile(os.path.join(model.uri, "keras", "weights.h5"))
+
+
 def test_bad_data_stops_the_run_and_keeps_what_was_pushed(tiny_pipeline_run: TinyRun,
                                                            tmp_path: Path) -> None:
     from pipeline.components.image_example_gen import DataError
