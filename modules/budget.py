@@ -201,7 +201,7 @@ def augmentation_for(hparams: HParams, image_margin_px: float | None) -> tuple[s
     if image_margin_px is None:
         return "shift", "shift (image margins not measured)"
     if image_margin_px >= AFFINE_MIN_MARGIN_PX:
-        return "affine", (f"affine: rotation, zoom and shifts of a tenth (ink margin "
+        return "affine", (f"affine: rotation, zoom and shifts of a tenth, one resampling (ink margin "
                           f"{image_margin_px:g} px >= {AFFINE_MIN_MARGIN_PX:g}: objects sit "
                           "inside the frame)")
     return "shift", (f"shift of ~1 px (ink margin {image_margin_px:g} px < "

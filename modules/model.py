@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from modules import features
+from modules.augmentation import augmentation_layers
 from modules.budget import (
     EARLY_STOPPING_MONITOR,
     HALF_RESOLUTION_BLUR,
@@ -41,13 +42,6 @@ def _skip_autograph_for_tf_keras() -> None:
 
 
 _skip_autograph_for_tf_keras()
-
-SHIFT_FRACTION = 0.04  # of the image size: about one pixel of 28
-# "affine": the standard handwriting recipe (rotation +-10 degrees, zoom +-10%, shifts +-10%).
-AFFINE_ROTATION = 10.0 / 360.0  # a fraction of a full turn
-AFFINE_ZOOM = 0.10
-AFFINE_ZOOM_WIDTH: float | None = None  # None: the height's factor (the aspect ratio is kept)
-AFFINE_SHIFT = 0.10
 
 
 def gaussian_kernel(sigma: float) -> np.ndarray:
@@ -107,29 +101,6 @@ def _centred(kernel: np.ndarray, size: int) -> np.ndarray:
     """``kernel`` (k, k, 1, 1) zero-padded to (size, size, 1, 1), centred (k <= size, both odd)."""
     pad = (size - kernel.shape[0]) // 2
     return np.pad(kernel, ((pad, pad), (pad, pad), (0, 0), (0, 0))).astype(np.float32)
-
-
-def augmentation_layers(policy: str) -> list[tf.keras.layers.Layer]:
-    """The random transforms of ``policy`` ("shift" or "affine"), active only while training.
-
-    "shift": up to ~1 pixel. Measured on 800 Fashion-MNIST images (batch 32, 60 epochs, two
-    seeds): none 0.837, +-1 px 0.849, +-2 px 0.835, +-2 px with zoom 0.838, with zoom and
-    rotation 0.791. "affine": what handwriting needs (docs/training.md); modules/budget.py
-    picks one from the training images.
-    """
-    layers = tf.keras.layers
-    if policy == "shift":
-        steps = [layers.RandomTranslation(SHIFT_FRACTION, SHIFT_FRACTION, fill_mode="constant",
-                                          name="aug_shift")]
-    elif policy == "affine":
-        steps = [layers.RandomRotation(AFFINE_ROTATION, fill_mode="constant", name="aug_rotate"),
-                 layers.RandomZoom(AFFINE_ZOOM, AFFINE_ZOOM_WIDTH, fill_mode="constant",
-                                   name="aug_zoom"),
-                 layers.RandomTranslation(AFFINE_SHIFT, AFFINE_SHIFT, fill_mode="constant",
-                                          name="aug_shift")]
-    else:
-        raise ValueError(f"unknown augmentation {policy!r}: use 'shift' or 'affine'")
-    return steps
 
 
 def build_model(hparams: HParams | None = None,

@@ -44,7 +44,7 @@ def test_affine_augmentation_and_two_convs_per_block() -> None:
     model = build_model(HParams(filters_1=4, filters_2=8, hidden_units_1=8, hidden_units_2=8,
                                 augmentation="affine", convs_per_block=2))
     names = {layer.name for layer in model.layers}
-    assert {"aug_rotate", "aug_zoom", "aug_shift"} <= names
+    assert "aug_affine" in names
     assert {"conv1", "conv1_2", "conv2", "conv2_2", "bn1_2", "bn2_2"} <= names
     image = np.random.default_rng(0).random((2, 28, 28, 1)).astype(np.float32)
     # inert at inference: the same input gives the same output every call
