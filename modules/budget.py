@@ -23,8 +23,8 @@ samples and scikit-learn's digits (docs/training.md has the numbers):
   examples per class. Above that the data vary enough by themselves and augmentation only slows
   convergence. **Which** augmentation follows the training images, not the dataset's name: with
   a median free margin around the ink of at least ``AFFINE_MIN_MARGIN_PX`` pixels
-  (``modules/image_profile.py``; digits 3-4 px) the objects survive rotation, zoom and shifts of
-  a tenth of the frame ("affine"); objects that fill the frame (Fashion-MNIST: 0 px) get shifts
+  (``modules/image_profile.py``; digits 3-4 px) the objects survive rotation, zoom, slant and shifts
+  of a tenth of the frame ("affine"); objects that fill the frame (Fashion-MNIST: 0 px) get shifts
   of about one pixel ("shift"), as larger transforms cut them.
 * **Input blur**: when the training images carry little fine detail (a share of spectral energy
   above half the Nyquist frequency under ``SMOOTH_MAX_DETAIL``: low-resolution scans upscaled,
@@ -201,7 +201,7 @@ def augmentation_for(hparams: HParams, image_margin_px: float | None) -> tuple[s
     if image_margin_px is None:
         return "shift", "shift (image margins not measured)"
     if image_margin_px >= AFFINE_MIN_MARGIN_PX:
-        return "affine", (f"affine: rotation, zoom and shifts of a tenth, one resampling (ink margin "
+        return "affine", (f"affine: rotation, zoom, slant and shifts, one resampling (ink margin "
                           f"{image_margin_px:g} px >= {AFFINE_MIN_MARGIN_PX:g}: objects sit "
                           "inside the frame)")
     return "shift", (f"shift of ~1 px (ink margin {image_margin_px:g} px < "

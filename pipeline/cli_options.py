@@ -63,7 +63,8 @@ HPARAM_FLAGS: dict[str, Flag] = {
              f"the classes have at most {AUGMENT_MAX_PER_CLASS:,} training examples each."),
     "augmentation": Flag(
         type=click.Choice(AUGMENTATIONS),
-        help="shift: about one pixel; affine: rotation, zoom and shifts of a tenth. Default: "
+        help="shift: about one pixel; affine: rotation, zoom, slant and shifts (about a tenth), "
+             "resampled once. Default: "
              "from the training images (affine when the objects have room around them)."),
     "convs_per_block": Flag(type=click.IntRange(1), help="3x3 convolutions per conv block."),
     "input_blur": Flag(

@@ -12,7 +12,7 @@ import modules  # noqa: F401
 
 
 def _one(image: np.ndarray, angle: float = 0.0, zoom: float = 1.0, zoom_x: float | None = None,
-         shift_x: float = 0.0, shift_y: float = 0.0) -> np.ndarray:
+         shift_x: float = 0.0, shift_y: float = 0.0, shear: float | None = None) -> np.ndarray:
     import tensorflow as tf
 
     from modules.augmentation import affine_transforms, transform
@@ -22,7 +22,8 @@ def _one(image: np.ndarray, angle: float = 0.0, zoom: float = 1.0, zoom_x: float
 
     h, w = image.shape
     matrix = affine_transforms(col(angle), col(zoom), col(zoom if zoom_x is None else zoom_x),
-                               col(shift_x), col(shift_y), h, w)
+                               col(shift_x), col(shift_y), h, w,
+                               None if shear is None else col(shear))
     return transform(tf.constant(image[None, :, :, None], tf.float32), matrix).numpy()[0, :, :, 0]
 
 
@@ -61,12 +62,28 @@ def test_zoom_scales_about_the_centre_and_width_can_differ() -> None:
     assert rows.mean() == pytest.approx(13.5, abs=0.5) and cols.mean() == pytest.approx(13.5, abs=0.5)
 
 
+def test_shear_slants_a_vertical_bar_about_the_centre() -> None:
+    image = np.zeros((28, 28), np.float32)
+    image[4:24, 13:15] = 1.0  # a vertical bar through the centre, 20 rows tall
+
+    def centre_column(x: np.ndarray, rows: slice) -> float:
+        part = x[rows]
+        return float((part * np.arange(28)).sum() / part.sum())
+
+    np.testing.assert_array_equal(_one(image, shear=0.0), image)
+    slanted = _one(image, shear=0.5)
+    top, bottom = centre_column(slanted, slice(4, 8)), centre_column(slanted, slice(20, 24))
+    # 16 rows apart, half a column per row: 8 columns between the ends, either way round
+    assert abs(top - bottom) == pytest.approx(8.0, abs=0.6)
+    assert centre_column(slanted, slice(12, 16)) == pytest.approx(13.5, abs=0.6)  # centre stays
+
+
 def test_random_affine_is_the_identity_when_not_training_and_varies_per_image() -> None:
     import tensorflow as tf
 
     from modules.augmentation import AFFINE_ROTATION, RandomAffine
 
-    layer = RandomAffine(AFFINE_ROTATION, 0.1, 0.1, name="aug_affine")
+    layer = RandomAffine(AFFINE_ROTATION, 0.1, 0.1, shear=0.3, name="aug_affine")
     batch = np.repeat(_glyph()[None, :, :, None], 8, axis=0)
     np.testing.assert_array_equal(layer(batch, training=False).numpy(), batch)
     tf.keras.utils.set_random_seed(0)
@@ -76,8 +93,8 @@ def test_random_affine_is_the_identity_when_not_training_and_varies_per_image() 
     # small transforms keep the ink in the frame: about the same amount of it (zoom +-10%)
     assert out.sum(axis=(1, 2, 3)) == pytest.approx(batch[0].sum(), rel=0.3)
     copy = RandomAffine.from_config(layer.get_config())
-    assert (copy.rotation, copy.zoom, copy.shift, copy.zoom_width) == (AFFINE_ROTATION, 0.1, 0.1,
-                                                                        None)
+    assert (copy.rotation, copy.zoom, copy.shift, copy.zoom_width, copy.shear) == (
+        AFFINE_ROTATION, 0.1, 0.1, None, 0.3)
 
 
 def test_one_resampling_keeps_strokes_sharper_than_the_keras_chain() -> None:
