@@ -109,8 +109,9 @@ def build_model(hparams: HParams | None = None,
 
     Two conv blocks (3x3 conv ``filters_1`` / ``filters_2``, batch norm, ReLU, 2x2 max pool), then
     two dense layers (``hidden_units_1/2``) with dropout. One conv per block keeps an epoch over
-    60k images near half a minute on two CPU cores. With ``augment`` the model starts with random
-    shifts, active only while training, so serving sees the identity.
+    60k images near half a minute on two CPU cores. With ``augment`` the model starts with the random
+    transforms of ``hp.augmentation`` (``modules/augmentation.py``), active only while training,
+    so serving sees the identity.
     """
     hp = hparams or HParams()
     if not features.MIN_CLASSES <= num_classes <= features.MAX_CLASSES:
