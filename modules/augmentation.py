@@ -53,14 +53,14 @@ def affine_transforms(angles: tf.Tensor, zoom_y: tf.Tensor, zoom_x: tf.Tensor,
     height = tf.cast(height, tf.float32)
     width = tf.cast(width, tf.float32)
     cos, sin = tf.cos(angles), tf.sin(angles)
-    k = tf.zeros_like(angles) if shear is None else shear
+    zeros = tf.zeros_like(angles)
+    k = zeros if shear is None else shear
     # rotation @ [[1, k], [0, 1]] @ diag(zoom_x, zoom_y)
     a0, a1 = cos * zoom_x, (cos * k - sin) * zoom_y
     b0, b1 = sin * zoom_x, (sin * k + cos) * zoom_y
     cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
     a2 = cx - a0 * cx - a1 * cy - shift_x
     b2 = cy - b0 * cx - b1 * cy - shift_y
-    zeros = tf.zeros_like(angles)
     return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
 
 
@@ -99,7 +99,7 @@ class RandomAffine(tf.keras.layers.Layer):
             uniform(self.rotation * 2.0 * math.pi), zoom_y, zoom_x,
             uniform(self.shift) * tf.cast(width, tf.float32),
             uniform(self.shift) * tf.cast(height, tf.float32), height, width,
-            uniform(self.shear) if self.shear else None)
+            uniform(self.shear))
         return transform(inputs, transforms)
 
     def get_config(self) -> dict[str, Any]:

@@ -237,7 +237,14 @@ def test_mixed_bfloat16_trains_and_serves_a_float32_model(tiny_pipeline_run: Tin
     assert probabilities.dtype == tf.float32
     assert probabilities.numpy().sum(axis=1) == pytest.approx([1.0] * 3, abs=1e-5)
     # The bfloat16 run's Keras weights (what --warm-start reads) are float32 too.
-    assert os.path.isfile(os.path.join(model.uri, "keras", "weights.h5"))
+    import h5py
+    import numpy as np
+
+    stored: set[np.dtype] = set()
+    with h5py.File(os.path.join(model.uri, "keras", "weights.h5"), "r") as weights:
+        weights.visititems(lambda _, item: stored.add(item.dtype)
+                           if isinstance(item, h5py.Dataset) else None)
+    assert stored == {np.dtype("float32")}, stored
 
 
 def test_bad_data_stops_the_run_and_keeps_what_was_pushed(tiny_pipeline_run: TinyRun,
