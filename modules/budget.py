@@ -18,7 +18,8 @@ samples and scikit-learn's digits (docs/training.md has the numbers):
   and on accuracy from the start (patience 10) it cost about 1 point; the cosine schedule's
   low-rate final epochs are where small data converge.
 * **A time limit** (``--max-train-minutes``) stops training at the end of the batch that crosses
-  it, keeping the best weights so far.
+  it (of the group of steps Keras runs in one call: ``modules.model.MAX_STEPS_PER_EXECUTION``),
+  keeping the best weights so far.
 * **Augmentation** is on when the classes are small: at most ``AUGMENT_MAX_PER_CLASS``
   examples per class. Above that the data vary enough by themselves and augmentation only slows
   convergence. **Which** augmentation follows the training images, not the dataset's name: with

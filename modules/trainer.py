@@ -22,6 +22,7 @@ configure_tensorflow()  # Keras 2 before TensorFlow is imported (see contracts/r
 
 import json
 import logging
+import math
 import os
 import time
 from typing import Any
@@ -38,6 +39,7 @@ from modules.model import (
     ProgressFile,
     budget_callbacks,
     build_model,
+    execution_steps,
     float32_twin,
     schedule_callbacks,
 )
@@ -94,6 +96,29 @@ def _files(file_pattern: list[str]) -> list[str]:
 def _records(files: list[str]) -> tf.data.TFRecordDataset:
     return tf.data.TFRecordDataset(files, compression_type="GZIP" if files[0].endswith(".gz")
                                    else "")
+
+
+EVAL_BATCH = 256  # examples per eval step: inference only, so the batch does not change the result
+
+
+def _repeated(arrays: tuple[np.ndarray, np.ndarray], batch_size: int,
+              shuffle: bool) -> tuple[tf.data.Dataset, int]:
+    """In-memory (images, labels) as an endless dataset of batches, and the steps of one pass.
+
+    Keras fits numpy arrays through a dataset it iterates afresh every epoch, and every fresh
+    iterator instantiates and optimises the dataset's functions again: in the Trainer, after
+    Transform and StatisticsGen filled the process's function library, that took about 0.2 s per
+    epoch and per split (measured: 1,000 handwritten digits fit in 43 s in the pipeline against
+    21 s in a bare process). An endless dataset with ``steps_per_epoch`` keeps one iterator for
+    the whole fit; each epoch is still exactly one pass, reshuffled (``shuffle``), with the last
+    batch partial.
+    """
+    count = len(arrays[1])
+    dataset = tf.data.Dataset.from_tensor_slices(arrays)
+    if shuffle:
+        dataset = dataset.shuffle(count, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size).repeat().prefetch(tf.data.AUTOTUNE)
+    return dataset, math.ceil(count / batch_size)
 
 
 def _count_records(file_pattern: list[str]) -> int:
@@ -206,7 +231,10 @@ def run_fn(fn_args: Any) -> None:
     hparams = budget.apply(hparams)
     logging.info("Training budget: %s", budget.reason)
 
-    model = build_model(hparams, num_classes=len(class_names))
+    # Arrays have a known size, so Keras can run several steps per call; a stream cannot.
+    model = build_model(hparams, num_classes=len(class_names),
+                        steps_per_execution=execution_steps(budget.steps_per_epoch)
+                        if in_memory else 1)
     warm_from = warm_start_weights(model, getattr(fn_args, "base_model", None))
     early, time_limit = budget_callbacks(budget)
     callbacks = [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch",
@@ -217,8 +245,11 @@ def run_fn(fn_args: Any) -> None:
                                       budget.max_train_minutes))
     started = time.monotonic()
     if train is not None and evaluation is not None:
-        history = model.fit(train[0], train[1], batch_size=hparams.batch_size,
-                            epochs=hparams.epochs, validation_data=evaluation,
+        train_ds, train_steps = _repeated(train, hparams.batch_size, shuffle=True)
+        eval_ds, eval_steps = _repeated(evaluation, max(hparams.batch_size, EVAL_BATCH),
+                                        shuffle=False)
+        history = model.fit(train_ds, steps_per_epoch=train_steps, epochs=hparams.epochs,
+                            validation_data=eval_ds, validation_steps=eval_steps,
                             callbacks=callbacks, verbose=2)
     else:
         train_ds = _stream(fn_args.train_files, fn_args.data_accessor, tf_transform_output,

@@ -269,3 +269,31 @@ def test_mixed_bfloat16_trains_in_bfloat16_and_exports_float32() -> None:
     plain = build_model(HParams(filters_1=4, filters_2=8, hidden_units_1=8, hidden_units_2=8))
     assert float32_twin(plain, HParams(), 10) is plain  # float32 already: itself
     assert tf.keras.mixed_precision.global_policy().name == "float32"  # nothing global changed
+
+
+def test_grouped_steps_train_the_same_weights() -> None:
+    """``steps_per_execution`` only groups the steps: same data, same seed, same weights."""
+    import tensorflow as tf
+
+    from modules.model import MAX_STEPS_PER_EXECUTION, build_model, execution_steps
+
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 28, 28, 1)).astype(np.float32)
+    y = rng.integers(0, 10, 40)
+    hp = HParams(filters_1=4, filters_2=4, hidden_units_1=8, hidden_units_2=8, augment=False,
+                 dropout=0.0)
+    weights, initial = [], []
+    for steps in (1, 5):
+        tf.keras.utils.set_random_seed(3)
+        model = build_model(hp, steps_per_execution=steps)
+        initial.append(model.get_weights())
+        model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        weights.append(model.get_weights())
+    for one, grouped in zip(*weights, strict=True):
+        np.testing.assert_allclose(one, grouped, rtol=1e-4, atol=1e-6)
+    for first, second in zip(*initial, strict=True):
+        np.testing.assert_array_equal(first, second)  # the same start...
+    assert not np.allclose(initial[0][0], weights[0][0])  # ...and training moved the weights
+    assert execution_steps(26) == 26  # a small epoch in one call
+    assert execution_steps(375) == MAX_STEPS_PER_EXECUTION
+    assert execution_steps(0) == 1

@@ -1,0 +1,35 @@
+"""The Trainer's in-memory datasets: one iterator for the whole fit, each epoch one exact pass."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import modules  # noqa: F401  (Keras 2 before TensorFlow)
+
+
+def _passes(dataset: object, steps: int, count: int) -> list[list[int]]:
+    labels = [np.asarray(y).tolist() for _, y in dataset.take(steps * count)]  # type: ignore[attr-defined]
+    return [sum(labels[i * steps:(i + 1) * steps], []) for i in range(count)]
+
+
+def test_each_epoch_is_one_reshuffled_pass_with_a_partial_last_batch() -> None:
+    import tensorflow as tf
+
+    from modules.trainer import _repeated
+
+    tf.keras.utils.set_random_seed(0)
+    x = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1) * np.ones((1, 28, 28, 1), np.float32)
+    y = np.arange(10, dtype=np.int64)
+    dataset, steps = _repeated((x, y), batch_size=4, shuffle=True)
+    assert steps == 3  # 4 + 4 + 2
+    passes = _passes(dataset, steps, 3)
+    for one in passes:
+        assert sorted(one) == list(range(10))  # every example once per epoch, none twice
+    assert len({tuple(one) for one in passes}) > 1  # reshuffled between epochs
+    sizes = [int(np.asarray(y).shape[0]) for _, y in dataset.take(steps)]
+    assert sizes == [4, 4, 2]
+    images, labels = next(iter(dataset))
+    np.testing.assert_array_equal(images.numpy()[:, 0, 0, 0], labels.numpy())  # pairs kept
+
+    ordered, steps = _repeated((x, y), batch_size=4, shuffle=False)
+    assert _passes(ordered, steps, 2) == [list(range(10))] * 2
