@@ -1,27 +1,24 @@
 """The random transforms of the training images, active only while training (identity when
 serving): ``augmentation_layers(policy)`` for the policy ``modules/budget.py`` picks.
 
-* "shift": up to about one pixel (Keras' ``RandomTranslation``). Measured on 800 Fashion-MNIST
-  images (batch 32, 60 epochs, two seeds): none 0.837, +-1 px 0.849, +-2 px 0.835, +-2 px with
-  zoom 0.838, with zoom and rotation 0.791.
+* "shift": up to about one pixel (Keras' ``RandomTranslation``): for images that fill the frame
+  (Fashion-MNIST), where rotation and zoom cost points.
 * "affine": what handwriting needs: rotation +-10 degrees, zoom +-10%, a slant (horizontal
   shear) of +-0.3 and shifts +-10%, composed into **one** transform per image and resampled
   once (``RandomAffine``). The slant is what people's handwriting varies in most and the
-  rotation does not cover: a model trained on the embedded digits (upright scans) read MNIST's
-  10,000 test digits at 0.798, 0.838, 0.788 (three seeds) without it and 0.849, 0.886, 0.877
-  with it; TFX's 1,000 MNIST records 0.9797, 0.9807 without, 0.9798, 0.9800 with
-  (docs/training.md).
+  rotation does not cover.
 
 Why ``RandomAffine`` is written here rather than chaining Keras' ``RandomRotation``,
 ``RandomZoom`` and ``RandomTranslation``: each of those resamples the image bilinearly, so the
 chain blurred every training image three times while the served images are never resampled. The
 model learned from strokes softer than the ones it then reads. Composing the three into one
 matrix (the same ``ImageProjectiveTransformV3`` op the Keras layers call) resamples once and
-costs one op instead of three. In-process on TFX's 1,000 MNIST example records (80% to train,
-the budget's recipe, MNIST's 10,000 test digits), two seeds: the chain 0.9727 and 0.9758 in
-30.1 s and 29.8 s of fit; one resampling 0.9797 and 0.9807 in 24.0 s and 27.8 s
-(docs/training.md). Keras 2 has no composed random-affine layer; KerasCV's is not a dependency
-of this stack.
+costs one op instead of three. Keras 2 has no composed random-affine layer; KerasCV's is not a
+dependency of this stack.
+
+The measurements behind each choice are in docs/training.md ("One resampling for affine
+augmentation", "A random slant"); ``benchmarks/recipe_trial.py --augmentations
+default,no-slant,keras-chain`` reruns them.
 """
 
 from __future__ import annotations
@@ -38,7 +35,6 @@ import tensorflow as tf
 SHIFT_FRACTION = 0.04  # of the image size: about one pixel of 28
 AFFINE_ROTATION = 10.0 / 360.0  # a fraction of a full turn
 AFFINE_ZOOM = 0.10
-AFFINE_ZOOM_WIDTH: float | None = None  # None: the height's factor (the aspect ratio is kept)
 AFFINE_SHIFT = 0.10
 AFFINE_SHEAR = 0.30  # x moves by up to 0.3 of y (about 17 degrees of slant), either way
 
@@ -73,15 +69,14 @@ def transform(images: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
 
 class RandomAffine(tf.keras.layers.Layer):
     """Random rotation (``rotation``: a fraction of a full turn, either way), zoom (``zoom``:
-    +- that share; ``zoom_width``: an independent width factor, None: the height's), shear
+    +- that share, the same for both sides: the aspect ratio is kept), shear
     (``shear``: a slant of +- that share) and shift (``shift``: +- that share of each side) of
     every training image, in one resampling. The identity when not training."""
 
-    def __init__(self, rotation: float, zoom: float, shift: float,
-                 zoom_width: float | None = None, shear: float = 0.0, **kwargs: Any) -> None:
+    def __init__(self, rotation: float, zoom: float, shift: float, shear: float = 0.0,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.rotation, self.zoom, self.shift = float(rotation), float(zoom), float(shift)
-        self.zoom_width = None if zoom_width is None else float(zoom_width)
         self.shear = float(shear)
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
@@ -93,10 +88,9 @@ class RandomAffine(tf.keras.layers.Layer):
         def uniform(half_range: float) -> tf.Tensor:
             return tf.random.uniform([n], -half_range, half_range)
 
-        zoom_y = 1.0 + uniform(self.zoom)
-        zoom_x = zoom_y if self.zoom_width is None else 1.0 + uniform(self.zoom_width)
+        zoom = 1.0 + uniform(self.zoom)
         transforms = affine_transforms(
-            uniform(self.rotation * 2.0 * math.pi), zoom_y, zoom_x,
+            uniform(self.rotation * 2.0 * math.pi), zoom, zoom,
             uniform(self.shift) * tf.cast(width, tf.float32),
             uniform(self.shift) * tf.cast(height, tf.float32), height, width,
             uniform(self.shear))
@@ -104,7 +98,7 @@ class RandomAffine(tf.keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rotation": self.rotation, "zoom": self.zoom,
-                "shift": self.shift, "zoom_width": self.zoom_width, "shear": self.shear}
+                "shift": self.shift, "shear": self.shear}
 
 
 def augmentation_layers(policy: str) -> list[tf.keras.layers.Layer]:
@@ -113,6 +107,6 @@ def augmentation_layers(policy: str) -> list[tf.keras.layers.Layer]:
         return [tf.keras.layers.RandomTranslation(SHIFT_FRACTION, SHIFT_FRACTION,
                                                   fill_mode="constant", name="aug_shift")]
     if policy == "affine":
-        return [RandomAffine(AFFINE_ROTATION, AFFINE_ZOOM, AFFINE_SHIFT, AFFINE_ZOOM_WIDTH,
-                             AFFINE_SHEAR, name="aug_affine")]
+        return [RandomAffine(AFFINE_ROTATION, AFFINE_ZOOM, AFFINE_SHIFT, AFFINE_SHEAR,
+                             name="aug_affine")]
     raise ValueError(f"unknown augmentation {policy!r}: use 'shift' or 'affine'")

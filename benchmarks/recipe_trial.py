@@ -1,0 +1,174 @@
+"""In-process trials of the training recipe behind docs/training.md's tables, reproducible.
+
+    python benchmarks/recipe_trial.py --mnist-test DIR [--dataset digits|handwriting]
+        [--augmentations default,no-slant,keras-chain] [--fractions 0.5] [--seeds 0,1,2]
+        [--mnist-records FILE]
+
+Trains ``build_model`` in-process with the budget's recipe (what the Trainer would plan for the
+same images) on an 80/20 split drawn by the seed, once per augmentation, training-blur fraction
+and seed, and scores each model on MNIST's 10,000 test digits (``t10k-*-ubyte.gz`` in
+``--mnist-test``, env ``MNIST_TEST_DIR``; not part of this repository).
+
+* ``--dataset digits``: the embedded scikit-learn digits, upscaled as ``make run`` writes them.
+  ``handwriting``: TFX's 1,000 MNIST example records (``--mnist-records``, env
+  ``MNIST_TFX_RECORDS``: ``tfx/examples/mnist/data/mnist.tfrecord`` of tensorflow/tfx).
+* ``--augmentations``: ``default`` (the "affine" policy as shipped: rotation, zoom, a slant of
+  +-0.3 and shifts in one resampling), ``no-slant`` (the same without the shear), ``slant-0.5``
+  (a shear of +-0.5), ``keras-chain`` (Keras' RandomRotation, RandomZoom and RandomTranslation
+  in a row, three resamplings: the policy before ``RandomAffine``).
+* ``--fractions``: the blur while training as a share of the served one (only for images the
+  budget blurs, the smooth embedded digits): 1 the recipe before, 0 none, 0.5 the default.
+
+Prints one JSON line per run and the mean per trial.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.small_data_bench import (  # noqa: E402
+    MNIST_TEST_FILES,
+    read_idx,
+    read_tfx_records,
+    scaled,
+)
+
+AUGMENTATIONS = ("default", "no-slant", "slant-0.5", "keras-chain")
+
+
+def augmentation(name: str) -> list[Any]:
+    """The training-time layers of the ``name`` trial (for the "affine" policy)."""
+    import tensorflow as tf
+
+    from modules import augmentation as aug
+
+    if name == "default":
+        return aug.augmentation_layers("affine")
+    if name in ("no-slant", "slant-0.5"):
+        shear = 0.0 if name == "no-slant" else 0.5
+        return [aug.RandomAffine(aug.AFFINE_ROTATION, aug.AFFINE_ZOOM, aug.AFFINE_SHIFT, shear,
+                                 name="aug_affine")]
+    if name == "keras-chain":
+        layers = tf.keras.layers
+        return [layers.RandomRotation(aug.AFFINE_ROTATION, fill_mode="constant"),
+                layers.RandomZoom(aug.AFFINE_ZOOM, fill_mode="constant"),
+                layers.RandomTranslation(aug.AFFINE_SHIFT, aug.AFFINE_SHIFT,
+                                         fill_mode="constant")]
+    raise SystemExit(f"unknown augmentation {name!r}: use one of {', '.join(AUGMENTATIONS)}")
+
+
+def load(dataset: str, records: Path | None) -> tuple[Any, Any]:
+    """Training images [N, 28, 28, 1] in [0, 1] and labels."""
+    import numpy as np
+
+    if dataset == "digits":
+        from sklearn.datasets import load_digits
+
+        from pipeline.datasets import upscale_digit
+
+        digits = load_digits()
+        x = np.stack([upscale_digit(i) for i in digits.images]).astype(np.float32)[..., None]
+        return x / 255, digits.target.astype(np.int64)
+    if records is None or not records.is_file():
+        raise SystemExit("--dataset handwriting needs TFX's mnist.tfrecord in --mnist-records "
+                         "(or MNIST_TFX_RECORDS)")
+    x, y = read_tfx_records(records)
+    return scaled(x), y
+
+
+def one_run(data: tuple[Any, Any], policy: str, fraction: float, seed: int,
+            xt: Any, yt: Any) -> dict[str, object]:
+    import numpy as np
+    import tensorflow as tf
+
+    import modules.model as model_module
+    from modules.budget import plan_budget
+    from modules.hparams import HParams
+    from modules.image_profile import measure
+
+    tf.keras.utils.set_random_seed(seed)
+    model_module.TRAIN_BLUR_FRACTION = fraction  # read by InputBlur when the model is built
+    x, y = data
+    order = np.random.default_rng(seed).permutation(len(x))
+    cut = int(len(x) * 0.8)
+    train, held = order[:cut], order[cut:]
+    budget = plan_budget(len(train), HParams(), eval_examples=len(held),
+                         profile=measure(x[train]))
+    hp = budget.apply(HParams())
+    shipped = model_module.augmentation_layers
+    if hp.augmentation == "affine":  # the trial replaces the affine policy's layers only
+        model_module.augmentation_layers = lambda _policy: augmentation(policy)
+    try:
+        model = model_module.build_model(hp)
+    finally:
+        model_module.augmentation_layers = shipped
+    early, _ = model_module.budget_callbacks(budget)
+    started = time.monotonic()
+    history = model.fit(x[train], y[train], batch_size=hp.batch_size, epochs=hp.epochs,
+                        validation_data=(x[held], y[held]), verbose=0,
+                        callbacks=[*model_module.schedule_callbacks(hp), early])
+    return {"augmentation": policy if hp.augmentation == "affine" else hp.augmentation,
+            "fraction": fraction, "seed": seed,
+            "mnist_test": round(float(model.evaluate(xt, yt, verbose=0, batch_size=512)[1]), 4),
+            "eval": round(float(model.evaluate(x[held], y[held], verbose=0)[1]), 4),
+            "epochs_run": len(history.history["loss"]), "kept_epoch": early.best_epoch + 1,
+            "fit_s": round(time.monotonic() - started, 1)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[1:]))
+    env_dir = os.environ.get("MNIST_TEST_DIR")
+    env_records = os.environ.get("MNIST_TFX_RECORDS")
+    parser.add_argument("--mnist-test", type=Path, default=Path(env_dir) if env_dir else None,
+                        help="folder with MNIST's t10k-*-ubyte.gz (env MNIST_TEST_DIR)")
+    parser.add_argument("--dataset", choices=("digits", "handwriting"), default="digits")
+    parser.add_argument("--mnist-records", type=Path,
+                        default=Path(env_records) if env_records else None,
+                        help="TFX's mnist.tfrecord for --dataset handwriting "
+                             "(env MNIST_TFX_RECORDS)")
+    parser.add_argument("--augmentations", default="default",
+                        help=f"comma-separated, of {', '.join(AUGMENTATIONS)}")
+    parser.add_argument("--fractions", default="0.5",
+                        help="training blur as a share of the served one, comma-separated")
+    parser.add_argument("--seeds", default="0,1,2")
+    args = parser.parse_args(argv)
+    if args.mnist_test is None or not all((args.mnist_test / f).is_file()
+                                          for f in MNIST_TEST_FILES):
+        raise SystemExit("needs MNIST's t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz "
+                         "in --mnist-test (or MNIST_TEST_DIR)")
+    policies = args.augmentations.split(",")
+    for policy in policies:
+        if policy not in AUGMENTATIONS:
+            raise SystemExit(f"unknown augmentation {policy!r}: use one of "
+                             f"{', '.join(AUGMENTATIONS)}")
+    data = load(args.dataset, args.mnist_records)
+    xt, yt = read_idx(*(args.mnist_test / f for f in MNIST_TEST_FILES))
+    xt = scaled(xt)
+    results: dict[tuple[str, float], list[float]] = {}
+    for policy in policies:
+        for fraction in (float(f) for f in args.fractions.split(",")):
+            for seed in (int(s) for s in args.seeds.split(",")):
+                run = one_run(data, policy, fraction, seed, xt, yt)
+                print(json.dumps(run), flush=True)
+                results.setdefault((policy, fraction), []).append(float(run["mnist_test"]))
+    for (policy, fraction), scores in results.items():
+        print(f"{args.dataset}, augmentation {policy}, training blur {fraction:g} x the served "
+              f"one: MNIST test {', '.join(f'{s:.3f}' for s in scores)}; "
+              f"mean {statistics.mean(scores):.3f}")
+
+
+if __name__ == "__main__":
+    main()
