@@ -1,8 +1,8 @@
 """In-process trials of the training recipe behind docs/training.md's tables, reproducible.
 
     python benchmarks/recipe_trial.py --mnist-test DIR [--dataset digits|handwriting]
-        [--augmentations default,no-slant,keras-chain] [--fractions 0.5] [--seeds 0,1,2]
-        [--mnist-records FILE]
+        [--augmentations default,no-slant,keras-chain] [--min-steps 2000] [--fractions 0.5]
+        [--seeds 0,1,2] [--mnist-records FILE]
 
 Trains ``build_model`` in-process with the budget's recipe (what the Trainer would plan for the
 same images) on an 80/20 split drawn by the seed, once per augmentation, training-blur fraction
@@ -16,6 +16,7 @@ and seed, and scores each model on MNIST's 10,000 test digits (``t10k-*-ubyte.gz
   +-0.3 and shifts in one resampling), ``no-slant`` (the same without the shear), ``slant-0.5``
   (a shear of +-0.5), ``keras-chain`` (Keras' RandomRotation, RandomZoom and RandomTranslation
   in a row, three resamplings: the policy before ``RandomAffine``).
+* ``--min-steps``: the budget's step floor (``modules.budget.MIN_STEPS``), comma-separated.
 * ``--fractions``: the blur while training as a share of the served one (only for images the
   budget blurs, the smooth embedded digits): 1 the recipe before, 0 none, 0.5 the default.
 
@@ -25,6 +26,7 @@ Prints one JSON line per run and the mean per trial.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -86,13 +88,13 @@ def load(dataset: str, records: Path | None) -> tuple[Any, Any]:
     return scaled(x), y
 
 
-def one_run(data: tuple[Any, Any], policy: str, fraction: float, seed: int,
+def one_run(data: tuple[Any, Any], policy: str, min_steps: int, fraction: float, seed: int,
             xt: Any, yt: Any) -> dict[str, object]:
     import numpy as np
     import tensorflow as tf
 
+    import modules.budget as budget_module
     import modules.model as model_module
-    from modules.budget import plan_budget
     from modules.hparams import HParams
     from modules.image_profile import measure
 
@@ -102,8 +104,9 @@ def one_run(data: tuple[Any, Any], policy: str, fraction: float, seed: int,
     order = np.random.default_rng(seed).permutation(len(x))
     cut = int(len(x) * 0.8)
     train, held = order[:cut], order[cut:]
-    budget = plan_budget(len(train), HParams(), eval_examples=len(held),
-                         profile=measure(x[train]))
+    budget_module.MIN_STEPS = min_steps  # read when the budget is planned
+    budget = budget_module.plan_budget(len(train), HParams(), eval_examples=len(held),
+                                       profile=measure(x[train]))
     hp = budget.apply(HParams())
     shipped = model_module.augmentation_layers
     if hp.augmentation == "affine":  # the trial replaces the affine policy's layers only
@@ -118,7 +121,7 @@ def one_run(data: tuple[Any, Any], policy: str, fraction: float, seed: int,
                         validation_data=(x[held], y[held]), verbose=0,
                         callbacks=[*model_module.schedule_callbacks(hp), early])
     return {"augmentation": policy if hp.augmentation == "affine" else hp.augmentation,
-            "fraction": fraction, "seed": seed,
+            "min_steps": min_steps, "fraction": fraction, "seed": seed,
             "mnist_test": round(float(model.evaluate(xt, yt, verbose=0, batch_size=512)[1]), 4),
             "eval": round(float(model.evaluate(x[held], y[held], verbose=0)[1]), 4),
             "epochs_run": len(history.history["loss"]), "kept_epoch": early.best_epoch + 1,
@@ -141,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
                              "(env MNIST_TFX_RECORDS)")
     parser.add_argument("--augmentations", default="default",
                         help=f"comma-separated, of {', '.join(AUGMENTATIONS)}")
+    parser.add_argument("--min-steps", default="2000",
+                        help="the budget's step floor, comma-separated")
     parser.add_argument("--fractions", default="0.5",
                         help="training blur as a share of the served one, comma-separated")
     parser.add_argument("--seeds", default="0,1,2")
@@ -157,17 +162,19 @@ def main(argv: list[str] | None = None) -> None:
     data = load(args.dataset, args.mnist_records)
     xt, yt = read_idx(*(args.mnist_test / f for f in MNIST_TEST_FILES))
     xt = scaled(xt)
-    results: dict[tuple[str, float], list[float]] = {}
-    for policy in policies:
-        for fraction in (float(f) for f in args.fractions.split(",")):
-            for seed in (int(s) for s in args.seeds.split(",")):
-                run = one_run(data, policy, fraction, seed, xt, yt)
-                print(json.dumps(run), flush=True)
-                results.setdefault((policy, fraction), []).append(float(run["mnist_test"]))
-    for (policy, fraction), scores in results.items():
-        print(f"{args.dataset}, augmentation {policy}, training blur {fraction:g} x the served "
-              f"one: MNIST test {', '.join(f'{s:.3f}' for s in scores)}; "
-              f"mean {statistics.mean(scores):.3f}")
+    results: dict[tuple[str, int, float], list[float]] = {}
+    trials = itertools.product(policies, (int(m) for m in args.min_steps.split(",")),
+                               (float(f) for f in args.fractions.split(",")))
+    for policy, min_steps, fraction in trials:
+        for seed in (int(s) for s in args.seeds.split(",")):
+            run = one_run(data, policy, min_steps, fraction, seed, xt, yt)
+            print(json.dumps(run), flush=True)
+            results.setdefault((policy, min_steps, fraction), []).append(
+                float(run["mnist_test"]))
+    for (policy, min_steps, fraction), scores in results.items():
+        print(f"{args.dataset}, augmentation {policy}, {min_steps}-step floor, training blur "
+              f"{fraction:g} x the served one: MNIST test "
+              f"{', '.join(f'{s:.3f}' for s in scores)}; mean {statistics.mean(scores):.3f}")
 
 
 if __name__ == "__main__":
