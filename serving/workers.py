@@ -23,14 +23,16 @@ When a process dies:
   and the supervisor stops the others and exits with the worker's status;
 * the supervisor, even by SIGKILL: the kernel closes its listening sockets, so both ports are
   free at once; each worker sees its pair close, drains the connections it has and exits. No
-  lock file or claim outlives the processes (the private gRPC directory under the temporary
-  directory is left behind only after a SIGKILL).
+  lock file or claim outlives the processes. The private gRPC directory under the temporary
+  directory (``serving-group-<pid>-*``) is left behind by a SIGKILL only; the next group started
+  by the same user removes those whose supervisor is gone (``sweep_stale_group_dirs``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -82,6 +84,44 @@ def worker_argv(argv: list[str]) -> list[str]:
     return out
 
 
+GROUP_DIR_PREFIX = "serving-group-"
+_GROUP_DIR = re.compile(re.escape(GROUP_DIR_PREFIX) + r"(\d+)-\w+")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep_stale_group_dirs(root: str | None = None) -> list[str]:
+    """Remove this user's ``serving-group-<pid>-*`` directories whose supervisor is gone (killed
+    by SIGKILL before its cleanup ran); returns their paths. A reused pid keeps its directory:
+    wrongly kept is harmless, wrongly removed would break a live group."""
+    root = root or tempfile.gettempdir()
+    removed = []
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _GROUP_DIR.fullmatch(entry.name)
+        try:
+            if (match is None or not entry.is_dir(follow_symlinks=False)
+                    or entry.stat(follow_symlinks=False).st_uid != os.getuid()
+                    or _alive(int(match.group(1)))):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(entry.path)
+    return removed
+
+
 def supervise(count: int, argv: list[str], host: str = "127.0.0.1", port: int = 0,
               grpc_port: int = 0, grpc_required: bool = True) -> int:
     """Run ``count`` workers of ``python -m serving <argv>`` until they exit; their worst code.
@@ -103,7 +143,10 @@ def supervise(count: int, argv: list[str], host: str = "127.0.0.1", port: int = 
                 grpc.close()
                 grpc = None
             log.warning("%s; serving REST only", exc)
-    private = tempfile.mkdtemp(prefix="serving-group-")  # mode 0700: only this user connects
+    for path in sweep_stale_group_dirs():
+        log.info("removed %s, left by a serving group that was killed", path)
+    # mode 0700: only this user connects; the pid lets a later group tell whether it is stale
+    private = tempfile.mkdtemp(prefix=f"{GROUP_DIR_PREFIX}{os.getpid()}-")
     links: list[WorkerLink] = []
     ends: list[socket.socket] = []
     for index in range(count):

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from serving.server import free_port
-from serving.workers import wait_for_first_sync
+from serving.workers import sweep_stale_group_dirs, wait_for_first_sync
 from tests.server_process import wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,8 +39,16 @@ def _group(tmp_path: Path, saved_model: Path, port: int, grpc_port: int = 0
             [sys.executable, "-m", "serving", "start", "--source", "directory", "--serving-dir",
              str(tmp_path / "serving"), "--port", str(port), "--grpc-port", str(grpc_port),
              "--workers", "2"],
-            cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
+            cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3",
+                               TMPDIR=str(_private_tmp(tmp_path))),
             stdout=subprocess.DEVNULL, stderr=log)
+
+
+def _private_tmp(tmp_path: Path) -> Path:
+    """The group's temporary directory (where its private gRPC directory goes)."""
+    path = tmp_path / "tmp"
+    path.mkdir(exist_ok=True)
+    return path
 
 
 def _wait_all_ready(tmp_path: Path, proc: subprocess.Popen[bytes]) -> None:
@@ -134,6 +142,13 @@ def test_a_killed_supervisor_frees_the_ports_and_its_workers_stop(tmp_path: Path
         while any(_alive(pid) for pid in workers):
             assert time.monotonic() < deadline, "workers outlived their supervisor"
             time.sleep(0.1)  # polling: the workers are not our children
+        # its private gRPC directory is left behind; the next group's sweep removes it
+        left = list(_private_tmp(tmp_path).glob(f"serving-group-{proc.pid}-*"))
+        assert len(left) == 1
+        live = _private_tmp(tmp_path) / f"serving-group-{os.getpid()}-live"
+        live.mkdir()  # a running supervisor's (this process is alive): kept
+        assert sweep_stale_group_dirs(str(_private_tmp(tmp_path))) == [str(left[0])]
+        assert not left[0].exists() and live.is_dir()
     finally:
         for pid in _children(proc.pid) if proc.poll() is None else []:
             os.kill(pid, signal.SIGKILL)
