@@ -260,7 +260,7 @@ class LaterTiesEarlyStopping(tf.keras.callbacks.EarlyStopping):
 # Optimizer steps per call of the compiled training function, at most: a small model's step is
 # ~13 ms of which ~2 ms are Keras' Python per step (1,000 handwritten digits, batch 32: fit 22.8 s
 # instead of 25.8-28.5 s, the same weights). Callbacks that look at batches (the time limit) see
-# every group of steps instead: at batch 128 on all of Fashion-MNIST a group is about 6 s.
+# every group of steps instead: at batch 128 on all of Fashion-MNIST a group is about 1 s.
 MAX_STEPS_PER_EXECUTION = 32
 
 
