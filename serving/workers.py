@@ -98,10 +98,27 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _listening(directory: str) -> bool:
+    """Whether a socket in ``directory`` still accepts connections (a worker is alive there)."""
+    for name in os.listdir(directory):
+        if not name.endswith(".sock"):
+            continue
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(0.5)
+            try:
+                probe.connect(os.path.join(directory, name))
+            except OSError:
+                continue
+            return True
+    return False
+
+
 def sweep_stale_group_dirs(root: str | None = None) -> list[str]:
     """Remove this user's ``serving-group-<pid>-*`` directories whose supervisor is gone (killed
-    by SIGKILL before its cleanup ran); returns their paths. A reused pid keeps its directory:
-    wrongly kept is harmless, wrongly removed would break a live group."""
+    by SIGKILL before its cleanup ran); returns their paths. Kept when the pid is alive (a reused
+    pid too) or a socket inside still accepts connections (a group whose pid this process cannot
+    see, in another PID namespace sharing the directory): wrongly kept is harmless, wrongly
+    removed would break a live group's gRPC."""
     root = root or tempfile.gettempdir()
     removed = []
     try:
@@ -113,7 +130,7 @@ def sweep_stale_group_dirs(root: str | None = None) -> list[str]:
         try:
             if (match is None or not entry.is_dir(follow_symlinks=False)
                     or entry.stat(follow_symlinks=False).st_uid != os.getuid()
-                    or _alive(int(match.group(1)))):
+                    or _alive(int(match.group(1))) or _listening(entry.path)):
                 continue
         except OSError:
             continue

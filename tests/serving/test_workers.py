@@ -147,8 +147,14 @@ def test_a_killed_supervisor_frees_the_ports_and_its_workers_stop(tmp_path: Path
         assert len(left) == 1
         live = _private_tmp(tmp_path) / f"serving-group-{os.getpid()}-live"
         live.mkdir()  # a running supervisor's (this process is alive): kept
-        assert sweep_stale_group_dirs(str(_private_tmp(tmp_path))) == [str(left[0])]
-        assert not left[0].exists() and live.is_dir()
+        # a dead pid, but a worker still listens inside (a group in another PID namespace): kept
+        elsewhere = _private_tmp(tmp_path) / f"serving-group-{left[0].name.split('-')[2]}-other"
+        elsewhere.mkdir()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listening:
+            listening.bind(str(elsewhere / "grpc-0.sock"))
+            listening.listen(1)
+            assert sweep_stale_group_dirs(str(_private_tmp(tmp_path))) == [str(left[0])]
+        assert not left[0].exists() and live.is_dir() and elsewhere.is_dir()
     finally:
         for pid in _children(proc.pid) if proc.poll() is None else []:
             os.kill(pid, signal.SIGKILL)
