@@ -71,16 +71,12 @@ def augmentation(name: str) -> list[Any]:
 
 def load(dataset: str, records: Path | None) -> tuple[Any, Any]:
     """Training images [N, 28, 28, 1] in [0, 1] and labels."""
-    import numpy as np
 
     if dataset == "digits":
-        from sklearn.datasets import load_digits
+        from pipeline.datasets import embedded_digits
 
-        from pipeline.datasets import upscale_digit
-
-        digits = load_digits()
-        x = np.stack([upscale_digit(i) for i in digits.images]).astype(np.float32)[..., None]
-        return x / 255, digits.target.astype(np.int64)
+        x, y = embedded_digits()
+        return scaled(x), y
     if records is None or not records.is_file():
         raise SystemExit("--dataset handwriting needs TFX's mnist.tfrecord in --mnist-records "
                          "(or MNIST_TFX_RECORDS)")

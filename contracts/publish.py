@@ -64,7 +64,8 @@ def publish(staging: str, parent: str, taken: Iterable[int] = ()) -> tuple[int, 
     return version, target
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -93,6 +94,6 @@ def stale_staging(parent: str) -> list[str]:
         parts = name[len(STAGING_PREFIX):].split("-")
         if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
             continue
-        if not _pid_alive(int(parts[1])):
+        if not pid_alive(int(parts[1])):
             stale.append(path)
     return stale

@@ -103,17 +103,7 @@ EVAL_BATCH = 256  # examples per eval step: inference only, so the batch does no
 
 def _repeated(arrays: tuple[np.ndarray, np.ndarray], batch_size: int,
               shuffle: bool) -> tuple[tf.data.Dataset, int]:
-    """In-memory (images, labels) as an endless dataset of batches, and the steps of one pass.
-
-    Keras fits numpy arrays through a dataset it iterates afresh every epoch, and every fresh
-    iterator instantiates and optimises the dataset's functions again: in the Trainer, after
-    Transform and StatisticsGen filled the process's function library, that took about 0.2 s per
-    epoch and per split (measured: 1,000 handwritten digits fit in 43 s in the pipeline against
-    21 s in a bare process). An endless dataset with ``steps_per_epoch`` keeps one iterator for
-    the whole fit; each epoch is still exactly one pass, reshuffled (``shuffle``), with the last
-    batch partial. As in Keras, what is shuffled is the indices, not the images (a shuffle buffer
-    of images would hold a second copy of the split).
-    """
+    """In-memory (images, labels) as an endless dataset of batches, and the steps of one pass."""
     images, labels = tf.constant(arrays[0]), tf.constant(arrays[1])
     count = len(arrays[1])
     indices = tf.data.Dataset.range(count)
@@ -125,6 +115,26 @@ def _repeated(arrays: tuple[np.ndarray, np.ndarray], batch_size: int,
                .repeat()
                .prefetch(tf.data.AUTOTUNE))
     return dataset, math.ceil(count / batch_size)
+
+
+def in_memory_fit_data(train: tuple[np.ndarray, np.ndarray],
+                       evaluation: tuple[np.ndarray, np.ndarray],
+                       batch_size: int) -> dict[str, Any]:
+    """``fit`` arguments for splits held in memory (the Trainer's and the Tuner's trials).
+
+    Keras fits numpy arrays through a dataset it iterates afresh every epoch, and every fresh
+    iterator instantiates and optimises the dataset's functions again: in the pipeline's process,
+    after Transform and StatisticsGen filled its function library, that took about 0.2 s per
+    epoch and per split (docs/training.md, "One iterator for the whole fit"). Endless datasets
+    with ``steps_per_epoch`` and ``validation_steps`` keep one iterator each for the whole fit;
+    each epoch is still exactly one pass, reshuffled, with the last batch partial. As in Keras,
+    what is shuffled is the indices, not the images (a shuffle buffer of images would hold a
+    second copy of the split).
+    """
+    train_ds, train_steps = _repeated(train, batch_size, shuffle=True)
+    eval_ds, eval_steps = _repeated(evaluation, max(batch_size, EVAL_BATCH), shuffle=False)
+    return {"x": train_ds, "steps_per_epoch": train_steps,
+            "validation_data": eval_ds, "validation_steps": eval_steps}
 
 
 def _count_records(file_pattern: list[str]) -> int:
@@ -238,18 +248,16 @@ def run_fn(fn_args: Any) -> None:
     logging.info("Training budget: %s", budget.reason)
 
     if train is not None and evaluation is not None:
-        train_ds, train_steps = _repeated(train, hparams.batch_size, shuffle=True)
-        eval_ds, eval_steps = _repeated(evaluation, max(hparams.batch_size, EVAL_BATCH),
-                                        shuffle=False)
-    else:
-        train_ds = _stream(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
-                           hparams.batch_size, shuffle=True)
-        eval_ds = _stream(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
-                          hparams.batch_size, shuffle=False)
-        train_steps = eval_steps = None  # one pass of a stream of unknown length per epoch
+        data = in_memory_fit_data(train, evaluation, hparams.batch_size)
+    else:  # one pass of a stream of unknown length per epoch
+        data = {"x": _stream(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
+                             hparams.batch_size, shuffle=True),
+                "validation_data": _stream(fn_args.eval_files, fn_args.data_accessor,
+                                           tf_transform_output, hparams.batch_size,
+                                           shuffle=False)}
     # Known epoch lengths let Keras run several steps per call; a stream's cannot.
     model = build_model(hparams, num_classes=len(class_names),
-                        steps_per_execution=execution_steps(train_steps) if train_steps else 1)
+                        steps_per_execution=execution_steps(data.get("steps_per_epoch") or 1))
     warm_from = warm_start_weights(model, getattr(fn_args, "base_model", None))
     early, time_limit = budget_callbacks(budget)
     callbacks = [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch",
@@ -259,9 +267,7 @@ def run_fn(fn_args: Any) -> None:
         callbacks.append(ProgressFile(os.environ[PROGRESS_ENV], budget.epochs,
                                       budget.max_train_minutes))
     started = time.monotonic()
-    history = model.fit(train_ds, steps_per_epoch=train_steps, epochs=hparams.epochs,
-                        validation_data=eval_ds, validation_steps=eval_steps,
-                        callbacks=callbacks, verbose=2)
+    history = model.fit(**data, epochs=hparams.epochs, callbacks=callbacks, verbose=2)
     train_seconds = time.monotonic() - started
 
     # Mixed precision trains in bfloat16; what is served (and evaluated by TFMA) is float32.

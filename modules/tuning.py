@@ -22,7 +22,13 @@ import tensorflow as tf
 from modules import features
 from modules.hparams import HParams
 from modules.model import build_model, schedule_callbacks
-from modules.trainer import _load_arrays, in_memory_limit, plan_for, resolve_hparams
+from modules.trainer import (
+    _load_arrays,
+    in_memory_fit_data,
+    in_memory_limit,
+    plan_for,
+    resolve_hparams,
+)
 
 OBJECTIVE = "val_sparse_categorical_accuracy"
 
@@ -100,7 +106,9 @@ class CnnHyperModel(keras_tuner.HyperModel):
             **kwargs: Any) -> Any:
         hparams = self.trial_hparams(hp)
         kwargs["epochs"] = hparams.epochs
-        kwargs["batch_size"] = hparams.batch_size
+        # tuner_fn's arrays, batched at the trial's size as the Trainer does (one iterator a fit)
+        kwargs.update(in_memory_fit_data((kwargs.pop("x"), kwargs.pop("y")),
+                                         kwargs.pop("validation_data"), hparams.batch_size))
         # KerasTuner's own callbacks are Keras 3 objects; tf_keras's fit needs tf_keras ones.
         kwargs["callbacks"] = [c if isinstance(c, tf.keras.callbacks.Callback) else _ForwardCallback(c)
                                for c in kwargs.get("callbacks") or []] + schedule_callbacks(hparams)

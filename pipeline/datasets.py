@@ -57,6 +57,15 @@ def upscale_digit(image8: np.ndarray) -> np.ndarray:
     return out
 
 
+def embedded_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as ``make run`` writes them: uint8 [n, 28, 28] and int64 labels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.stack([upscale_digit(image8) for image8 in digits.images])
+    return images, digits.target.astype(np.int64)
+
+
 def _is_complete(dest: Path) -> bool:
     marker = dest / COMPLETE_MARKER
     return marker.is_file() and marker.read_text().strip() == str(DIGITS_COUNT)
@@ -69,7 +78,6 @@ def materialize_digits(dest: str = "data/digits") -> str:
     and renamed), so an interrupted run never leaves half a dataset behind.
     """
     from PIL import Image
-    from sklearn.datasets import load_digits
 
     target = Path(dest)
     if _is_complete(target):
@@ -81,12 +89,12 @@ def materialize_digits(dest: str = "data/digits") -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        digits = load_digits()
-        for n, (image8, label) in enumerate(zip(digits.images, digits.target, strict=True)):
+        images, labels = embedded_digits()
+        for n, (image, label) in enumerate(zip(images, labels, strict=True)):
             folder = tmp / str(int(label))
             folder.mkdir(exist_ok=True)
-            Image.fromarray(upscale_digit(image8), mode="L").save(folder / f"{n}.png")
-        (tmp / COMPLETE_MARKER).write_text(f"{len(digits.target)}\n")
+            Image.fromarray(image, mode="L").save(folder / f"{n}.png")
+        (tmp / COMPLETE_MARKER).write_text(f"{len(labels)}\n")
         if target.exists():
             target.rmdir()  # empty (checked above)
         os.rename(tmp, target)

@@ -43,6 +43,7 @@ import threading
 import time
 from types import FrameType
 
+from contracts.publish import pid_alive
 from serving.group_channel import GRPC_PATH_ENV, PAIR_FD_ENV
 from serving.group_front import GroupFront, WorkerLink
 from serving.listen import claim, hold_other_family
@@ -88,16 +89,6 @@ GROUP_DIR_PREFIX = "serving-group-"
 _GROUP_DIR = re.compile(re.escape(GROUP_DIR_PREFIX) + r"(\d+)-\w+")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 def _listening(directory: str) -> bool:
     """Whether a socket in ``directory`` still accepts connections (a worker is alive there)."""
     for name in os.listdir(directory):
@@ -130,7 +121,7 @@ def sweep_stale_group_dirs(root: str | None = None) -> list[str]:
         try:
             if (match is None or not entry.is_dir(follow_symlinks=False)
                     or entry.stat(follow_symlinks=False).st_uid != os.getuid()
-                    or _alive(int(match.group(1))) or _listening(entry.path)):
+                    or pid_alive(int(match.group(1))) or _listening(entry.path)):
                 continue
         except OSError:
             continue
