@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from modules.training_progress import PROGRESS_ENV, EpochProgress
@@ -156,8 +156,14 @@ def training_progress(reporter: ProgressReporter) -> Iterator[EpochWatcher]:
 
 
 @contextlib.contextmanager
-def reporting(reporter: ProgressReporter) -> Iterator[ProgressReporter]:
-    """Report every node TFX's portable Launcher runs while the block executes."""
+def reporting(reporter: ProgressReporter,
+              after_launch: Callable[[str, Any], None] | None = None,
+              ) -> Iterator[ProgressReporter]:
+    """Report every node TFX's portable Launcher runs while the block executes.
+
+    ``after_launch(node_id, execution_info)`` is called after each node that ran (not from the
+    cache) and succeeded, before the next one starts; it must not raise.
+    """
     from tfx.orchestration.portable import launcher
 
     original_launch = launcher.Launcher.launch
@@ -165,6 +171,9 @@ def reporting(reporter: ProgressReporter) -> Iterator[ProgressReporter]:
 
     def launch(self: Any, *args: Any, **kwargs: Any) -> Any:
         name = self._pipeline_node.node_info.id
+        # Transform leaves absl's logger at WARNING: every later component's INFO lines would be
+        # missing from the run's log file. Each node logs at the level the run set.
+        logging.getLogger("absl").setLevel(logging.NOTSET)
         reporter.started(name)
         try:
             result = original_launch(self, *args, **kwargs)
@@ -172,6 +181,9 @@ def reporting(reporter: ProgressReporter) -> Iterator[ProgressReporter]:
             reporter.finished(name, failed=True)
             raise
         reporter.finished(name)
+        timing = reporter.timings.get(name)
+        if after_launch is not None and not (timing is not None and timing.cached):
+            after_launch(name, result)
         return result
 
     def prepare(self: Any, *args: Any, **kwargs: Any) -> Any:

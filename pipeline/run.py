@@ -16,6 +16,7 @@ from datasources import storage
 from datasources.readers import DataError
 from pipeline.config import PipelineConfig
 from pipeline.datasets import ResolvedData, resolve_data
+from pipeline.heap import imports_frozen
 from pipeline.progress import ProgressReporter, captured_output, reporting
 from pipeline.run_summary import RunSummary, infra_lines
 
@@ -90,6 +91,7 @@ def run_pipeline(
         from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
         from metastore.metadata_config import connection_config
+        from pipeline.components.infra_server_ahead import started_after_training
         from pipeline.pipeline import create_pipeline
         from pipeline.run_summary import summarize_run
 
@@ -98,7 +100,8 @@ def run_pipeline(
         stream = terminal if out is sys.stdout else out
         progress = ProgressReporter(stream, total=len(pipeline.components))
         error: BaseException | None = None
-        with reporting(progress):
+        with (started_after_training(pipeline) as after_launch,
+              reporting(progress, after_launch), imports_frozen()):
             try:
                 if orchestrator == "beam":
                     from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner

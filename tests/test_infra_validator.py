@@ -291,6 +291,62 @@ def test_an_interrupted_validation_stops_the_server(
     assert len(started_pids) == 1 and _gone(started_pids[0])
 
 
+# -- the server started when the Trainer finished (pipeline.components.infra_server_ahead) ---
+def test_a_server_started_after_training_is_claimed_not_started_again(
+        good_model: Path, examples: Any, tmp_path: Path, started_pids: list[int]) -> None:
+    from pipeline.components import infra_server_ahead
+
+    infra_server_ahead.start(str(good_model), "candidate")
+    assert len(started_pids) == 1
+    blessing = _validate(good_model, examples, tmp_path)
+    assert blessing.get_int_custom_property("blessed") == 1
+    assert blessing.get_int_custom_property(mlmd.INFRA_REQUESTS) == NUM_EXAMPLES
+    assert len(started_pids) == 1 and _gone(started_pids[0])  # that one answered, then stopped
+    assert infra_server_ahead.claim(str(good_model), "candidate") is None
+
+
+def test_a_server_started_for_another_model_is_not_used(
+        good_model: Path, broken_model: Path, examples: Any, tmp_path: Path,
+        started_pids: list[int]) -> None:
+    from pipeline.components import infra_server_ahead
+
+    infra_server_ahead.start(str(good_model), "candidate")
+    blessing = _validate(broken_model, examples, tmp_path)  # the broken one is validated
+    assert blessing.get_int_custom_property("blessed") == 0
+    assert len(started_pids) == 2 and _gone(started_pids[1])
+    infra_server_ahead.stop_unclaimed()
+    assert _gone(started_pids[0])
+
+
+def test_the_run_hook_starts_the_server_after_the_trainer_and_stops_it_unclaimed(
+        good_model: Path, tmp_path: Path, started_pids: list[int]) -> None:
+    from types import SimpleNamespace
+
+    from pipeline.components.infra_server_ahead import started_after_training
+    from pipeline.config import PipelineConfig
+    from pipeline.datasets import ResolvedData
+    from pipeline.pipeline import create_pipeline
+    from tests.datagen import write_png_folder
+
+    folder = str(write_png_folder(tmp_path / "data", n_per_class=4, classes=(0, 1), split_folders=True))
+    data = ResolvedData(path=folder, class_names=("zero", "one"), description="test")
+    model = standard_artifacts.Model()
+    model.uri = str(good_model.parent)
+    trained = SimpleNamespace(output_dict={standard_component_specs.MODEL_KEY: [model]})
+    for enabled in (False, True):
+        config = PipelineConfig(data=folder, infra_validation=enabled, model_name="digits",
+                                pipeline_root=str(tmp_path / "root"))
+        with started_after_training(create_pipeline(config, data)) as after_launch:
+            after_launch("Evaluator", trained)  # not the node that makes the validated model
+            after_launch("Trainer", None)  # from the cache: nothing new to validate
+            assert started_pids == []
+            after_launch("Trainer", trained)
+            assert len(started_pids) == int(enabled)
+            if enabled:
+                assert not _gone(started_pids[0])
+    assert len(started_pids) == 1 and _gone(started_pids[0])  # nobody claimed it: stopped
+
+
 def test_the_executor_refuses_a_docker_or_kubernetes_spec(good_model: Path) -> None:
     from tfx.proto import infra_validator_pb2
 
@@ -314,6 +370,9 @@ def test_the_tiny_run_infra_validates_then_pushes_the_warmed_model(tiny_pipeline
     assert warm.is_file() and (pushed / "assets.extra" / "dict.tsv").is_file()
     assert "served:        yes" in run.output
     assert "InfraValidator" in run.output  # its progress line, with its seconds
+    # the server it used was started when the Trainer finished, while the Evaluator ran
+    logs = "".join(p.read_text(errors="replace") for p in (Path(run.root) / "logs").glob("*.log"))
+    assert "started after training" in logs
     # MLMD: the run's model carries its InfraBlessing in the lineage the registry reads
     from metastore.pipeline_models import candidate, latest_artifact
     from metastore.store import Store, parse_backend

@@ -31,10 +31,19 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import path_utils, proto_utils
 
 from contracts import mlmd, signatures
+from pipeline.components import infra_server_ahead
 from pipeline.components.infra_validator_runner import LocalServingRunner, log_excerpt
 
 POLLING_INTERVAL_S = 0.1  # TFX polls the model status every 1 s; the server loads in ~1 s
 SERVER_BINARY_TAG = "serving-start"  # the ServingSpec needs one "image tag"; names our server
+
+
+def model_name_of(validator: Any) -> str:
+    """The model name a validator component's ``ServingSpec`` serves the model under."""
+    spec = validator.exec_properties[standard_component_specs.SERVING_SPEC_KEY]
+    if isinstance(spec, str):  # as compiled: the proto's JSON
+        spec = proto_utils.json_to_proto(spec, infra_validator_pb2.ServingSpec())
+    return str(spec.model_name)
 
 
 def serving_spec(model_name: str) -> infra_validator_pb2.ServingSpec:
@@ -121,7 +130,12 @@ class InfraValidatorExecutor(iv_executor.Executor):
         if spec.WhichOneof("serving_platform") is not None or not spec.model_name:
             return None  # refused (or named by TFX) in _ValidateOnce
         model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
-        runner = LocalServingRunner(self._PrepareModelPath(model, spec), spec.model_name)
+        model_path = self._PrepareModelPath(model, spec)
+        ahead = infra_server_ahead.claim(model_path, spec.model_name)
+        if ahead is not None:  # the local runner started it when the Trainer finished
+            logging.info("Using %r, started after training.", ahead)
+            return ahead
+        runner = LocalServingRunner(model_path, spec.model_name)
         try:
             runner.Start()
         except Exception:  # noqa: BLE001 - _ValidateOnce starts it again and reports why
