@@ -92,6 +92,7 @@ def run_pipeline(
 
         from metastore.metadata_config import connection_config
         from pipeline.components.infra_server_ahead import started_after_training
+        from pipeline.components.infra_validator import model_producers
         from pipeline.pipeline import create_pipeline
         from pipeline.run_summary import summarize_run
 
@@ -100,7 +101,7 @@ def run_pipeline(
         stream = terminal if out is sys.stdout else out
         progress = ProgressReporter(stream, total=len(pipeline.components))
         error: BaseException | None = None
-        with (started_after_training(pipeline) as after_launch,
+        with (started_after_training(model_producers(pipeline)) as after_launch,
               reporting(progress, after_launch), imports_frozen()):
             try:
                 if orchestrator == "beam":

@@ -336,7 +336,9 @@ def test_the_run_hook_starts_the_server_after_the_trainer_and_stops_it_unclaimed
     for enabled in (False, True):
         config = PipelineConfig(data=folder, infra_validation=enabled, model_name="digits",
                                 pipeline_root=str(tmp_path / "root"))
-        with started_after_training(create_pipeline(config, data)) as after_launch:
+        producers = iv.model_producers(create_pipeline(config, data))
+        assert producers == ({"Trainer": "digits"} if enabled else {})
+        with started_after_training(producers) as after_launch:
             after_launch("Evaluator", trained)  # not the node that makes the validated model
             after_launch("Trainer", None)  # from the cache: nothing new to validate
             assert started_pids == []

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from absl import logging
@@ -58,23 +58,15 @@ def stop_unclaimed() -> None:
 
 
 @contextlib.contextmanager
-def started_after_training(pipeline: Any) -> Iterator[Callable[[str, Any], None]]:
-    """A launch hook for ``pipeline.progress.reporting``: after the node that feeds the
-    InfraValidator its model has run (not from cache), start the server on that model.
+def started_after_training(producers: Mapping[str, str]) -> Iterator[Callable[[str, Any], None]]:
+    """A launch hook for ``pipeline.progress.reporting``: after a node of ``producers`` (node id
+    -> the model name its InfraValidator serves under; ``infra_validator.model_producers``) has
+    run, not from the cache, start the server on the model it made.
 
-    Yields a no-op hook when the pipeline has no InfraValidator of ours. Unclaimed servers are
-    stopped when the block ends.
+    Servers nobody claimed are stopped when the block ends.
     """
     from tfx.types import standard_component_specs
     from tfx.utils import path_utils
-
-    from pipeline.components.infra_validator import LocalInfraValidator, model_name_of
-
-    validators = [c for c in pipeline.components if isinstance(c, LocalInfraValidator)]
-    producers: dict[str, str] = {}
-    for validator in validators:
-        channel = validator.inputs[standard_component_specs.MODEL_KEY]
-        producers[channel.producer_component_id] = model_name_of(validator)
 
     def after_launch(node_id: str, execution_info: Any) -> None:
         name = producers.get(node_id)

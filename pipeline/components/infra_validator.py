@@ -46,6 +46,15 @@ def model_name_of(validator: Any) -> str:
     return str(spec.model_name)
 
 
+def model_producers(pipeline: Any) -> dict[str, str]:
+    """For each of our InfraValidators in ``pipeline``: the id of the node that makes its model
+    -> the name it serves the model under (``infra_server_ahead.started_after_training``)."""
+    return {
+        c.inputs[standard_component_specs.MODEL_KEY].producer_component_id: model_name_of(c)
+        for c in pipeline.components if isinstance(c, LocalInfraValidator)
+    }
+
+
 def serving_spec(model_name: str) -> infra_validator_pb2.ServingSpec:
     """TF Serving's API (our server speaks it), no platform: the local process runner."""
     return infra_validator_pb2.ServingSpec(
