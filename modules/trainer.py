@@ -114,7 +114,16 @@ def _repeated(arrays: tuple[np.ndarray, np.ndarray], batch_size: int,
                     num_parallel_calls=tf.data.AUTOTUNE)
                .repeat()
                .prefetch(tf.data.AUTOTUNE))
-    return dataset, math.ceil(count / batch_size)
+    return dataset.with_options(_NO_AUTOTUNE), math.ceil(count / batch_size)
+
+
+# tf.data's autotuning thread sleeps ever longer between passes (the period doubles), and an
+# iterator's destructor waits for it to wake: a fit of one iterator ended with the Trainer idle
+# for 4-20 s, about as long as the fit itself, in one fit out of two or three. Nothing is left to
+# tune in a gather from memory (benchmarks/fit_teardown_bench.py; docs/training.md, "The stall
+# after the last epoch").
+_NO_AUTOTUNE = tf.data.Options()
+_NO_AUTOTUNE.autotune.enabled = False
 
 
 def in_memory_fit_data(train: tuple[np.ndarray, np.ndarray],

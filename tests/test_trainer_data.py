@@ -33,3 +33,15 @@ def test_each_epoch_is_one_reshuffled_pass_with_a_partial_last_batch() -> None:
 
     ordered, steps = _repeated((x, y), batch_size=4, shuffle=False)
     assert _passes(ordered, steps, 2) == [list(range(10))] * 2
+
+
+def test_the_fit_datasets_run_without_tf_data_autotuning() -> None:
+    """Its thread would hold up the end of the fit (docs/training.md, "The stall after the last
+    epoch"); both splits go without it."""
+    from modules.trainer import in_memory_fit_data
+
+    x = np.zeros((6, 28, 28, 1), np.float32)
+    y = np.zeros(6, np.int64)
+    fit = in_memory_fit_data((x, y), (x, y), batch_size=4)
+    for dataset in (fit["x"], fit["validation_data"]):
+        assert dataset.options().autotune.enabled is False
