@@ -5,8 +5,9 @@ After those imports the process holds about 600,000 long-lived objects (modules,
 protobuf descriptors). CPython's full collections walk every one of them: on a run of the
 1,000-record handwriting pipeline that is 11 passes and 2.2 s, and the interpreter's last pass
 at exit another 2 s, all to find nothing (measured with ``gc.callbacks``; docs/training.md,
-"The collector"). ``gc.freeze`` is CPython's own tool for this: it moves the objects alive now
-into a permanent generation that collections skip.
+"The stall after the last epoch, the collector and the validation server"). ``gc.freeze`` is
+CPython's own tool for this: it moves the objects alive now into a permanent generation that
+collections skip.
 """
 
 from __future__ import annotations
