@@ -21,24 +21,29 @@ from typing import Any
 
 from absl import logging
 
-from pipeline.components.infra_validator_runner import LocalServingRunner
+from pipeline.components.infra_validator_runner import (
+    LocalServingRunner,
+    served_model_path,
+    started_runner,
+)
 
 _lock = threading.Lock()
 _waiting: dict[tuple[str, str], LocalServingRunner] = {}
 
 
+def _key(model_path: str, model_name: str) -> tuple[str, str]:
+    return os.path.abspath(model_path), model_name
+
+
 def start(model_path: str, model_name: str) -> None:
     """Start a validation server for ``model_path`` now; never raises (the executor retries)."""
-    runner = LocalServingRunner(model_path, model_name)
-    try:
-        runner.Start()
-    except Exception as error:  # noqa: BLE001 - the executor starts its own and reports why
-        logging.info("No validation server started ahead for %s: %s", model_path, error)
-        runner.Stop()
+    runner = started_runner(model_path, model_name)
+    if runner is None:  # the executor starts its own and reports why
+        logging.info("No validation server started ahead for %s.", model_path)
         return
     with _lock:
-        previous = _waiting.pop((runner.model_path, model_name), None)
-        _waiting[(runner.model_path, model_name)] = runner
+        previous = _waiting.pop(_key(model_path, model_name), None)
+        _waiting[_key(model_path, model_name)] = runner
     if previous is not None:
         previous.Stop()
 
@@ -46,7 +51,7 @@ def start(model_path: str, model_name: str) -> None:
 def claim(model_path: str, model_name: str) -> LocalServingRunner | None:
     """The server started ahead for this model and name, now the caller's to stop, or None."""
     with _lock:
-        return _waiting.pop((os.path.abspath(model_path), model_name), None)
+        return _waiting.pop(_key(model_path, model_name), None)
 
 
 def stop_unclaimed() -> None:
@@ -66,7 +71,6 @@ def started_after_training(producers: Mapping[str, str]) -> Iterator[Callable[[s
     Servers nobody claimed are stopped when the block ends.
     """
     from tfx.types import standard_component_specs
-    from tfx.utils import path_utils
 
     def after_launch(node_id: str, execution_info: Any) -> None:
         name = producers.get(node_id)
@@ -75,9 +79,7 @@ def started_after_training(producers: Mapping[str, str]) -> Iterator[Callable[[s
         models = execution_info.output_dict.get(standard_component_specs.MODEL_KEY) or []
         if len(models) != 1:
             return
-        model = models[0]
-        start(path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model)),
-              name)
+        start(served_model_path(models[0]), name)
 
     try:
         yield after_launch

@@ -28,11 +28,16 @@ from tfx.components.infra_validator import executor as iv_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import infra_validator_pb2
 from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import path_utils, proto_utils
+from tfx.utils import proto_utils
 
 from contracts import mlmd, signatures
 from pipeline.components import infra_server_ahead
-from pipeline.components.infra_validator_runner import LocalServingRunner, log_excerpt
+from pipeline.components.infra_validator_runner import (
+    LocalServingRunner,
+    log_excerpt,
+    served_model_path,
+    started_runner,
+)
 
 POLLING_INTERVAL_S = 0.1  # TFX polls the model status every 1 s; the server loads in ~1 s
 SERVER_BINARY_TAG = "serving-start"  # the ServingSpec needs one "image tag"; names our server
@@ -144,18 +149,12 @@ class InfraValidatorExecutor(iv_executor.Executor):
         if ahead is not None:  # the local runner started it when the Trainer finished
             logging.info("Using %r, started after training.", ahead)
             return ahead
-        runner = LocalServingRunner(model_path, spec.model_name)
-        try:
-            runner.Start()
-        except Exception:  # noqa: BLE001 - _ValidateOnce starts it again and reports why
-            runner.Stop()
-            return None
-        return runner
+        return started_runner(model_path, spec.model_name)  # None: _ValidateOnce reports why
 
     def _PrepareModelPath(self, model: types.Artifact,  # noqa: N802 - TFX's method
                           serving_spec: infra_validator_pb2.ServingSpec) -> str:
         """The Trainer's SavedModel as it is: the runner links it as ``<name>/1``."""
-        return path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
+        return served_model_path(model)
 
     def _ValidateOnce(self, model_path: str,  # noqa: N802 - TFX's method
                       serving_binary: serving_bins.ServingBinary,

@@ -28,8 +28,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from tfx.components.infra_validator.model_server_runners import base_runner
+from tfx.utils import path_utils
 
 SERVED_VERSION = 1
 AUTH_TOKEN_ENV = "SERVING_AUTH_TOKEN"  # serving.options.AUTH_TOKEN_ENV (the pipeline runs the
@@ -171,3 +173,20 @@ class LocalServingRunner(base_runner.BaseModelServerRunner):
 
     def GetLogs(self) -> str | None:  # noqa: N802 - TFX's interface
         return (self._read_log() if self._dir is not None else getattr(self, "_logs", "")) or None
+
+
+def served_model_path(model: Any) -> str:
+    """The Trainer's SavedModel inside its Model artifact, as it is (the runner links it)."""
+    return path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
+
+
+def started_runner(model_path: str, model_name: str) -> LocalServingRunner | None:
+    """A runner whose server has started on ``model_path``, or None when it could not start
+    (the caller's first try starts another and reports why)."""
+    runner = LocalServingRunner(model_path, model_name)
+    try:
+        runner.Start()
+    except Exception:  # noqa: BLE001 - reported by the try that starts it again
+        runner.Stop()
+        return None
+    return runner
