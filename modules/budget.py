@@ -38,6 +38,10 @@ samples and scikit-learn's digits (docs/training.md has the numbers):
 * **Precision**: mixed bfloat16 for big data (the batch-128 band) where the CPU computes
   it natively (``modules/precision.py``), else float32; the weights and the served model are
   float32 either way.
+* **Label smoothing** of 0.1 when the run trains without augmentation (more than
+  ``AUGMENT_MAX_PER_CLASS`` examples per class): all 60,000 Fashion-MNIST images, three seeds,
+  eval 0.9229 against 0.9198 on average and ahead in each, test +0.2 to +0.4 points, the same time.
+  With augmentation none (the embedded digits: 0.801, 0.802 against 0.808, 0.811 without).
 
 Any of ``epochs``, ``batch_size``, ``augment`` and ``augmentation`` set explicitly in
 ``HParams`` (``--epochs``, ``--batch-size``, ``--[no-]augment``) wins over the rule, and the
@@ -67,6 +71,7 @@ AFFINE_MIN_MARGIN_PX = 2.0
 SMOOTH_MAX_DETAIL = 0.05  # digits 0.026; Fashion-MNIST 0.101; MNIST 0.110 (image_profile.py)
 INPUT_BLUR_PX = 1.0
 TRAIN_BLUR_FRACTION = 0.5  # the blur while training, as a share of the served one (model.py)
+LABEL_SMOOTHING = 0.1  # without augmentation (large classes); Fashion-MNIST 60k: +0.2-0.5 points
 HALF_RESOLUTION_BLUR = 1.0  # from this blur on the model reads every second pixel (model.py)
 DEFAULT_MAX_TRAIN_MINUTES = 60.0
 
@@ -88,6 +93,7 @@ class TrainingBudget:
     convs_per_block: int
     image_detail: float | None  # the measurement behind ``input_blur`` (None: not measured)
     precision: str  # "float32" or "mixed_bfloat16" (modules/precision.py)
+    label_smoothing: float  # the share of each label spread over the other classes (0: none)
     patience: int
     watch_from_epoch: int  # 0-based: early stopping ignores the epochs before it
     max_train_minutes: float | None
@@ -103,7 +109,7 @@ class TrainingBudget:
             hparams, epochs=self.epochs, batch_size=self.batch_size, augment=self.augment,
             augmentation=self.augmentation if self.augment else hparams.augmentation,
             input_blur=self.input_blur, convs_per_block=self.convs_per_block,
-            precision=self.precision)
+            precision=self.precision, label_smoothing=self.label_smoothing)
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
@@ -181,6 +187,8 @@ def plan_budget(train_examples: int, hparams: HParams, *, eval_examples: int = 0
                    else "1 conv per block at full resolution")
     precision, precision_why = precision_for(hparams, train_examples)
     why.append(precision_why)
+    label_smoothing, smoothing_why = label_smoothing_for(hparams, augment)
+    why.append(smoothing_why)
     patience = patience_for(epochs)
     watch_from = epochs // 2
     why.append(f"early stopping on eval accuracy from epoch {watch_from + 1}, patience {patience}")
@@ -191,6 +199,7 @@ def plan_budget(train_examples: int, hparams: HParams, *, eval_examples: int = 0
         batch_size=batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch, augment=augment,
         augmentation=augmentation if augment else "none", image_margin_px=margin,
         input_blur=input_blur, convs_per_block=convs, image_detail=detail, precision=precision,
+        label_smoothing=label_smoothing,
         patience=patience, watch_from_epoch=watch_from, max_train_minutes=max_train_minutes, reason="; ".join(why),
     )
 
@@ -221,6 +230,19 @@ def input_blur_for(hparams: HParams, detail: float | None) -> tuple[float, str]:
                                f"detail {detail:.3f} < {SMOOTH_MAX_DETAIL}: smooth scans, so "
                                "sharp inputs are read at their detail)")
     return 0.0, f"no input blur (fine detail {detail:.3f} >= {SMOOTH_MAX_DETAIL})"
+
+
+def label_smoothing_for(hparams: HParams, augment: bool) -> tuple[float, str]:
+    """The loss's label smoothing and why: ``hparams.label_smoothing`` wins; else
+    ``LABEL_SMOOTHING`` when the run trains without augmentation (classes large enough to vary
+    by themselves), and none with it, where the random transforms already regularise."""
+    if hparams.label_smoothing is not None:
+        return hparams.label_smoothing, (f"label smoothing {hparams.label_smoothing:g} "
+                                         "(set: --label-smoothing)")
+    if augment:
+        return 0.0, "no label smoothing (augmentation regularises)"
+    return LABEL_SMOOTHING, (f"label smoothing {LABEL_SMOOTHING:g} (no augmentation: it "
+                             "regularises instead)")
 
 
 def precision_for(hparams: HParams, train_examples: int,

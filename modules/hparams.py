@@ -13,7 +13,8 @@ AUGMENTATIONS = ("shift", "affine")  # see modules/model.py and modules/budget.p
 # The type of the fields whose default is None (from_dict casts by the default's type).
 _OPTIONAL_KINDS: dict[str, object] = {"epochs": 0, "batch_size": 0, "augment": False,
                                       "augmentation": "", "input_blur": 0.0,
-                                      "convs_per_block": 0, "precision": ""}
+                                      "convs_per_block": 0, "precision": "",
+                                      "label_smoothing": 0.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +43,9 @@ class HParams:
     # "float32" or "mixed_bfloat16" (weights stay float32; modules/precision.py); None: chosen by
     # modules/budget.py from the CPU (mixed bfloat16 where it is native).
     precision: str | None = None
+    # The share of each training label spread over the other classes (0: none); None: chosen by
+    # modules/budget.py (0.1 for data large enough to train without augmentation).
+    label_smoothing: float | None = None
     optimizer: str = "adam"  # "adam" or "sgd" (SGD with Nesterov momentum 0.9)
     # "cosine": the learning rate falls from learning_rate to ~0 over the epochs (per epoch);
     # "constant": it stays. Cosine gave Fashion-MNIST 0.919 vs 0.913 at 8 epochs, same time.
@@ -61,6 +65,9 @@ class HParams:
                              f"got {self.lr_schedule!r}")
         if self.input_blur is not None and not 0.0 <= self.input_blur <= 3.0:
             raise ValueError(f"hyperparameter input_blur must be in [0, 3] px, got {self.input_blur}")
+        if self.label_smoothing is not None and not 0.0 <= self.label_smoothing <= 0.5:
+            raise ValueError("hyperparameter label_smoothing must be in [0, 0.5], "
+                             f"got {self.label_smoothing}")
         if self.augmentation is not None and self.augmentation not in AUGMENTATIONS:
             raise ValueError(f"hyperparameter augmentation must be one of {AUGMENTATIONS}, "
                              f"got {self.augmentation!r}")

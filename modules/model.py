@@ -156,11 +156,39 @@ def build_model(hparams: HParams | None = None,
     model = keras.Model(inputs, outputs, name="mnist_cnn")
     model.compile(
         optimizer=_optimizer(hp),
-        loss="sparse_categorical_crossentropy",
+        loss=(SmoothedSparseCrossentropy(hp.label_smoothing, num_classes)
+              if hp.label_smoothing else "sparse_categorical_crossentropy"),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="sparse_categorical_accuracy")],
         steps_per_execution=steps_per_execution,
     )
     return model
+
+
+@tf.keras.utils.register_keras_serializable(package="mnist_tfx")
+class SmoothedSparseCrossentropy(tf.keras.losses.Loss):
+    """Cross-entropy against integer labels with label smoothing: each target puts
+    ``1 - smoothing`` on its class and spreads ``smoothing`` evenly over all ``num_classes``.
+
+    Written here because Keras 2's sparse loss has no smoothing (only the one-hot
+    ``CategoricalCrossentropy`` has it); this one-hot encodes and calls that loss's function,
+    so the labels stay integers everywhere else (Transform, the metrics, TFMA).
+    """
+
+    def __init__(self, smoothing: float, num_classes: int,
+                 name: str = "smoothed_sparse_crossentropy", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.smoothing = float(smoothing)
+        self.num_classes = int(num_classes)
+
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        labels = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), self.num_classes,
+                            dtype=y_pred.dtype)
+        return tf.keras.losses.categorical_crossentropy(labels, y_pred,
+                                                        label_smoothing=self.smoothing)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "smoothing": self.smoothing,
+                "num_classes": self.num_classes}
 
 
 def float32_twin(model: tf.keras.Model, hparams: HParams, num_classes: int) -> tf.keras.Model:

@@ -18,6 +18,7 @@ import click
 from contracts.flags import FLAG, NO_FLAG, Flag, field_default, option_spec, values_from_options
 from modules.budget import (
     AUGMENT_MAX_PER_CLASS,
+    LABEL_SMOOTHING,
     MAX_EPOCHS,
     MIN_EPOCHS,
     MIN_STEPS,
@@ -72,6 +73,11 @@ HPARAM_FLAGS: dict[str, Flag] = {
         help="Gaussian blur (sigma, px) of every served input (half that while training, where "
              "the images are smooth already); 0: none. Default: 1 px when "
              "the training images carry little fine detail (upscaled scans), else none."),
+    "label_smoothing": Flag(
+        type=click.FloatRange(0.0, 0.5),
+        help="The share of each training label spread over all classes (0: none). Default: "
+             f"{LABEL_SMOOTHING:g} when the run trains without augmentation (large classes), "
+             "else none."),
     "precision": Flag(
         type=click.Choice(PRECISIONS),
         help="The Trainer's number format: mixed_bfloat16 computes the layers in bfloat16 "

@@ -299,3 +299,24 @@ def test_precision_follows_the_cpu_and_the_flag_wins(tmp_path) -> None:
     assert native_bfloat16(str(tmp_path / "missing")) is None
     with pytest.raises(ValueError, match="precision must be one of"):
         HParams(precision="float16")
+
+
+def test_label_smoothing_only_without_augmentation_and_the_flag_wins() -> None:
+    from modules.budget import LABEL_SMOOTHING
+
+    big, small = plan_budget(48_000, HParams()), plan_budget(800, HParams())
+    assert (big.augment, big.label_smoothing) == (False, LABEL_SMOOTHING)
+    assert f"label smoothing {LABEL_SMOOTHING:g}" in big.reason
+    assert (small.augment, small.label_smoothing) == (True, 0.0)
+    assert "no label smoothing (augmentation regularises)" in small.reason
+    assert big.apply(HParams()).label_smoothing == LABEL_SMOOTHING
+    assert small.apply(HParams()).label_smoothing == 0.0
+    # --no-augment on small data turns it on; an explicit value wins either way.
+    assert plan_budget(800, HParams(augment=False)).label_smoothing == LABEL_SMOOTHING
+    forced = plan_budget(48_000, HParams(label_smoothing=0.0))
+    assert forced.label_smoothing == 0.0 and "(set: --label-smoothing)" in forced.reason
+    assert plan_budget(800, HParams(label_smoothing=0.2)).apply(HParams()).label_smoothing == 0.2
+    assert json.loads(json.dumps(big.to_dict()))["label_smoothing"] == LABEL_SMOOTHING
+    assert HParams.from_dict({"label_smoothing": "0.1"}).label_smoothing == 0.1
+    with pytest.raises(ValueError, match="label_smoothing must be in"):
+        HParams(label_smoothing=0.9)

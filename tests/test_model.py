@@ -98,6 +98,35 @@ def test_learning_rate_schedules() -> None:
         HParams(lr_schedule="step")
 
 
+def test_smoothed_sparse_crossentropy_matches_keras_one_hot_smoothing() -> None:
+    import tensorflow as tf
+
+    from modules.model import SmoothedSparseCrossentropy, build_model
+
+    probabilities = tf.constant([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.4, 0.3]])
+    labels = np.array([0, 2, 1])
+    one_hot = tf.one_hot(labels, 3)
+    for smoothing in (0.0, 0.1, 0.3):
+        ours = SmoothedSparseCrossentropy(smoothing, 3)
+        keras = tf.keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
+        expected = float(keras(one_hot, probabilities))
+        assert float(ours(labels, probabilities)) == pytest.approx(expected, rel=1e-6)
+        assert float(ours(labels[:, None], probabilities)) == pytest.approx(expected, rel=1e-6)
+    plain = float(tf.keras.losses.SparseCategoricalCrossentropy()(labels, probabilities))
+    assert float(SmoothedSparseCrossentropy(0.0, 3)(labels, probabilities)) == pytest.approx(plain)
+    # Smoothing penalises over-confidence: a sure, right answer no longer costs ~0.
+    sure = tf.constant([[1.0 - 2e-7, 1e-7, 1e-7]])
+    assert float(SmoothedSparseCrossentropy(0.1, 3)(np.array([0]), sure)) > 0.3
+    clone = tf.keras.losses.deserialize(tf.keras.losses.serialize(SmoothedSparseCrossentropy(0.1, 3)))
+    assert (clone.smoothing, clone.num_classes) == (0.1, 3)
+
+    small = dict(filters_1=4, filters_2=8, hidden_units_1=16, hidden_units_2=8, augment=False)
+    smoothed = build_model(HParams(**small, label_smoothing=0.1), num_classes=4)
+    assert isinstance(smoothed.loss, SmoothedSparseCrossentropy) and smoothed.loss.num_classes == 4
+    assert build_model(HParams(**small)).loss == "sparse_categorical_crossentropy"
+    assert build_model(HParams(**small, label_smoothing=0.0)).loss == "sparse_categorical_crossentropy"
+
+
 def test_model_learns_a_separable_problem() -> None:
     import tensorflow as tf
 
@@ -153,8 +182,10 @@ def exported(tmp_path_factory):
     from modules.model import build_model
     from modules.signatures import export_serving_model
 
+    # Label smoothing on (the budget's choice for large classes): the export carries the
+    # compiled custom loss too, so the signatures below also show that it saves and loads.
     model = build_model(HParams(filters_1=4, filters_2=8, hidden_units_1=16, hidden_units_2=8,
-                                augment=False))
+                                augment=False, label_smoothing=0.1))
     path = tmp_path_factory.mktemp("sm") / "model"
     export_serving_model(model, str(path), class_names=features.FASHION_MNIST_CLASS_NAMES)
     return path, model
