@@ -1,17 +1,19 @@
 """In-process trials of the training recipe behind docs/training.md's tables, reproducible.
 
-    python benchmarks/recipe_trial.py --mnist-test DIR [--dataset digits|handwriting]
+    python benchmarks/recipe_trial.py --mnist-test DIR [--dataset digits|handwriting|fashion]
         [--augmentations default,no-slant,keras-chain] [--min-steps 2000] [--fractions 0.5]
-        [--seeds 0,1,2] [--mnist-records FILE]
+        [--label-smoothings budget,0,0.1] [--seeds 0,1,2] [--mnist-records FILE]
 
 Trains ``build_model`` in-process with the budget's recipe (what the Trainer would plan for the
 same images) on an 80/20 split drawn by the seed, once per augmentation, training-blur fraction
-and seed, and scores each model on MNIST's 10,000 test digits (``t10k-*-ubyte.gz`` in
-``--mnist-test``, env ``MNIST_TEST_DIR``; not part of this repository).
+label smoothing and seed, and scores each model on MNIST's 10,000 test digits (``t10k-*-ubyte.gz``
+in ``--mnist-test``, env ``MNIST_TEST_DIR``; not part of this repository), or Fashion-MNIST's.
 
 * ``--dataset digits``: the embedded scikit-learn digits, upscaled as ``make run`` writes them.
   ``handwriting``: TFX's 1,000 MNIST example records (``--mnist-records``, env
   ``MNIST_TFX_RECORDS``: ``tfx/examples/mnist/data/mnist.tfrecord`` of tensorflow/tfx).
+  ``fashion``: all 60,000 Fashion-MNIST training images, scored on its 10,000 test images
+  (Debian's ``dataset-fashion-mnist``; ``--mnist-test`` is not needed). About 1.5 min a fit here.
 * ``--augmentations``: ``default`` (the "affine" policy as shipped: rotation, zoom, a slant of
   +-0.3 and shifts in one resampling), ``no-slant`` (the same without the shear), ``slant-0.5``
   (a shear of +-0.5), ``keras-chain`` (Keras' RandomRotation, RandomZoom and RandomTranslation
@@ -19,6 +21,7 @@ and seed, and scores each model on MNIST's 10,000 test digits (``t10k-*-ubyte.gz
 * ``--min-steps``: the budget's step floor (``modules.budget.MIN_STEPS``), comma-separated.
 * ``--fractions``: the blur while training as a share of the served one (only for images the
   budget blurs, the smooth embedded digits): 1 the recipe before, 0 none, 0.5 the default.
+* ``--label-smoothings``: ``budget`` (the budget's choice) or a value (``--label-smoothing``).
 
 Prints one JSON line per run and the mean per trial.
 """
@@ -39,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.small_data_bench import (  # noqa: E402
+    FASHION,
     MNIST_TEST_FILES,
     read_idx,
     read_tfx_records,
@@ -46,6 +50,9 @@ from benchmarks.small_data_bench import (  # noqa: E402
 )
 
 AUGMENTATIONS = ("default", "no-slant", "slant-0.5", "keras-chain")
+DATASETS = ("digits", "handwriting", "fashion")
+FASHION_TRAIN = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
+FASHION_TEST = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
 
 def augmentation(name: str) -> list[Any]:
@@ -77,6 +84,9 @@ def load(dataset: str, records: Path | None) -> tuple[Any, Any]:
 
         x, y = embedded_digits()
         return scaled(x), y
+    if dataset == "fashion":
+        x, y = read_idx(*(_fashion_file(name) for name in FASHION_TRAIN))
+        return scaled(x), y
     if records is None or not records.is_file():
         raise SystemExit("--dataset handwriting needs TFX's mnist.tfrecord in --mnist-records "
                          "(or MNIST_TFX_RECORDS)")
@@ -84,8 +94,28 @@ def load(dataset: str, records: Path | None) -> tuple[Any, Any]:
     return scaled(x), y
 
 
-def one_run(data: tuple[Any, Any], policy: str, min_steps: int, fraction: float, seed: int,
-            xt: Any, yt: Any) -> dict[str, object]:
+def test_set(dataset: str, mnist_test: Path | None) -> tuple[Any, Any]:
+    """The scoring images [N, 28, 28, 1] in [0, 1] and labels: Fashion-MNIST's test images for
+    ``fashion``, else MNIST's test digits from ``mnist_test``."""
+    if dataset == "fashion":
+        xt, yt = read_idx(*(_fashion_file(name) for name in FASHION_TEST))
+        return scaled(xt), yt
+    if mnist_test is None or not all((mnist_test / f).is_file() for f in MNIST_TEST_FILES):
+        raise SystemExit("needs MNIST's t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz "
+                         "in --mnist-test (or MNIST_TEST_DIR)")
+    xt, yt = read_idx(*(mnist_test / f for f in MNIST_TEST_FILES))
+    return scaled(xt), yt
+
+
+def _fashion_file(name: str) -> Path:
+    path = FASHION / name
+    if not path.is_file():
+        raise SystemExit(f"--dataset fashion needs {path}: install Debian's dataset-fashion-mnist")
+    return path
+
+
+def one_run(data: tuple[Any, Any], policy: str, min_steps: int, fraction: float,
+            smoothing: float | None, seed: int, xt: Any, yt: Any) -> dict[str, object]:
     import numpy as np
     import tensorflow as tf
 
@@ -101,14 +131,15 @@ def one_run(data: tuple[Any, Any], policy: str, min_steps: int, fraction: float,
     cut = int(len(x) * 0.8)
     train, held = order[:cut], order[cut:]
     budget_module.MIN_STEPS = min_steps  # read when the budget is planned
-    budget = budget_module.plan_budget(len(train), HParams(), eval_examples=len(held),
-                                       profile=measure(x[train]))
+    budget = budget_module.plan_budget(len(train), HParams(label_smoothing=smoothing),
+                                       eval_examples=len(held), profile=measure(x[train[:2000]]))
     hp = budget.apply(HParams())
     shipped = model_module.augmentation_layers
     if hp.augmentation == "affine":  # the trial replaces the affine policy's layers only
         model_module.augmentation_layers = lambda _policy: augmentation(policy)
     try:
-        model = model_module.build_model(hp)
+        model = model_module.build_model(
+            hp, steps_per_execution=model_module.execution_steps(budget.steps_per_epoch))
     finally:
         model_module.augmentation_layers = shipped
     early, _ = model_module.budget_callbacks(budget)
@@ -117,9 +148,10 @@ def one_run(data: tuple[Any, Any], policy: str, min_steps: int, fraction: float,
                         validation_data=(x[held], y[held]), verbose=0,
                         callbacks=[*model_module.schedule_callbacks(hp), early])
     return {"augmentation": policy if hp.augmentation == "affine" else hp.augmentation,
-            "min_steps": min_steps, "fraction": fraction, "seed": seed,
-            "mnist_test": round(float(model.evaluate(xt, yt, verbose=0, batch_size=512)[1]), 4),
-            "eval": round(float(model.evaluate(x[held], y[held], verbose=0)[1]), 4),
+            "min_steps": min_steps, "fraction": fraction, "label_smoothing": hp.label_smoothing,
+            "seed": seed, "precision": hp.precision,
+            "test": round(float(model.evaluate(xt, yt, verbose=0, batch_size=512)[1]), 4),
+            "eval": round(float(model.evaluate(x[held], y[held], verbose=0, batch_size=512)[1]), 4),
             "epochs_run": len(history.history["loss"]), "kept_epoch": early.best_epoch + 1,
             "fit_s": round(time.monotonic() - started, 1)}
 
@@ -133,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     env_records = os.environ.get("MNIST_TFX_RECORDS")
     parser.add_argument("--mnist-test", type=Path, default=Path(env_dir) if env_dir else None,
                         help="folder with MNIST's t10k-*-ubyte.gz (env MNIST_TEST_DIR)")
-    parser.add_argument("--dataset", choices=("digits", "handwriting"), default="digits")
+    parser.add_argument("--dataset", choices=DATASETS, default="digits")
     parser.add_argument("--mnist-records", type=Path,
                         default=Path(env_records) if env_records else None,
                         help="TFX's mnist.tfrecord for --dataset handwriting "
@@ -144,33 +176,31 @@ def main(argv: list[str] | None = None) -> None:
                         help="the budget's step floor, comma-separated")
     parser.add_argument("--fractions", default="0.5",
                         help="training blur as a share of the served one, comma-separated")
+    parser.add_argument("--label-smoothings", default="budget",
+                        help="'budget' (its choice) or a value, comma-separated")
     parser.add_argument("--seeds", default="0,1,2")
     args = parser.parse_args(argv)
-    if args.mnist_test is None or not all((args.mnist_test / f).is_file()
-                                          for f in MNIST_TEST_FILES):
-        raise SystemExit("needs MNIST's t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz "
-                         "in --mnist-test (or MNIST_TEST_DIR)")
+    xt, yt = test_set(args.dataset, args.mnist_test)
+    smoothings = [None if v == "budget" else float(v) for v in args.label_smoothings.split(",")]
     policies = args.augmentations.split(",")
     for policy in policies:
         if policy not in AUGMENTATIONS:
             raise SystemExit(f"unknown augmentation {policy!r}: use one of "
                              f"{', '.join(AUGMENTATIONS)}")
     data = load(args.dataset, args.mnist_records)
-    xt, yt = read_idx(*(args.mnist_test / f for f in MNIST_TEST_FILES))
-    xt = scaled(xt)
-    results: dict[tuple[str, int, float], list[float]] = {}
+    results: dict[tuple[str, int, float, object], list[float]] = {}
     trials = itertools.product(policies, (int(m) for m in args.min_steps.split(",")),
-                               (float(f) for f in args.fractions.split(",")))
-    for policy, min_steps, fraction in trials:
+                               (float(f) for f in args.fractions.split(",")), smoothings)
+    for policy, min_steps, fraction, smoothing in trials:
         for seed in (int(s) for s in args.seeds.split(",")):
-            run = one_run(data, policy, min_steps, fraction, seed, xt, yt)
+            run = one_run(data, policy, min_steps, fraction, smoothing, seed, xt, yt)
             print(json.dumps(run), flush=True)
-            results.setdefault((policy, min_steps, fraction), []).append(
-                float(run["mnist_test"]))
-    for (policy, min_steps, fraction), scores in results.items():
+            results.setdefault((policy, min_steps, fraction, run["label_smoothing"]), []).append(
+                float(run["test"]))
+    for (policy, min_steps, fraction, smoothing), scores in results.items():
         print(f"{args.dataset}, augmentation {policy}, {min_steps}-step floor, training blur "
-              f"{fraction:g} x the served one: MNIST test "
-              f"{', '.join(f'{s:.3f}' for s in scores)}; mean {statistics.mean(scores):.3f}")
+              f"{fraction:g} x the served one, label smoothing {smoothing:g}: test "
+              f"{', '.join(f'{s:.4f}' for s in scores)}; mean {statistics.mean(scores):.4f}")
 
 
 if __name__ == "__main__":

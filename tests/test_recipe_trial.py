@@ -32,3 +32,21 @@ def test_missing_inputs_name_the_flags(tmp_path: Path) -> None:
         recipe_trial.main(["--mnist-test", str(tmp_path)])
     with pytest.raises(SystemExit, match="--mnist-records"):
         recipe_trial.load("handwriting", tmp_path / "none.tfrecord")
+
+
+def test_fashion_trial_scores_on_fashion_and_names_the_missing_package(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gzip
+
+    import numpy as np
+
+    images = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(
+        gzip.compress(b"\0" * 16 + images.tobytes()))
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\0" * 8 + bytes([3, 7])))
+    monkeypatch.setattr(recipe_trial, "FASHION", tmp_path)
+    xt, yt = recipe_trial.test_set("fashion", None)  # no --mnist-test needed
+    assert xt.shape == (2, 28, 28, 1) and xt.max() == pytest.approx(images.max() / 255.0)
+    assert yt.tolist() == [3, 7]
+    with pytest.raises(SystemExit, match="dataset-fashion-mnist"):
+        recipe_trial.load("fashion", None)  # the training files are missing
