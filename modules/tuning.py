@@ -23,9 +23,9 @@ from modules import features
 from modules.hparams import HParams
 from modules.model import build_model, schedule_callbacks
 from modules.trainer import (
-    _load_arrays,
     in_memory_fit_data,
     in_memory_limit,
+    load_arrays,
     plan_for,
     resolve_hparams,
 )
@@ -145,9 +145,8 @@ def tuner_fn(fn_args: Any) -> Any:
     base = resolve_hparams(custom_config)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     limit = in_memory_limit(custom_config)
-    train = _load_arrays(fn_args.train_files, fn_args.data_accessor, tf_transform_output, limit)
-    evaluation = _load_arrays(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
-                              limit)
+    train = load_arrays(fn_args.train_files, tf_transform_output, limit)
+    evaluation = load_arrays(fn_args.eval_files, tf_transform_output, limit)
     if train is None or evaluation is None:
         raise ValueError(f"--tune loads the data into memory and a split has more than {limit} "
                          "examples (--in-memory-examples): raise it or tune on a sample")
