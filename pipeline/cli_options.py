@@ -22,7 +22,6 @@ from modules.budget import (
     MAX_EPOCHS,
     MIN_EPOCHS,
     MIN_STEPS,
-    MIXED_MIN_EXAMPLES,
 )
 from modules.hparams import AUGMENTATIONS, LR_SCHEDULES, HParams
 from modules.precision import PRECISIONS
@@ -82,8 +81,7 @@ HPARAM_FLAGS: dict[str, Flag] = {
         type=click.Choice(PRECISIONS),
         help="The Trainer's number format: mixed_bfloat16 computes the layers in bfloat16 "
              "(weights, softmax and the served model stay float32). Default: mixed_bfloat16 "
-             f"for more than {MIXED_MIN_EXAMPLES:,} training examples on a CPU with native bfloat16 "
-             "(avx512_bf16 or AMX), else float32."),
+             "on a CPU with native bfloat16 (avx512_bf16 or AMX), else float32."),
 }
 # One flag, two HParams fields: --filters A B sets filters_1 and filters_2.
 HPARAM_PAIRS: dict[str, tuple[tuple[str, str], str]] = {
