@@ -36,7 +36,8 @@ samples and scikit-learn's digits (docs/training.md has the numbers):
   3x3 convolution, which at half resolution costs what one did at full resolution. Sharp images
   keep one convolution per block at full resolution.
 * **Precision**: mixed bfloat16 where the CPU computes it natively (``modules/precision.py``),
-  for every size of data, else float32; the weights and the served model are float32 either
+  for every size of data, when the convolutions are at least the default width (narrower ones
+  fit no faster in it), else float32; the weights and the served model are float32 either
   way. Fits took 0.7-0.85x of float32's time on all of Fashion-MNIST, 1,000 handwritten digits
   and the embedded digits, at the same accuracy or better (docs/training.md).
 * **Label smoothing** of 0.1 when the run trains without augmentation (more than
@@ -64,6 +65,10 @@ MIN_EPOCHS = 8  # 10 gained Fashion-MNIST 0.1-0.2 points for +26% end-to-end tim
 MAX_EPOCHS = 100
 BATCH_SIZES = ((5_000, 32), (20_000, 64))  # (up to this many examples, batch size)
 LARGE_BATCH = 128
+# Mixed bfloat16 from this many filters in the second conv block (the default: 64): narrower
+# convolutions are too small for it to pay (TFX's 1,000 MNIST records: fit per epoch 0.66-0.85x of
+# float32's at 32/64 filters, 0.93-0.97x at 16/32, 1.5x at 8/16).
+MIXED_MIN_FILTERS = 64
 MIN_PATIENCE = 10
 EARLY_STOPPING_MONITOR = "val_sparse_categorical_accuracy"
 AUGMENT_MAX_PER_CLASS = 1_000
@@ -247,10 +252,14 @@ def label_smoothing_for(hparams: HParams, augment: bool) -> tuple[float, str]:
 
 def precision_for(hparams: HParams, native_flag: str | None = None) -> tuple[str, str]:
     """The Trainer's precision and why: ``hparams.precision`` wins; else mixed bfloat16 when
-    the CPU has ``native_flag`` (default: read from this CPU; modules/precision.py), whatever
-    the data's size."""
+    the second conv block has at least ``MIXED_MIN_FILTERS`` filters and the CPU has
+    ``native_flag`` (default: read from this CPU; modules/precision.py), whatever the data's
+    size."""
     if hparams.precision is not None:
         return hparams.precision, f"{hparams.precision} (set: --precision)"
+    if hparams.filters_2 < MIXED_MIN_FILTERS:
+        return "float32", (f"float32 ({hparams.filters_2} filters in the second conv block < "
+                           f"{MIXED_MIN_FILTERS}: too narrow for bfloat16 to pay)")
     flag = native_bfloat16() if native_flag is None else native_flag
     if flag:
         return "mixed_bfloat16", (f"mixed bfloat16 training (the CPU has {flag}; weights and "

@@ -81,7 +81,8 @@ HPARAM_FLAGS: dict[str, Flag] = {
         type=click.Choice(PRECISIONS),
         help="The Trainer's number format: mixed_bfloat16 computes the layers in bfloat16 "
              "(weights, softmax and the served model stay float32). Default: mixed_bfloat16 "
-             "on a CPU with native bfloat16 (avx512_bf16 or AMX), else float32."),
+             "on a CPU with native bfloat16 (avx512_bf16 or AMX) for convolutions of the default "
+             "width or wider (64+ filters in the second block), else float32."),
 }
 # One flag, two HParams fields: --filters A B sets filters_1 and filters_2.
 HPARAM_PAIRS: dict[str, tuple[tuple[str, str], str]] = {

@@ -285,6 +285,11 @@ def test_precision_follows_the_cpu_and_the_flag_wins(tmp_path) -> None:
     assert precision_for(HParams(), "") == (
         "float32", "float32 (no native bfloat16 on this CPU)")
     assert precision_for(HParams(precision="float32"), "avx512_bf16")[0] == "float32"
+    narrow = HParams(filters_1=16, filters_2=32)  # too narrow for bfloat16 to pay
+    assert precision_for(narrow, "avx512_bf16") == (
+        "float32", "float32 (32 filters in the second conv block < 64: too narrow for bfloat16 "
+        "to pay)")
+    assert precision_for(narrow.replace(precision="mixed_bfloat16"), "")[0] == "mixed_bfloat16"
     forced = plan_budget(800, HParams(precision="float32"))
     assert forced.precision == "float32" and "float32 (set: --precision)" in forced.reason
     assert forced.apply(HParams()).precision == "float32"
