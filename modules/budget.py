@@ -39,15 +39,15 @@ samples and scikit-learn's digits (docs/training.md has the numbers):
   for every size of data, when the convolutions are at least the default width (narrower ones
   fit no faster in it), else float32; the weights and the served model are float32 either
   way. Fits took 0.7-0.85x of float32's time on all of Fashion-MNIST, 1,000 handwritten digits
-  and the embedded digits, at the same accuracy or better (docs/training.md).
+  and the embedded digits, at about the same accuracy (docs/training.md).
 * **Label smoothing** of 0.1 when the run trains without augmentation (more than
   ``AUGMENT_MAX_PER_CLASS`` examples per class): all 60,000 Fashion-MNIST images, three seeds,
   eval 0.9229 against 0.9198 on average and ahead in each, test +0.2 to +0.4 points, the same time.
   With augmentation none (the embedded digits: 0.801, 0.802 against 0.808, 0.811 without).
 
-Any of ``epochs``, ``batch_size``, ``augment`` and ``augmentation`` set explicitly in
-``HParams`` (``--epochs``, ``--batch-size``, ``--[no-]augment``) wins over the rule, and the
-reason says so.
+Any of these set explicitly in ``HParams`` (``--epochs``, ``--batch-size``, ``--[no-]augment``,
+``--augmentation``, ``--input-blur``, ``--convs-per-block``, ``--precision``,
+``--label-smoothing``) wins over the rule, and the reason says so.
 """
 
 from __future__ import annotations
