@@ -1,19 +1,23 @@
 """In-process trials of the training recipe behind docs/training.md's tables, reproducible.
 
-    python benchmarks/recipe_trial.py --mnist-test DIR [--dataset digits|handwriting|fashion]
+    python benchmarks/recipe_trial.py --mnist-test DIR
+        [--dataset digits|handwriting|fashion|fashion-1k]
         [--augmentations default,no-slant,keras-chain] [--min-steps 2000] [--fractions 0.5]
-        [--label-smoothings budget,0,0.1] [--seeds 0,1,2] [--mnist-records FILE]
+        [--label-smoothings budget,0,0.1] [--precisions budget,float32,mixed_bfloat16]
+        [--filters 32/64,16/32] [--seeds 0,1,2] [--mnist-records FILE]
 
 Trains ``build_model`` in-process with the budget's recipe (what the Trainer would plan for the
 same images) on an 80/20 split drawn by the seed, once per augmentation, training-blur fraction
-label smoothing and seed, and scores each model on MNIST's 10,000 test digits (``t10k-*-ubyte.gz``
-in ``--mnist-test``, env ``MNIST_TEST_DIR``; not part of this repository), or Fashion-MNIST's.
+label smoothing, precision, width and seed, and scores each model (the float32 copy the
+Trainer exports) on MNIST's 10,000 test digits (``t10k-*-ubyte.gz`` in ``--mnist-test``, env
+``MNIST_TEST_DIR``; not part of this repository), or Fashion-MNIST's.
 
 * ``--dataset digits``: the embedded scikit-learn digits, upscaled as ``make run`` writes them.
   ``handwriting``: TFX's 1,000 MNIST example records (``--mnist-records``, env
   ``MNIST_TFX_RECORDS``: ``tfx/examples/mnist/data/mnist.tfrecord`` of tensorflow/tfx).
   ``fashion``: all 60,000 Fashion-MNIST training images, scored on its 10,000 test images
   (Debian's ``dataset-fashion-mnist``; ``--mnist-test`` is not needed). About 1.5 min a fit here.
+  ``fashion-1k``: 100 of them per class (``small_data_bench.py``'s sample, seed 0), the same test.
 * ``--augmentations``: ``default`` (the "affine" policy as shipped: rotation, zoom, a slant of
   +-0.3 and shifts in one resampling), ``no-slant`` (the same without the shear), ``slant-0.5``
   (a shear of +-0.5), ``keras-chain`` (Keras' RandomRotation, RandomZoom and RandomTranslation
@@ -21,7 +25,9 @@ in ``--mnist-test``, env ``MNIST_TEST_DIR``; not part of this repository), or Fa
 * ``--min-steps``: the budget's step floor (``modules.budget.MIN_STEPS``), comma-separated.
 * ``--fractions``: the blur while training as a share of the served one (only for images the
   budget blurs, the smooth embedded digits): 1 the recipe before, 0 none, 0.5 the default.
-* ``--label-smoothings``: ``budget`` (the budget's choice) or a value (``--label-smoothing``).
+* ``--label-smoothings``, ``--precisions``: ``budget`` (the budget's choice) or a value, as the
+  Trainer's ``--label-smoothing`` and ``--precision``.
+* ``--filters``: the two conv blocks' filters, ``A/B`` (``--filters A B``).
 
 Prints one JSON line per run and the mean per trial.
 """
@@ -42,17 +48,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.small_data_bench import (  # noqa: E402
-    FASHION,
+    FASHION_TEST_FILES,
+    FASHION_TRAIN_FILES,
     MNIST_TEST_FILES,
+    per_class_sample,
+    read_fashion,
     read_idx,
     read_tfx_records,
     scaled,
 )
 
 AUGMENTATIONS = ("default", "no-slant", "slant-0.5", "keras-chain")
-DATASETS = ("digits", "handwriting", "fashion")
-FASHION_TRAIN = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
-FASHION_TEST = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+DATASETS = ("digits", "handwriting", "fashion", "fashion-1k")
+FASHION_DATASETS = ("fashion", "fashion-1k")
 
 
 def augmentation(name: str) -> list[Any]:
@@ -84,8 +92,11 @@ def load(dataset: str, records: Path | None) -> tuple[Any, Any]:
 
         x, y = embedded_digits()
         return scaled(x), y
-    if dataset == "fashion":
-        x, y = read_idx(*(_fashion_file(name) for name in FASHION_TRAIN))
+    if dataset in FASHION_DATASETS:
+        x, y = read_fashion(FASHION_TRAIN_FILES)
+        if dataset == "fashion-1k":
+            picked = per_class_sample(y, 100, 0)
+            x, y = x[picked], y[picked]
         return scaled(x), y
     if records is None or not records.is_file():
         raise SystemExit("--dataset handwriting needs TFX's mnist.tfrecord in --mnist-records "
@@ -94,11 +105,11 @@ def load(dataset: str, records: Path | None) -> tuple[Any, Any]:
     return scaled(x), y
 
 
-def test_set(dataset: str, mnist_test: Path | None) -> tuple[Any, Any]:
+def scoring_set(dataset: str, mnist_test: Path | None) -> tuple[Any, Any]:
     """The scoring images [N, 28, 28, 1] in [0, 1] and labels: Fashion-MNIST's test images for
-    ``fashion``, else MNIST's test digits from ``mnist_test``."""
-    if dataset == "fashion":
-        xt, yt = read_idx(*(_fashion_file(name) for name in FASHION_TEST))
+    its datasets, else MNIST's test digits from ``mnist_test``."""
+    if dataset in FASHION_DATASETS:
+        xt, yt = read_fashion(FASHION_TEST_FILES)
         return scaled(xt), yt
     if mnist_test is None or not all((mnist_test / f).is_file() for f in MNIST_TEST_FILES):
         raise SystemExit("needs MNIST's t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz "
@@ -107,15 +118,9 @@ def test_set(dataset: str, mnist_test: Path | None) -> tuple[Any, Any]:
     return scaled(xt), yt
 
 
-def _fashion_file(name: str) -> Path:
-    path = FASHION / name
-    if not path.is_file():
-        raise SystemExit(f"--dataset fashion needs {path}: install Debian's dataset-fashion-mnist")
-    return path
-
-
 def one_run(data: tuple[Any, Any], policy: str, min_steps: int, fraction: float,
-            smoothing: float | None, seed: int, xt: Any, yt: Any) -> dict[str, object]:
+            chosen: dict[str, Any], seed: int, xt: Any, yt: Any) -> dict[str, object]:
+    """One fit; ``chosen`` sets HParams fields (None: the budget's choice)."""
     import numpy as np
     import tensorflow as tf
 
@@ -131,9 +136,10 @@ def one_run(data: tuple[Any, Any], policy: str, min_steps: int, fraction: float,
     cut = int(len(x) * 0.8)
     train, held = order[:cut], order[cut:]
     budget_module.MIN_STEPS = min_steps  # read when the budget is planned
-    budget = budget_module.plan_budget(len(train), HParams(label_smoothing=smoothing),
-                                       eval_examples=len(held), profile=measure(x[train[:2000]]))
-    hp = budget.apply(HParams())
+    base = HParams(**chosen)
+    budget = budget_module.plan_budget(len(train), base, eval_examples=len(held),
+                                       profile=measure(x[train[:2000]]))
+    hp = budget.apply(base)
     shipped = model_module.augmentation_layers
     if hp.augmentation == "affine":  # the trial replaces the affine policy's layers only
         model_module.augmentation_layers = lambda _policy: augmentation(policy)
@@ -147,13 +153,25 @@ def one_run(data: tuple[Any, Any], policy: str, min_steps: int, fraction: float,
     history = model.fit(x[train], y[train], batch_size=hp.batch_size, epochs=hp.epochs,
                         validation_data=(x[held], y[held]), verbose=0,
                         callbacks=[*model_module.schedule_callbacks(hp), early])
+    fit_s = time.monotonic() - started
+    served = model_module.float32_twin(model, hp, model.output_shape[-1])  # what is exported
     return {"augmentation": policy if hp.augmentation == "affine" else hp.augmentation,
             "min_steps": min_steps, "fraction": fraction, "label_smoothing": hp.label_smoothing,
-            "seed": seed, "precision": hp.precision,
-            "test": round(float(model.evaluate(xt, yt, verbose=0, batch_size=512)[1]), 4),
-            "eval": round(float(model.evaluate(x[held], y[held], verbose=0, batch_size=512)[1]), 4),
+            "precision": hp.precision, "filters": f"{hp.filters_1}/{hp.filters_2}", "seed": seed,
+            "test": round(float(served.evaluate(xt, yt, verbose=0, batch_size=512)[1]), 4),
+            "eval": round(float(served.evaluate(x[held], y[held], verbose=0, batch_size=512)[1]), 4),
             "epochs_run": len(history.history["loss"]), "kept_epoch": early.best_epoch + 1,
-            "fit_s": round(time.monotonic() - started, 1)}
+            "fit_s": round(fit_s, 1)}
+
+
+def chosen_hparams(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The HParams fields each trial sets, from the comma-separated flags (budget: None)."""
+    smoothings = [None if v == "budget" else float(v) for v in args.label_smoothings.split(",")]
+    precisions = [None if v == "budget" else v for v in args.precisions.split(",")]
+    widths = [tuple(int(f) for f in pair.split("/")) for pair in args.filters.split(",")]
+    return [{"label_smoothing": smoothing, "precision": precision, "filters_1": width[0],
+             "filters_2": width[1]}
+            for smoothing, precision, width in itertools.product(smoothings, precisions, widths)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -178,29 +196,34 @@ def main(argv: list[str] | None = None) -> None:
                         help="training blur as a share of the served one, comma-separated")
     parser.add_argument("--label-smoothings", default="budget",
                         help="'budget' (its choice) or a value, comma-separated")
+    parser.add_argument("--precisions", default="budget",
+                        help="'budget' (its choice), float32 or mixed_bfloat16, comma-separated")
+    parser.add_argument("--filters", default="32/64",
+                        help="the two conv blocks' filters as A/B, comma-separated")
     parser.add_argument("--seeds", default="0,1,2")
     args = parser.parse_args(argv)
-    xt, yt = test_set(args.dataset, args.mnist_test)
-    smoothings = [None if v == "budget" else float(v) for v in args.label_smoothings.split(",")]
+    xt, yt = scoring_set(args.dataset, args.mnist_test)
+    chosen = chosen_hparams(args)
     policies = args.augmentations.split(",")
     for policy in policies:
         if policy not in AUGMENTATIONS:
             raise SystemExit(f"unknown augmentation {policy!r}: use one of "
                              f"{', '.join(AUGMENTATIONS)}")
     data = load(args.dataset, args.mnist_records)
-    results: dict[tuple[str, int, float, object], list[float]] = {}
+    results: dict[str, list[float]] = {}
     trials = itertools.product(policies, (int(m) for m in args.min_steps.split(",")),
-                               (float(f) for f in args.fractions.split(",")), smoothings)
-    for policy, min_steps, fraction, smoothing in trials:
+                               (float(f) for f in args.fractions.split(",")), chosen)
+    for policy, min_steps, fraction, fields in trials:
         for seed in (int(s) for s in args.seeds.split(",")):
-            run = one_run(data, policy, min_steps, fraction, smoothing, seed, xt, yt)
+            run = one_run(data, policy, min_steps, fraction, fields, seed, xt, yt)
             print(json.dumps(run), flush=True)
-            results.setdefault((policy, min_steps, fraction, run["label_smoothing"]), []).append(
-                float(run["test"]))
-    for (policy, min_steps, fraction, smoothing), scores in results.items():
-        print(f"{args.dataset}, augmentation {policy}, {min_steps}-step floor, training blur "
-              f"{fraction:g} x the served one, label smoothing {smoothing:g}: test "
-              f"{', '.join(f'{s:.4f}' for s in scores)}; mean {statistics.mean(scores):.4f}")
+            trial = (f"{args.dataset}, augmentation {run['augmentation']}, {min_steps}-step "
+                     f"floor, training blur {fraction:g} x the served one, label smoothing "
+                     f"{run['label_smoothing']:g}, {run['precision']}, filters {run['filters']}")
+            results.setdefault(trial, []).append(float(run["test"]))
+    for trial, scores in results.items():
+        print(f"{trial}: test {', '.join(f'{s:.4f}' for s in scores)}; "
+              f"mean {statistics.mean(scores):.4f}")
 
 
 if __name__ == "__main__":

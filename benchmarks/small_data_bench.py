@@ -85,6 +85,8 @@ AUTOMATIC = ("fashion", "handwriting", "default")  # fashion-full (~10 minutes) 
 WITH_TFX_EXAMPLE = ("handwriting", "fashion-full")
 TARGET_RATIO = {"handwriting": 0.5, "fashion-full": 1.2}  # ours / TFX's example, end to end
 MNIST_TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+FASHION_TRAIN_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
+FASHION_TEST_FILES = MNIST_TEST_FILES  # the same names, in Debian's Fashion-MNIST folder
 GET_RECORDS = ("TFX's MNIST example records: git clone --depth 1 https://github.com/tensorflow/tfx "
                "and pass --mnist-records tfx/tfx/examples/mnist/data/mnist.tfrecord "
                "(or set MNIST_TFX_RECORDS)")
@@ -119,14 +121,29 @@ def scaled(x: np.ndarray) -> np.ndarray:
     return (x[..., None] / 255.0).astype(np.float32)
 
 
+def read_fashion(files: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST's images and labels from ``FASHION_TRAIN_FILES`` or ``FASHION_TEST_FILES``."""
+    paths = [FASHION / name for name in files]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise SystemExit(f"Fashion-MNIST needs {', '.join(missing)}: install Debian's "
+                         "dataset-fashion-mnist")
+    return read_idx(*paths)
+
+
+def per_class_sample(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Indices of ``per_class`` random examples of each of the 10 classes in labels ``y``."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False)
+                           for c in range(10)])
+
+
 def sample_folder(dest: Path, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Write ``per_class`` random Fashion-MNIST training images of each class as ``dest/<class>/<n>.png``."""
     from PIL import Image
 
-    x, y = read_idx(FASHION / "train-images-idx3-ubyte.gz", FASHION / "train-labels-idx1-ubyte.gz")
-    rng = np.random.default_rng(seed)
-    picked = np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False)
-                             for c in range(10)])
+    x, y = read_fashion(FASHION_TRAIN_FILES)
+    picked = per_class_sample(y, per_class, seed)
     for n, i in enumerate(picked):
         folder = dest / str(int(y[i]))
         folder.mkdir(parents=True, exist_ok=True)
@@ -220,8 +237,7 @@ def fashion_full_records(args: argparse.Namespace) -> Path:
     """All 60,000 Fashion-MNIST training images as one TFRecord in TFX's example format, once."""
     folder = args.scratch / "fashion-full"
     if not (folder / "fashion.tfrecord").is_file():
-        x, y = read_idx(FASHION / "train-images-idx3-ubyte.gz",
-                        FASHION / "train-labels-idx1-ubyte.gz")
+        x, y = read_fashion(FASHION_TRAIN_FILES)
         write_tfx_records(folder / "fashion.tfrecord.part", x, y)
         (folder / "fashion.tfrecord.part").rename(folder / "fashion.tfrecord")
     return folder
@@ -243,12 +259,10 @@ def one_repeat(dataset: str, args: argparse.Namespace, seed: int) -> dict[str, o
         tmp = Path(name)
         extra: dict[str, float] = {}
         if dataset == "fashion-full":
-            xt, yt = read_idx(FASHION / "t10k-images-idx3-ubyte.gz",
-                              FASHION / "t10k-labels-idx1-ubyte.gz")
+            xt, yt = read_fashion(FASHION_TEST_FILES)
             data: Path | None = fashion_full_records(args)
         elif dataset == "fashion":
-            xt, yt = read_idx(FASHION / "t10k-images-idx3-ubyte.gz",
-                              FASHION / "t10k-labels-idx1-ubyte.gz")
+            xt, yt = read_fashion(FASHION_TEST_FILES)
             x, y = sample_folder(tmp / "images", args.per_class, seed)
             data = tmp / "images"
         else:

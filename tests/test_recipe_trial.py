@@ -3,6 +3,7 @@ and missing inputs say what to pass."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -44,9 +45,23 @@ def test_fashion_trial_scores_on_fashion_and_names_the_missing_package(
     (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(
         gzip.compress(b"\0" * 16 + images.tobytes()))
     (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\0" * 8 + bytes([3, 7])))
-    monkeypatch.setattr(recipe_trial, "FASHION", tmp_path)
-    xt, yt = recipe_trial.test_set("fashion", None)  # no --mnist-test needed
+    from benchmarks import small_data_bench
+
+    monkeypatch.setattr(small_data_bench, "FASHION", tmp_path)
+    xt, yt = recipe_trial.scoring_set("fashion", None)  # no --mnist-test needed
     assert xt.shape == (2, 28, 28, 1) and xt.max() == pytest.approx(images.max() / 255.0)
     assert yt.tolist() == [3, 7]
     with pytest.raises(SystemExit, match="dataset-fashion-mnist"):
         recipe_trial.load("fashion", None)  # the training files are missing
+    assert recipe_trial.scoring_set("fashion-1k", None)[1].tolist() == [3, 7]
+
+
+def test_each_trial_sets_the_chosen_hparams() -> None:
+    args = argparse.Namespace(label_smoothings="budget,0.1", precisions="mixed_bfloat16",
+                              filters="32/64,8/16")
+    chosen = recipe_trial.chosen_hparams(args)
+    assert len(chosen) == 4 and chosen[0] == {"label_smoothing": None,
+                                              "precision": "mixed_bfloat16",
+                                              "filters_1": 32, "filters_2": 64}
+    assert {(c["label_smoothing"], c["filters_2"]) for c in chosen} == {
+        (None, 64), (None, 16), (0.1, 64), (0.1, 16)}

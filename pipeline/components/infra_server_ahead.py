@@ -41,9 +41,10 @@ def start(model_path: str, model_name: str) -> None:
     if runner is None:  # the executor starts its own and reports why
         logging.info("No validation server started ahead for %s.", model_path)
         return
+    key = _key(model_path, model_name)
     with _lock:
-        previous = _waiting.pop(_key(model_path, model_name), None)
-        _waiting[_key(model_path, model_name)] = runner
+        previous = _waiting.pop(key, None)
+        _waiting[key] = runner
     if previous is not None:
         previous.Stop()
 
