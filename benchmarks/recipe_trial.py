@@ -4,11 +4,12 @@
         [--dataset digits|handwriting|fashion|fashion-1k]
         [--augmentations default,no-slant,keras-chain] [--min-steps 2000] [--fractions 0.5]
         [--label-smoothings budget,0,0.1] [--precisions budget,float32,mixed_bfloat16]
-        [--filters 32/64,16/32] [--seeds 0,1,2] [--mnist-records FILE]
+        [--filters 32/64,16/32] [--last-batches partial,full] [--split random|hash]
+        [--seeds 0,1,2] [--mnist-records FILE]
 
 Trains ``build_model`` in-process with the budget's recipe (what the Trainer would plan for the
-same images) on an 80/20 split drawn by the seed, once per augmentation, training-blur fraction
-label smoothing, precision, width and seed, and scores each model (the float32 copy the
+same images) on an 80/20 split drawn by the seed, once per augmentation, training-blur fraction,
+label smoothing, precision, width, last-batch handling and seed, and scores each model (the float32 copy the
 Trainer exports) on MNIST's 10,000 test digits (``t10k-*-ubyte.gz`` in ``--mnist-test``, env
 ``MNIST_TEST_DIR``; not part of this repository), or Fashion-MNIST's.
 
@@ -28,6 +29,12 @@ Trainer exports) on MNIST's 10,000 test digits (``t10k-*-ubyte.gz`` in ``--mnist
 * ``--label-smoothings``, ``--precisions``: ``budget`` (the budget's choice) or a value, as the
   Trainer's ``--label-smoothing`` and ``--precision``.
 * ``--filters``: the two conv blocks' filters, ``A/B`` (``--filters A B``).
+* ``--last-batches``: ``partial`` feeds the fit as the Trainer does (``in_memory_fit_data``: one
+  exact reshuffled pass per epoch, the last batch partial: 3 of 32 images on TFX's records);
+  ``full`` runs the batches on across the passes, so every batch is full (tried 2026-12-04, not
+  kept: docs/training.md).
+* ``--split``: ``random`` (an 80/20 split drawn by the seed) or, for ``handwriting``, ``hash``:
+  ExampleGen's own split of the records (803 training, 197 eval), as the pipeline trains.
 
 Prints one JSON line per run and the mean per trial.
 """
@@ -118,8 +125,29 @@ def scoring_set(dataset: str, mnist_test: Path | None) -> tuple[Any, Any]:
     return scaled(xt), yt
 
 
+def hash_split(count: int) -> tuple[list[int], list[int]]:
+    """ExampleGen's split of TFX's records (keys ``mnist.tfrecord#i``): train, eval indices."""
+    from datasources.readers import in_split
+
+    train = [i for i in range(count) if in_split(f"mnist.tfrecord#{i}", "train", 20)]
+    return train, sorted(set(range(count)) - set(train))
+
+
+def full_batches(x: Any, y: Any, batch_size: int) -> Any:
+    """The training split as the Trainer feeds it, but with the batches running on across the
+    reshuffled passes (``repeat`` before ``batch``), so none is partial."""
+    import tensorflow as tf
+
+    images, labels = tf.constant(x), tf.constant(y)
+    indices = tf.data.Dataset.range(len(y)).shuffle(len(y), reshuffle_each_iteration=True)
+    return (indices.repeat().batch(batch_size)
+            .map(lambda batch: (tf.gather(images, batch), tf.gather(labels, batch)))
+            .prefetch(tf.data.AUTOTUNE))
+
+
 def one_run(data: tuple[Any, Any], policy: str, min_steps: int, fraction: float,
-            chosen: dict[str, Any], seed: int, xt: Any, yt: Any) -> dict[str, object]:
+            chosen: dict[str, Any], last_batch: str, split: str, seed: int, xt: Any,
+            yt: Any) -> dict[str, object]:
     """One fit; ``chosen`` sets HParams fields (None: the budget's choice)."""
     import numpy as np
     import tensorflow as tf
@@ -128,13 +156,17 @@ def one_run(data: tuple[Any, Any], policy: str, min_steps: int, fraction: float,
     import modules.model as model_module
     from modules.hparams import HParams
     from modules.image_profile import measure
+    from modules.trainer import in_memory_fit_data
 
     tf.keras.utils.set_random_seed(seed)
     model_module.TRAIN_BLUR_FRACTION = fraction  # read by InputBlur when the model is built
     x, y = data
-    order = np.random.default_rng(seed).permutation(len(x))
-    cut = int(len(x) * 0.8)
-    train, held = order[:cut], order[cut:]
+    if split == "hash":
+        train, held = (np.asarray(part) for part in hash_split(len(x)))
+    else:
+        order = np.random.default_rng(seed).permutation(len(x))
+        cut = int(len(x) * 0.8)
+        train, held = order[:cut], order[cut:]
     budget_module.MIN_STEPS = min_steps  # read when the budget is planned
     base = HParams(**chosen)
     budget = budget_module.plan_budget(len(train), base, eval_examples=len(held),
@@ -150,14 +182,17 @@ def one_run(data: tuple[Any, Any], policy: str, min_steps: int, fraction: float,
         model_module.augmentation_layers = shipped
     early, _ = model_module.budget_callbacks(budget)
     started = time.monotonic()
-    history = model.fit(x[train], y[train], batch_size=hp.batch_size, epochs=hp.epochs,
-                        validation_data=(x[held], y[held]), verbose=0,
+    fit_data = in_memory_fit_data((x[train], y[train]), (x[held], y[held]), hp.batch_size)
+    if last_batch == "full":
+        fit_data["x"] = full_batches(x[train], y[train], hp.batch_size)
+    history = model.fit(**fit_data, epochs=hp.epochs, verbose=0,
                         callbacks=[*model_module.schedule_callbacks(hp), early])
     fit_s = time.monotonic() - started
     served = model_module.float32_twin(model, hp, model.output_shape[-1])  # what is exported
     return {"augmentation": policy if hp.augmentation == "affine" else hp.augmentation,
             "min_steps": min_steps, "fraction": fraction, "label_smoothing": hp.label_smoothing,
-            "precision": hp.precision, "filters": f"{hp.filters_1}/{hp.filters_2}", "seed": seed,
+            "precision": hp.precision, "filters": f"{hp.filters_1}/{hp.filters_2}",
+            "last_batch": last_batch, "split": split, "seed": seed,
             "test": round(float(served.evaluate(xt, yt, verbose=0, batch_size=512)[1]), 4),
             "eval": round(float(served.evaluate(x[held], y[held], verbose=0, batch_size=512)[1]), 4),
             "epochs_run": len(history.history["loss"]), "kept_epoch": early.best_epoch + 1,
@@ -200,8 +235,18 @@ def main(argv: list[str] | None = None) -> None:
                         help="'budget' (its choice), float32 or mixed_bfloat16, comma-separated")
     parser.add_argument("--filters", default="32/64",
                         help="the two conv blocks' filters as A/B, comma-separated")
+    parser.add_argument("--last-batches", default="partial",
+                        help="partial (the Trainer's batches) or full (none partial), "
+                             "comma-separated")
+    parser.add_argument("--split", choices=("random", "hash"), default="random",
+                        help="random (drawn by the seed) or hash (ExampleGen's, handwriting only)")
     parser.add_argument("--seeds", default="0,1,2")
     args = parser.parse_args(argv)
+    if args.split == "hash" and args.dataset != "handwriting":
+        raise SystemExit("--split hash needs --dataset handwriting (its records' ExampleGen keys)")
+    last_batches = args.last_batches.split(",")
+    if not set(last_batches) <= {"full", "partial"}:
+        raise SystemExit(f"--last-batches takes full and/or partial, got {args.last_batches!r}")
     xt, yt = scoring_set(args.dataset, args.mnist_test)
     chosen = chosen_hparams(args)
     policies = args.augmentations.split(",")
@@ -212,14 +257,17 @@ def main(argv: list[str] | None = None) -> None:
     data = load(args.dataset, args.mnist_records)
     results: dict[str, list[float]] = {}
     trials = itertools.product(policies, (int(m) for m in args.min_steps.split(",")),
-                               (float(f) for f in args.fractions.split(",")), chosen)
-    for policy, min_steps, fraction, fields in trials:
+                               (float(f) for f in args.fractions.split(",")), chosen,
+                               last_batches)
+    for policy, min_steps, fraction, fields, last_batch in trials:
         for seed in (int(s) for s in args.seeds.split(",")):
-            run = one_run(data, policy, min_steps, fraction, fields, seed, xt, yt)
+            run = one_run(data, policy, min_steps, fraction, fields, last_batch, args.split,
+                          seed, xt, yt)
             print(json.dumps(run), flush=True)
             trial = (f"{args.dataset}, augmentation {run['augmentation']}, {min_steps}-step "
                      f"floor, training blur {fraction:g} x the served one, label smoothing "
-                     f"{run['label_smoothing']:g}, {run['precision']}, filters {run['filters']}")
+                     f"{run['label_smoothing']:g}, {run['precision']}, filters {run['filters']}, "
+                     f"{last_batch} last batch, {args.split} split")
             results.setdefault(trial, []).append(float(run["test"]))
     for trial, scores in results.items():
         print(f"{trial}: test {', '.join(f'{s:.4f}' for s in scores)}; "

@@ -65,3 +65,26 @@ def test_each_trial_sets_the_chosen_hparams() -> None:
                                               "filters_1": 32, "filters_2": 64}
     assert {(c["label_smoothing"], c["filters_2"]) for c in chosen} == {
         (None, 64), (None, 16), (0.1, 64), (0.1, 16)}
+
+
+def test_hash_split_is_example_gens_and_full_batches_are_never_partial() -> None:
+    import numpy as np
+
+    from datasources.readers import in_split
+
+    train, held = recipe_trial.hash_split(1000)
+    assert (len(train), len(held)) == (803, 197)  # the pipeline's split of TFX's 1,000 records
+    assert all(in_split(f"mnist.tfrecord#{i}", "eval", 20) for i in held)
+    x = np.arange(10, dtype=np.float32).reshape(10, 1)
+    batches = [b[1].numpy().tolist() for b in
+               recipe_trial.full_batches(x, np.arange(10), 4).take(6)]
+    assert [len(b) for b in batches] == [4] * 6
+    stream = sum(batches, [])
+    assert sorted(stream[:10]) == sorted(stream[10:20]) == list(range(10))  # whole passes
+
+
+def test_options_that_do_not_apply_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="--split hash needs --dataset handwriting"):
+        recipe_trial.main(["--split", "hash", "--dataset", "digits"])
+    with pytest.raises(SystemExit, match="--last-batches"):
+        recipe_trial.main(["--last-batches", "some", "--mnist-test", str(tmp_path)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -29,7 +30,10 @@ def test_tuner_runs_and_trainer_uses_best_hyperparameters(
     from metastore.metadata_config import connection_config
     from registry.cli import cli
 
-    run = tiny_pipeline_run
+    # Its own pipeline over the same data: a tuned model that is blessed would otherwise become
+    # the shared run's latest push and baseline, and the cache test of test_pipeline_e2e.py
+    # (run after this file) would see a version it did not make.
+    run = dataclasses.replace(tiny_pipeline_run, model_name="tiny_tuned")
     # epochs=2 keeps the trials short: the search space's epochs are then 1..2.
     summary, output = run_tiny(run, tune=True, tune_trials=2, hparams=TINY_HPARAMS.replace(epochs=2))
     assert summary.states.get("Tuner") == "COMPLETE", (summary.states, output)
