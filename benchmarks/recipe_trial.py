@@ -4,7 +4,7 @@
         [--dataset digits|handwriting|fashion|fashion-1k]
         [--augmentations default,no-slant,keras-chain] [--min-steps 2000] [--fractions 0.5]
         [--label-smoothings budget,0,0.1] [--precisions budget,float32,mixed_bfloat16]
-        [--filters 32/64,16/32] [--last-batches partial,full] [--split random|hash]
+        [--filters 32/64,16/32] [--epochs budget,10] [--last-batches partial,full] [--split random|hash]
         [--seeds 0,1,2] [--mnist-records FILE]
 
 Trains ``build_model`` in-process with the budget's recipe (what the Trainer would plan for the
@@ -29,6 +29,7 @@ Trainer exports) on MNIST's 10,000 test digits (``t10k-*-ubyte.gz`` in ``--mnist
 * ``--label-smoothings``, ``--precisions``: ``budget`` (the budget's choice) or a value, as the
   Trainer's ``--label-smoothing`` and ``--precision``.
 * ``--filters``: the two conv blocks' filters, ``A/B`` (``--filters A B``).
+* ``--epochs``: ``budget`` (its choice) or a count, as the Trainer's ``--epochs``.
 * ``--last-batches``: ``partial`` feeds the fit as the Trainer does (``in_memory_fit_data``: one
   exact reshuffled pass per epoch, the last batch partial: 3 of 32 images on TFX's records);
   ``full`` runs the batches on across the passes, so every batch is full (tried 2026-12-04, not
@@ -192,6 +193,7 @@ def one_run(data: tuple[Any, Any], policy: str, min_steps: int, fraction: float,
     return {"augmentation": policy if hp.augmentation == "affine" else hp.augmentation,
             "min_steps": min_steps, "fraction": fraction, "label_smoothing": hp.label_smoothing,
             "precision": hp.precision, "filters": f"{hp.filters_1}/{hp.filters_2}",
+            "epochs": hp.epochs,
             "last_batch": last_batch, "split": split, "seed": seed,
             "test": round(float(served.evaluate(xt, yt, verbose=0, batch_size=512)[1]), 4),
             "eval": round(float(served.evaluate(x[held], y[held], verbose=0, batch_size=512)[1]), 4),
@@ -204,9 +206,12 @@ def chosen_hparams(args: argparse.Namespace) -> list[dict[str, Any]]:
     smoothings = [None if v == "budget" else float(v) for v in args.label_smoothings.split(",")]
     precisions = [None if v == "budget" else v for v in args.precisions.split(",")]
     widths = [tuple(int(f) for f in pair.split("/")) for pair in args.filters.split(",")]
+    epochs = [None if v == "budget" else int(v)
+              for v in args.epochs.split(",")]
     return [{"label_smoothing": smoothing, "precision": precision, "filters_1": width[0],
-             "filters_2": width[1]}
-            for smoothing, precision, width in itertools.product(smoothings, precisions, widths)]
+             "filters_2": width[1], "epochs": count}
+            for smoothing, precision, width, count
+            in itertools.product(smoothings, precisions, widths, epochs)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -235,6 +240,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="'budget' (its choice), float32 or mixed_bfloat16, comma-separated")
     parser.add_argument("--filters", default="32/64",
                         help="the two conv blocks' filters as A/B, comma-separated")
+    parser.add_argument("--epochs", default="budget",
+                        help="'budget' (its choice) or a count, comma-separated")
     parser.add_argument("--last-batches", default="partial",
                         help="partial (the Trainer's batches) or full (none partial), "
                              "comma-separated")
@@ -267,6 +274,7 @@ def main(argv: list[str] | None = None) -> None:
             trial = (f"{args.dataset}, augmentation {run['augmentation']}, {min_steps}-step "
                      f"floor, training blur {fraction:g} x the served one, label smoothing "
                      f"{run['label_smoothing']:g}, {run['precision']}, filters {run['filters']}, "
+                     f"{run['epochs']} epochs, "
                      f"{last_batch} last batch, {args.split} split")
             results.setdefault(trial, []).append(float(run["test"]))
     for trial, scores in results.items():

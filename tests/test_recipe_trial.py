@@ -58,13 +58,15 @@ def test_fashion_trial_scores_on_fashion_and_names_the_missing_package(
 
 def test_each_trial_sets_the_chosen_hparams() -> None:
     args = argparse.Namespace(label_smoothings="budget,0.1", precisions="mixed_bfloat16",
-                              filters="32/64,8/16")
+                              filters="32/64,8/16", epochs="budget")
     chosen = recipe_trial.chosen_hparams(args)
     assert len(chosen) == 4 and chosen[0] == {"label_smoothing": None,
                                               "precision": "mixed_bfloat16",
-                                              "filters_1": 32, "filters_2": 64}
+                                              "filters_1": 32, "filters_2": 64, "epochs": None}
     assert {(c["label_smoothing"], c["filters_2"]) for c in chosen} == {
         (None, 64), (None, 16), (0.1, 64), (0.1, 16)}
+    args.epochs = "budget,10"
+    assert [c["epochs"] for c in recipe_trial.chosen_hparams(args)][:2] == [None, 10]
 
 
 def test_hash_split_is_example_gens_and_full_batches_are_never_partial() -> None:
