@@ -32,7 +32,7 @@ def test_tuner_runs_and_trainer_uses_best_hyperparameters(
 
     # Its own pipeline over the same data: a tuned model that is blessed would otherwise become
     # the shared run's latest push and baseline, and the cache test of test_pipeline_e2e.py
-    # (run after this file) would see a version it did not make.
+    # would see a version it did not make whenever it runs after this file.
     run = dataclasses.replace(tiny_pipeline_run, model_name="tiny_tuned")
     # epochs=2 keeps the trials short: the search space's epochs are then 1..2.
     summary, output = run_tiny(run, tune=True, tune_trials=2, hparams=TINY_HPARAMS.replace(epochs=2))
