@@ -3,8 +3,10 @@ process, and (for the browser tests) headless Chromium through selenium."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -46,7 +48,9 @@ class ModelServer:
 
 
 def _env() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", USER="root")
+    # PYTHONFAULTHANDLER: a process that never comes up prints every thread's stack on SIGABRT
+    return dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", USER="root",
+                PYTHONFAULTHANDLER="1")
 
 
 def wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: float = 120) -> None:
@@ -57,7 +61,15 @@ def wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: f
                 return
         except requests.RequestException:
             pass
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        if proc.poll() is not None:
+            raise AssertionError(f"exited with {proc.returncode} before {url} answered:\n"
+                                 f"{log.read_text(errors='replace')}")
+        if time.monotonic() >= deadline:  # stuck: its threads' stacks say where (faulthandler)
+            proc.send_signal(signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+            raise AssertionError(f"{url} did not answer within {seconds:g} s; the process's "
+                                 f"log and stacks:\n{log.read_text(errors='replace')}")
         time.sleep(0.1)  # polling for the process to come up
 
 
