@@ -157,9 +157,14 @@ def serve_forever(options: StartOptions, grpc_port_given: bool = True) -> None:
     runtime = build_runtime(snapshot, BatchingConfig(options.batch_max,
                                                      options.batch_window_ms / 1000.0),
                             poll_interval=options.poll_s)
+    # Before the manager's loader thread imports TensorFlow, this thread imports what serving
+    # needs: two threads importing at once deadlock on Python's module locks. gRPC's protos
+    # share tensorflow.core.*; Pillow and TensorFlow's setuptools hook both import
+    # xml.parsers.expat (a server hung so, LOADING its first version, in a CI run).
+    from serving import image_formats
+
+    image_formats.set_max_pixels(config.max_image_pixels)
     if options.grpc_port:
-        # Before the manager's loader thread imports TensorFlow: two threads importing
-        # tensorflow.core.* at once deadlock on Python's module locks.
         import serving.grpc_server  # noqa: F401
     runtime.manager.start()
     if group is not None:  # connections come once the models are loaded and it says so

@@ -97,3 +97,44 @@ def test_every_start_option_is_a_flag() -> None:
 
     params = {p.name for p in cli.start.params}
     assert params == {f.name for f in dataclasses.fields(StartOptions)}
+
+
+ORDER_PROBE = """
+import sys
+import serving.server as server
+
+class Manager:
+    synced = None
+    def start(self):
+        print("pillow", "PIL.Image" in sys.modules, "grpc", "serving.grpc_server" in sys.modules)
+
+class Runtime:
+    manager = Manager()
+    def close(self):
+        pass
+
+async def serve(*args, **kwargs):
+    return None
+
+server.build_runtime = lambda *args, **kwargs: Runtime()
+server.serve = serve
+from serving.cli import main
+main(["start", "--port", "0", "--grpc-port", sys.argv[2], "--serving-dir", sys.argv[1]],
+     standalone_mode=False)
+"""
+
+
+def test_serving_imports_come_before_the_model_loader_thread(tmp_path: Path) -> None:
+    """Two threads importing at once can deadlock on Python's module locks: a server stayed
+    LOADING its first version for minutes while its event loop imported Pillow and the loader
+    thread TensorFlow (both reach xml.parsers.expat). Its own process: nothing imported yet."""
+    import subprocess
+    import sys
+
+    from serving.server import free_port
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", ORDER_PROBE, str(tmp_path),
+                           str(free_port())], cwd=root,
+                          capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.split() == ["pillow", "True", "grpc", "True"], done.stdout + done.stderr
