@@ -52,6 +52,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -129,12 +130,16 @@ def scoring_set(dataset: str, mnist_test: Path | None) -> tuple[Any, Any]:
     return scaled(xt), yt
 
 
-def hash_split(count: int) -> tuple[list[int], list[int]]:
-    """ExampleGen's split of TFX's records (keys ``mnist.tfrecord#i``): train, eval indices."""
-    from datasources.readers import in_split
+def hash_split(records: Path) -> tuple[list[int], list[int]]:
+    """ExampleGen's split of a TFRecord file, by the pipeline's own reader: the train and eval
+    indices of its records."""
+    from datasources.readers import iter_tfrecord
 
-    train = [i for i in range(count) if in_split(f"mnist.tfrecord#{i}", "train", 20)]
-    return train, sorted(set(range(count)) - set(train))
+    def indices(split: str) -> list[int]:  # sources are "<file name>#<record index>"
+        return [int(source.rsplit("#", 1)[1])
+                for source, _, _ in iter_tfrecord(records, 10, split=split)]
+
+    return indices("train"), indices("eval")
 
 
 def full_batches(x: Any, y: Any, batch_size: int) -> Any:
@@ -150,9 +155,10 @@ def full_batches(x: Any, y: Any, batch_size: int) -> Any:
 
 
 def one_run(data: tuple[Any, Any], policy: str, min_steps: int, fraction: float,
-            chosen: dict[str, Any], last_batch: str, split: str, seed: int, xt: Any,
-            yt: Any) -> dict[str, object]:
-    """One fit; ``chosen`` sets HParams fields (None: the budget's choice)."""
+            chosen: dict[str, Any], last_batch: str, split: tuple[list[int], list[int]] | None,
+            seed: int, xt: Any, yt: Any) -> dict[str, object]:
+    """One fit; ``chosen`` sets HParams fields (None: the budget's choice); ``split``: train and
+    eval indices (None: an 80/20 split drawn by the seed)."""
     import numpy as np
     import tensorflow as tf
 
@@ -165,8 +171,8 @@ def one_run(data: tuple[Any, Any], policy: str, min_steps: int, fraction: float,
     tf.keras.utils.set_random_seed(seed)
     model_module.TRAIN_BLUR_FRACTION = fraction  # read by InputBlur when the model is built
     x, y = data
-    if split == "hash":
-        train, held = (np.asarray(part) for part in hash_split(len(x)))
+    if split is not None:
+        train, held = (np.asarray(part) for part in split)
     else:
         order = np.random.default_rng(seed).permutation(len(x))
         cut = int(len(x) * 0.8)
@@ -197,24 +203,48 @@ def one_run(data: tuple[Any, Any], policy: str, min_steps: int, fraction: float,
             "min_steps": min_steps, "fraction": fraction, "label_smoothing": hp.label_smoothing,
             "precision": hp.precision, "filters": f"{hp.filters_1}/{hp.filters_2}",
             "epochs": hp.epochs,
-            "last_batch": last_batch, "split": split, "seed": seed,
+            "last_batch": last_batch, "split": "random" if split is None else "hash",
+            "seed": seed,
             "test": round(float(served.evaluate(xt, yt, verbose=0, batch_size=512)[1]), 4),
             "eval": round(float(served.evaluate(x[held], y[held], verbose=0, batch_size=512)[1]), 4),
             "epochs_run": len(history.history["loss"]), "kept_epoch": early.best_epoch + 1,
             "fit_s": round(fit_s, 1)}
 
 
+def listed(text: str, convert: Callable[[str], Any] = str) -> list[Any]:
+    """A sweep flag's comma-separated values; ``budget`` (the budget's choice) is None."""
+    return [None if value == "budget" else convert(value) for value in text.split(",")]
+
+
 def chosen_hparams(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The HParams fields each trial sets, from the comma-separated flags (budget: None)."""
-    smoothings = [None if v == "budget" else float(v) for v in args.label_smoothings.split(",")]
-    precisions = [None if v == "budget" else v for v in args.precisions.split(",")]
-    widths = [tuple(int(f) for f in pair.split("/")) for pair in args.filters.split(",")]
-    epochs = [None if v == "budget" else int(v)
-              for v in args.epochs.split(",")]
+    widths = listed(args.filters, lambda pair: tuple(int(f) for f in pair.split("/")))
     return [{"label_smoothing": smoothing, "precision": precision, "filters_1": width[0],
              "filters_2": width[1], "epochs": count}
             for smoothing, precision, width, count
-            in itertools.product(smoothings, precisions, widths, epochs)]
+            in itertools.product(listed(args.label_smoothings, float), listed(args.precisions),
+                                 widths, listed(args.epochs, int))]
+
+
+def checked(values: list[str], allowed: tuple[str, ...], flag: str) -> list[str]:
+    unknown = [value for value in values if value not in allowed]
+    if unknown:
+        raise SystemExit(f"unknown {flag} value {unknown[0]!r}: use one of {', '.join(allowed)}")
+    return values
+
+
+# The sweep flags: each comma-separated value is one trial ("budget": the budget's choice).
+SWEEPS = (
+    ("--augmentations", "default", f"one or more of {', '.join(AUGMENTATIONS)}"),
+    ("--min-steps", "2000", "the budget's step floor"),
+    ("--fractions", "0.5", "training blur as a share of the served one"),
+    ("--label-smoothings", "budget", "'budget' (its choice) or a value"),
+    ("--precisions", "budget", "'budget' (its choice), float32 or mixed_bfloat16"),
+    ("--filters", "32/64", "the two conv blocks' filters as A/B"),
+    ("--epochs", "budget", "'budget' (its choice) or a count"),
+    ("--last-batches", "partial", "partial (the Trainer's batches) or full (none partial)"),
+    ("--seeds", "0,1,2", "seeds"),
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -231,48 +261,27 @@ def main(argv: list[str] | None = None) -> None:
                         default=Path(env_records) if env_records else None,
                         help="TFX's mnist.tfrecord for --dataset handwriting "
                              "(env MNIST_TFX_RECORDS)")
-    parser.add_argument("--augmentations", default="default",
-                        help=f"comma-separated, of {', '.join(AUGMENTATIONS)}")
-    parser.add_argument("--min-steps", default="2000",
-                        help="the budget's step floor, comma-separated")
-    parser.add_argument("--fractions", default="0.5",
-                        help="training blur as a share of the served one, comma-separated")
-    parser.add_argument("--label-smoothings", default="budget",
-                        help="'budget' (its choice) or a value, comma-separated")
-    parser.add_argument("--precisions", default="budget",
-                        help="'budget' (its choice), float32 or mixed_bfloat16, comma-separated")
-    parser.add_argument("--filters", default="32/64",
-                        help="the two conv blocks' filters as A/B, comma-separated")
-    parser.add_argument("--epochs", default="budget",
-                        help="'budget' (its choice) or a count, comma-separated")
-    parser.add_argument("--last-batches", default="partial",
-                        help="partial (the Trainer's batches) or full (none partial), "
-                             "comma-separated")
+    for flag, default, what in SWEEPS:
+        parser.add_argument(flag, default=default, help=f"{what} (comma-separated)")
     parser.add_argument("--split", choices=("random", "hash"), default="random",
                         help="random (drawn by the seed) or hash (ExampleGen's, handwriting only)")
-    parser.add_argument("--seeds", default="0,1,2")
     args = parser.parse_args(argv)
     if args.split == "hash" and args.dataset != "handwriting":
         raise SystemExit("--split hash needs --dataset handwriting (its records' ExampleGen keys)")
-    last_batches = args.last_batches.split(",")
-    if not set(last_batches) <= {"full", "partial"}:
-        raise SystemExit(f"--last-batches takes full and/or partial, got {args.last_batches!r}")
+    last_batches = checked(listed(args.last_batches), ("partial", "full"), "--last-batches")
+    policies = checked(listed(args.augmentations), AUGMENTATIONS, "--augmentations")
     xt, yt = scoring_set(args.dataset, args.mnist_test)
     chosen = chosen_hparams(args)
-    policies = args.augmentations.split(",")
-    for policy in policies:
-        if policy not in AUGMENTATIONS:
-            raise SystemExit(f"unknown augmentation {policy!r}: use one of "
-                             f"{', '.join(AUGMENTATIONS)}")
     data = load(args.dataset, args.mnist_records)
+    split = hash_split(args.mnist_records) if args.split == "hash" else None
     results: dict[str, list[float]] = {}
     trials = itertools.product(policies, (int(m) for m in args.min_steps.split(",")),
                                (float(f) for f in args.fractions.split(",")), chosen,
                                last_batches)
     for policy, min_steps, fraction, fields, last_batch in trials:
         for seed in (int(s) for s in args.seeds.split(",")):
-            run = one_run(data, policy, min_steps, fraction, fields, last_batch, args.split,
-                          seed, xt, yt)
+            run = one_run(data, policy, min_steps, fraction, fields, last_batch, split, seed,
+                          xt, yt)
             print(json.dumps(run), flush=True)
             trial = (f"{args.dataset}, augmentation {run['augmentation']}, {min_steps}-step "
                      f"floor, training blur {fraction:g} x the served one, label smoothing "

@@ -147,7 +147,13 @@ def serve_forever(options: StartOptions, grpc_port_given: bool = True) -> None:
                     raise  # a default port taken only warns, when gRPC binds (serving.server)
 
     from serving.batching import BatchingConfig
-    from serving.server import build_runtime, configure_gc, configure_tf_threads, serve
+    from serving.server import (
+        build_runtime,
+        configure_gc,
+        configure_tf_threads,
+        import_before_loading,
+        serve,
+    )
 
     token = resolve_auth_token(options.auth_token, options.auth_token_file, os.environ)
     config = server_config(options, token, grpc_required=grpc_port_given)
@@ -157,15 +163,7 @@ def serve_forever(options: StartOptions, grpc_port_given: bool = True) -> None:
     runtime = build_runtime(snapshot, BatchingConfig(options.batch_max,
                                                      options.batch_window_ms / 1000.0),
                             poll_interval=options.poll_s)
-    # Before the manager's loader thread imports TensorFlow, this thread imports what serving
-    # needs: two threads importing at once deadlock on Python's module locks. gRPC's protos
-    # share tensorflow.core.*; Pillow and TensorFlow's setuptools hook both import
-    # xml.parsers.expat (a server hung so, LOADING its first version, in a CI run).
-    from serving import image_formats
-
-    image_formats.set_max_pixels(config.max_image_pixels)
-    if options.grpc_port:
-        import serving.grpc_server  # noqa: F401
+    import_before_loading(config)  # before the loader thread imports TensorFlow
     runtime.manager.start()
     if group is not None:  # connections come once the models are loaded and it says so
         from serving.workers import wait_for_first_sync

@@ -344,6 +344,16 @@ class AcceptErrorLog:
         self.suppressed = 0
 
 
+def import_before_loading(config: ServerConfig) -> None:
+    """Import on this thread what ``serve`` would import lazily, before the model manager's
+    loader thread imports TensorFlow: two threads importing at once deadlock on Python's module
+    locks. gRPC's protos share tensorflow.core.*; Pillow and TensorFlow's setuptools hook both
+    import xml.parsers.expat (a server hung so, LOADING its first version, in a CI run)."""
+    image_formats.set_max_pixels(config.max_image_pixels)
+    if config.grpc_port:
+        import serving.grpc_server  # noqa: F401
+
+
 def _grpc_bind(config: ServerConfig, group: GroupChannel | None) -> str | None:
     """Where gRPC listens: the group's private Unix socket for a worker, else the port."""
     if group is not None:

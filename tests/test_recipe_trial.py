@@ -69,13 +69,17 @@ def test_each_trial_sets_the_chosen_hparams() -> None:
     assert [c["epochs"] for c in recipe_trial.chosen_hparams(args)][:2] == [None, 10]
 
 
-def test_hash_split_is_example_gens_and_full_batches_are_never_partial() -> None:
+def test_hash_split_is_example_gens_and_full_batches_are_never_partial(tmp_path: Path) -> None:
     import numpy as np
 
+    from benchmarks.tfx_example import write_tfx_records
     from datasources.readers import in_split
 
-    train, held = recipe_trial.hash_split(1000)
+    records = write_tfx_records(tmp_path / "mnist.tfrecord", np.zeros((1000, 28, 28), np.uint8),
+                                np.arange(1000) % 10)
+    train, held = recipe_trial.hash_split(records)
     assert (len(train), len(held)) == (803, 197)  # the pipeline's split of TFX's 1,000 records
+    assert sorted(train + held) == list(range(1000))
     assert all(in_split(f"mnist.tfrecord#{i}", "eval", 20) for i in held)
     x = np.arange(10, dtype=np.float32).reshape(10, 1)
     batches = [b[1].numpy().tolist() for b in
