@@ -174,6 +174,68 @@ asyncio.run(main())
     assert result.stdout.split() == ["False", "False"]
 
 
+IMPORTS_ON_THE_LOOP = """
+import asyncio, sys, threading
+from aiohttp.test_utils import TestClient, TestServer
+from registry.api import open_registry
+from registry.ui.app import UIConfig, make_app
+
+on_loop = []
+
+class Recorder:
+    def find_spec(self, name, path=None, target=None):
+        # codecs found by name (encodings.*: pure Python, importing only codecs) aside
+        if threading.current_thread() is threading.main_thread() and name not in sys.modules \
+                and not name.startswith("encodings."):
+            on_loop.append(name)
+        return None
+
+async def main():
+    config = UIConfig(open_registry(METADATA, SERVING), "/nonexistent", "http://127.0.0.1:9", "t")
+    app = make_app(config)
+    sys.meta_path.insert(0, Recorder())
+    async with TestClient(TestServer(app)) as client:
+        for path in ["/models", "/models/" + MODEL, "/predict", "/runs"]:
+            assert (await client.get(path)).status == 200, path
+        page = await (await client.get("/predict", headers={"Authorization": "Bearer t"})).text()
+        csrf = page.split('name="csrf-token" content="')[1].split('"')[0]
+        for kind, image in IMAGES.items():
+            for signature in ("serving_default", "serving_images"):
+                answer = await client.post("/api/predict", json={
+                    "model": MODEL, "image_b64": image, "signature": signature},
+                    headers={"Authorization": "Bearer t", "X-CSRF-Token": csrf})
+                assert answer.status == 503, (kind, signature, await answer.text())
+    print(" ".join(sorted(set(on_loop))) or "-")
+
+asyncio.run(main())
+"""
+
+
+def test_the_event_loop_imports_no_module_itself(
+        console_registry: tuple[str, str, str, int]) -> None:
+    """A first import on the console's loop can deadlock with the drawing thread's first
+    TensorFlow import (Pillow and TensorFlow both reach xml.parsers.expat; a model server hung
+    so): pages and predictions through the proxy (decoded, then refused by a dead server) import
+    nothing on the loop once the app is built."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    images = {}
+    for kind in ("PNG", "JPEG"):  # made here: the probe itself must not import Pillow
+        out = io.BytesIO()
+        Image.new("L" if kind == "PNG" else "RGB", (28, 28)).save(out, kind)
+        images[kind] = base64.b64encode(out.getvalue()).decode()
+    metadata, serving, model, _ = console_registry
+    script = (f"METADATA, SERVING, MODEL, IMAGES = {metadata!r}, {serving!r}, {model!r}, "
+              f"{images!r}\n" + IMPORTS_ON_THE_LOOP)
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["-"], result.stdout
+
+
 def test_ui_and_cli_writers_interleave_safely(console: Console) -> None:
     """One writer of each kind: versions stay unique and dense, every deploy is in the history."""
     holder = requests.Session()
