@@ -29,6 +29,17 @@ class ImageTooLarge(ValueError):
     """An image whose header claims more pixels than the cap; the message names it."""
 
 
+def load_pillow() -> None:
+    """Import Pillow with every format plugin it would otherwise import on its first ``open``
+    (about 0.15 s, some of them C modules). A server or console calls it before its other
+    threads import anything: two threads importing at once can deadlock on Python's module
+    locks (Pillow and TensorFlow both reach xml.parsers.expat), and any first ``open``, even of
+    bytes that are no image, makes Pillow import all its plugins."""
+    from PIL import Image
+
+    Image.init()
+
+
 def configure_pillow(max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
     """Pillow's process-wide bomb guard at our cap (0: Pillow's default is left alone)."""
     if max_pixels > 0:

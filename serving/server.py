@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from datasources.images import load_pillow
 from serving import image_formats
 from serving.app import CTX_KEY, DRAIN_KEY, ServerConfig, make_app
 from serving.batching import BatchingConfig
@@ -348,9 +349,14 @@ def import_before_loading(config: ServerConfig) -> None:
     """Import on this thread what ``serve`` would import lazily, before the model manager's
     loader thread imports TensorFlow: two threads importing at once deadlock on Python's module
     locks. gRPC's protos share tensorflow.core.*; Pillow and TensorFlow's setuptools hook both
-    import xml.parsers.expat (a server hung so, LOADING its first version, in a CI run)."""
+    import xml.parsers.expat (a server hung so, LOADING its first version, in a CI run).
+    ``tests/serving/test_loop_imports.py`` checks that the loop imports nothing afterwards."""
+    load_pillow()  # the image decoders, whatever the pixel cap (0 imports no Pillow itself)
     image_formats.set_max_pixels(config.max_image_pixels)
+    import serving.openapi  # noqa: F401 - GET /openapi.json
     if config.grpc_port:
+        import grpc._utilities  # noqa: F401 - grpc's method handlers import it when registered
+
         import serving.grpc_server  # noqa: F401
 
 

@@ -28,12 +28,17 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, web
 # Pillow is imported here, on the thread that builds the app, never first on the event loop: a
 # figure's first TensorFlow import on the drawing thread and a first Pillow import on the loop
 # both reach xml.parsers.expat and can deadlock on Python's module locks (a model server hung so
-# in a CI run; serving.server.import_before_loading). ``make_app`` also loads the plugins the
+# in a CI run; serving.server.import_before_loading). ``make_app`` also loads the plugins any
 # first open would (their C modules among them), so the loop imports nothing itself.
 from PIL import Image, UnidentifiedImageError
 
 from contracts.examples import IMAGE_HEIGHT, IMAGE_WIDTH
-from datasources.images import DEFAULT_MAX_IMAGE_PIXELS, ImageTooLarge, check_pixels
+from datasources.images import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    ImageTooLarge,
+    check_pixels,
+    load_pillow,
+)
 from metastore.errors import ConflictError, InputError, NotFoundError, RegistryError
 from registry.api import Registry
 from registry.entities import check_label
@@ -444,7 +449,7 @@ def _grey_pixels(image: bytes) -> list[list[list[float]]]:
 
 
 def make_app(config: UIConfig) -> web.Application:
-    Image.preinit()  # PNG, JPEG, GIF, BMP, PPM: what the first predict would import on the loop
+    load_pillow()  # the plugins the first predict would import on the loop
     console = ConsoleApp(config)
     app = web.Application(middlewares=[console.middleware], client_max_size=MAX_PREDICT_BYTES)
     app["console"] = console
