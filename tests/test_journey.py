@@ -16,7 +16,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import requests
 
 from serving.server import free_port
 from tests.conftest import TinyRun
+from tests.server_process import wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY_POINTS = {"mlmodel": ["-m", "registry"], "serving": ["-m", "serving"],
@@ -102,8 +102,8 @@ def test_the_readme_journey_works_as_written(tiny_pipeline_run: TinyRun, user_di
                            "wb")  # (closed with the process, below)
                 background.append(subprocess.Popen(argv, cwd=user_dir, env=environment,
                                                    stdout=log, stderr=subprocess.STDOUT))
-                _wait_ready(f"http://127.0.0.1:{ui_port}/healthz" if console else
-                            f"http://127.0.0.1:{port}/v2/health/ready", background[-1])
+                wait_ready(f"http://127.0.0.1:{ui_port if console else port}", background[-1],
+                           log=Path(log.name), path="/healthz" if console else "/v2/health/ready")
                 if console:  # what a user sees first: the models table with the model serving
                     page = requests.get(f"http://127.0.0.1:{ui_port}/models", timeout=30).text
                     outputs[command] = page
@@ -129,16 +129,3 @@ def test_the_readme_journey_works_as_written(tiny_pipeline_run: TinyRun, user_di
     assert "accuracy" in by_verb["mlmodel eval"] and "losses" in by_verb["mlmodel eval"]
     assert "interpreted" in by_verb["mlmodel predict"] and "three" in by_verb["mlmodel predict"]
     assert any((version / "saved_model.pb").is_file() for version in deployed[0].iterdir())
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the background command exited with {proc.returncode}"
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)  # polling for the server to come up
-    raise AssertionError(f"{url} not ready after {timeout} s")

@@ -32,6 +32,7 @@ from tensorflow_serving.apis import (
 
 from serving.server import free_port
 from tests import datagen
+from tests.server_process import wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 NOT_FOUND, INVALID = grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT
@@ -73,7 +74,7 @@ def _start(root: Path, metadata: str, serving_dir: str, *extra: str,
     rest, port = free_port(), free_port()
     log = root / f"server-{port}.log"
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", USER="root",
-               **(env_extra or {}))
+               PYTHONFAULTHANDLER="1", **(env_extra or {}))
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "serving", "start", "--source", "registry", "--metadata",
@@ -82,15 +83,8 @@ def _start(root: Path, metadata: str, serving_dir: str, *extra: str,
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     running = Running(proc, f"http://127.0.0.1:{rest}", f"127.0.0.1:{port}", metadata,
                       serving_dir, log)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if requests.get(f"{running.rest}/v2/health/ready", timeout=1).status_code == 200:
-                return running
-        except requests.RequestException:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.1)  # polling for the server to come up
+    wait_ready(running.rest, proc, log=log)  # a process that never comes up is stopped
+    return running
 
 
 def _stop(running: Running) -> None:
@@ -375,16 +369,7 @@ def test_a_taken_grpc_port_fails_when_asked_for_and_warns_by_default(
                  "--metadata", server.metadata, "--serving-dir", server.serving_dir, "--port",
                  str(rest)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if requests.get(f"http://127.0.0.1:{rest}/v2/health/ready",
-                                    timeout=1).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)  # polling for the server to come up
+            wait_ready(f"http://127.0.0.1:{rest}", proc, log=log)
             assert "serving REST only" in log.read_text()
         finally:
             proc.terminate()

@@ -3,21 +3,18 @@ process, and (for the browser tests) headless Chromium through selenium."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 
 from serving.server import free_port
+from tests.server_process import wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "ui-test-token"
@@ -51,26 +48,6 @@ def _env() -> dict[str, str]:
     # PYTHONFAULTHANDLER: a process that never comes up prints every thread's stack on SIGABRT
     return dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", USER="root",
                 PYTHONFAULTHANDLER="1")
-
-
-def wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        if proc.poll() is not None:
-            raise AssertionError(f"exited with {proc.returncode} before {url} answered:\n"
-                                 f"{log.read_text(errors='replace')}")
-        if time.monotonic() >= deadline:  # stuck: its threads' stacks say where (faulthandler)
-            proc.send_signal(signal.SIGABRT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
-            raise AssertionError(f"{url} did not answer within {seconds:g} s; the process's "
-                                 f"log and stacks:\n{log.read_text(errors='replace')}")
-        time.sleep(0.1)  # polling for the process to come up
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -132,7 +109,7 @@ def model_server(console_registry: tuple[str, str, str, int],
              metadata, "--serving-dir", serving, "--port", str(port), "--grpc-port", "0",
              "--poll-s", "0.1"], cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    wait_until_up(f"{url}/v2/health/ready", proc, log)
+    wait_ready(url, proc, log=log)
     yield ModelServer(url, proc, log)
     stop(proc)
 
@@ -147,7 +124,7 @@ def start_console(metadata: str, serving: str, model: str, pipeline_root: str, s
              "--server-url", server_url, *extra],
             cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    wait_until_up(f"{url}/healthz", proc, log)
+    wait_ready(url, proc, log=log, path="/healthz")
     return Console(url, proc, log, metadata, serving, model, server_url, first_version)
 
 

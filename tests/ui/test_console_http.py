@@ -274,7 +274,7 @@ def _versions(console: Console) -> list[int]:
 def _launch(console: Console, tmp_path: Path, *args: str,
             env_extra: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str, Path]:
     from serving.server import free_port
-    from tests.ui.conftest import wait_until_up
+    from tests.server_process import wait_ready
 
     port = free_port()
     log = tmp_path / f"ui-{port}.log"
@@ -284,7 +284,7 @@ def _launch(console: Console, tmp_path: Path, *args: str,
              console.metadata, "--serving-dir", console.serving_dir, *args],
             cwd=ROOT, env={**_env(), **(env_extra or {})}, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    wait_until_up(f"{url}/healthz", proc, log)
+    wait_ready(url, proc, log=log, path="/healthz")
     return proc, url, log
 
 
