@@ -386,10 +386,14 @@ def capture_case(args: argparse.Namespace) -> None:
                                                              strict=True))
             print(f"{api} {what:39} {off:9.3f} {on:9.3f} {on / off:6.2f}x {paired:6.2f}x "
                   f"{target:>8}")
+    # CPU per request is the capacity figure the other jobs on a shared machine disturb least:
+    # requests per CPU-second with capture (server and writer) against without
     for api in ("rest", "grpc"):
-        print(f"{api} CPU per request at concurrency 32: server {med[f'off_{api}_server_cpu_us']:.0f}"
-              f" us without capture, {med[f'on_{api}_server_cpu_us']:.0f} us with it, plus "
-              f"{med[f'on_{api}_writer_cpu_us']:.0f} us in the writer process")
+        off_cpu, on_cpu = med[f"off_{api}_server_cpu_us"], med[f"on_{api}_server_cpu_us"]
+        writer_cpu = med[f"on_{api}_writer_cpu_us"]
+        print(f"{api} CPU per request at concurrency 32: server {off_cpu:.0f} us without capture,"
+              f" {on_cpu:.0f} us with it, plus {writer_cpu:.0f} us in the writer process: "
+              f"{off_cpu / (on_cpu + writer_cpu):.2f}x the requests per CPU-second")
 
 
 def cpu_seconds(pid: int) -> dict[str, float]:
