@@ -31,14 +31,7 @@ from serving.capture_records import frame_records
 log = logging.getLogger("serving.capture")
 
 READ_BYTES = 16 * 1024 * 1024
-# After a read the writer sleeps while the pipe gathers the next frames: each wake-up has a cost
-# of its own, so the fewer the better (at 1,000 one-image records a second its CPU per record
-# was 32-48 us when it woke every 50 ms, 21-32 us every 200 ms). It sleeps up to MAX_POLL_S, and
-# less when frames arrive fast enough to fill more than POLL_PIPE_SHARE of the pipe meanwhile
-# (a full pipe drops records).
-MAX_POLL_S = 0.25
-POLL_PIPE_SHARE = 0.5
-DEFAULT_PIPE_BYTES = 64 * 1024  # Linux's default pipe size, if the pipe's cannot be read
+POLL_S = 0.05  # after a read, wait this long for more (the pipe holds them meanwhile)
 REPORT_S = 0.25  # counts go to the server at most this often
 MB = 1024 * 1024
 
@@ -214,33 +207,12 @@ class CaptureFiles:
         out.flush()
 
 
-def pipe_bytes(fd: int) -> int:
-    """What the pipe ``fd`` holds at most."""
-    try:
-        import fcntl
-
-        return int(fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ))
-    except (OSError, AttributeError, ImportError):  # not a pipe, or not Linux
-        return DEFAULT_PIPE_BYTES
-
-
-def poll_pause(arrived: int, over_s: float, capacity: int) -> float:
-    """How long to let frames gather after a read of ``arrived`` bytes that came in ``over_s``
-    seconds: MAX_POLL_S, or the time in which that rate fills POLL_PIPE_SHARE of the pipe."""
-    if arrived <= 0:
-        return MAX_POLL_S
-    fills_in = POLL_PIPE_SHARE * capacity * max(over_s, 1e-3) / arrived
-    return max(0.0, min(MAX_POLL_S, fills_in))
-
-
 def run(settings: CaptureSettings, source: int, out: BinaryIO) -> None:
     """Until ``source`` ends: read what arrived, write it, rotate, report."""
     files = CaptureFiles(settings)
     buffer = bytearray()
     due = float("inf")
     reported = 0.0
-    capacity = pipe_bytes(source)
-    last_read = time.monotonic()
     while True:
         now = time.time()
         timeout = min(due - now, 1.0)
@@ -251,7 +223,6 @@ def run(settings: CaptureSettings, source: int, out: BinaryIO) -> None:
         chunk = os.read(source, READ_BYTES) if readable else b""
         if readable and not chunk:
             break  # the server closed its end: it is stopping
-        read_at = time.monotonic()
         if chunk:
             buffer += chunk
             files.write_records(frame_records(buffer, settings.rate))
@@ -260,9 +231,8 @@ def run(settings: CaptureSettings, source: int, out: BinaryIO) -> None:
         if now - reported >= REPORT_S:  # each line wakes a thread of the server: not too often
             files.report(out)
             reported = now
-        if chunk:  # let records gather: fewer wake-ups, bigger reads and writes
-            time.sleep(poll_pause(len(chunk), read_at - last_read, capacity))
-            last_read = read_at
+        if chunk:
+            time.sleep(POLL_S)  # let records gather: fewer, bigger reads and writes
     files.rotate(time.time(), everything=True)
     files.report(out)
 

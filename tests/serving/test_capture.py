@@ -651,24 +651,3 @@ def test_a_full_disk_loses_only_the_records_it_cut_and_capture_resumes(
     files.rotate(time.time(), everything=True)
     assert files.counts[("captured", MODEL, "1")] == 3
     assert len(read_logs(finished_files(tmp_path))) == 3 and len(finished_files(tmp_path)) == 2
-
-
-def test_the_writer_sleeps_long_at_low_rates_and_short_before_the_pipe_fills() -> None:
-    """Each wake-up of the writer costs CPU: it waits up to MAX_POLL_S for frames to gather,
-    but never longer than the time its last read's rate takes to fill half the pipe."""
-    import os
-
-    from serving.capture_worker import MAX_POLL_S, pipe_bytes, poll_pause
-
-    megabyte = 1024 * 1024
-    assert poll_pause(0, 1.0, megabyte) == MAX_POLL_S
-    assert poll_pause(200_000, 1.0, megabyte) == MAX_POLL_S  # 0.2 MB/s: half a pipe in 2.6 s
-    assert poll_pause(4 * megabyte, 1.0, megabyte) == pytest.approx(0.125)  # 4 MB/s
-    assert poll_pause(64 * megabyte, 1.0, megabyte) == pytest.approx(1 / 128)
-    assert poll_pause(megabyte, 0.0, megabyte) == pytest.approx(0.0005)  # no time: no sleep
-    read_end, write_end = os.pipe()
-    try:
-        assert pipe_bytes(read_end) >= 4096  # Linux: 64 KB unless raised
-    finally:
-        os.close(read_end)
-        os.close(write_end)
