@@ -68,8 +68,8 @@ def _rest_requests(url: str) -> list[requests.Response]:
     model = f"{url}/v1/models/{NAME}"
     answers = [requests.post(f"{model}:predict", json={"instances": [pixels]}, timeout=30),
                requests.post(f"{model}:predict", json={"inputs": [pixels]}, timeout=30),
-               requests.post(f"{model}/versions/1:predict", json={"instances": [pixels]},
-                             timeout=30)]
+               requests.post(f"{model}:predict", json={  # not a version: 1 may be unloaded
+                   "signature_name": "serving_default", "instances": [pixels]}, timeout=30)]
     for image in (_image("PNG"), _image("JPEG"), _image("WEBP"), b"these bytes are no image"):
         answers.append(requests.post(f"{model}:predict", json={
             "signature_name": "serving_images",
