@@ -43,5 +43,5 @@ def wait_ready(url: str, proc: subprocess.Popen, seconds: float = 120,  # type: 
                 proc.kill()
                 proc.wait(timeout=10)
             raise AssertionError(f"{url + path} did not answer within {seconds:g} s; the "
-                                 f"process's log (and stacks):\n{_log_text(log)[-8000:]}")
+                                 f"process's log (and stacks):\n{_log_text(log)[-20000:]}")
         time.sleep(0.1)  # polling for the process to come up

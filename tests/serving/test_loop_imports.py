@@ -25,12 +25,13 @@ from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_service_pb2_grpc,
+    predict_pb2,
     prediction_service_pb2_grpc,
 )
 
+from serving.grpc_codec import to_proto
 from serving.server import free_port
 from tests.server_process import wait_ready
-from tests.serving.test_grpc import predict_request
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "root_mnist"
@@ -38,18 +39,10 @@ NAME = "root_mnist"
 # Runs `serving start`; writes each module first imported on the main thread (the event loop's)
 # while the model manager's thread is alive.
 RECORDER = """
-import sys, threading
-OUT = sys.argv[1]
+import sys
+from tests.loop_imports import MainThreadImports, manager_thread_runs
 
-class Recorder:
-    def find_spec(self, name, path=None, target=None):
-        if (threading.current_thread() is threading.main_thread() and name not in sys.modules
-                and any(t.name == "model-manager" for t in threading.enumerate())):
-            with open(OUT, "a") as out:
-                out.write(name + "\\n")
-        return None
-
-sys.meta_path.insert(0, Recorder())
+MainThreadImports(armed=manager_thread_runs, out=sys.argv[1]).install()
 from serving.cli import main
 main(sys.argv[2:])
 """
@@ -92,6 +85,13 @@ def _rest_requests(url: str) -> list[requests.Response]:
     return answers
 
 
+def _predict(name: str) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = name
+    request.inputs["images"].CopyFrom(to_proto(np.zeros((1, 28, 28, 1), np.float32)))
+    return request
+
+
 def _grpc_requests(target: str) -> list[grpc.StatusCode]:
     codes = []
     with grpc.insecure_channel(target) as channel:
@@ -101,8 +101,8 @@ def _grpc_requests(target: str) -> list[grpc.StatusCode]:
         metadata.metadata_field.append("signature_def")
         status = get_model_status_pb2.GetModelStatusRequest()
         status.model_spec.name = NAME
-        for call, request in [(stub.Predict, predict_request(NAME)),
-                              (stub.Predict, predict_request("nope")),
+        for call, request in [(stub.Predict, _predict(NAME)),
+                              (stub.Predict, _predict("nope")),
                               (stub.GetModelMetadata, metadata),
                               (model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus,
                                status)]:

@@ -175,25 +175,17 @@ asyncio.run(main())
 
 
 IMPORTS_ON_THE_LOOP = """
-import asyncio, sys, threading
+import asyncio
 from aiohttp.test_utils import TestClient, TestServer
 from registry.api import open_registry
 from registry.ui.app import UIConfig, make_app
-
-on_loop = []
-
-class Recorder:
-    def find_spec(self, name, path=None, target=None):
-        # codecs found by name (encodings.*: pure Python, importing only codecs) aside
-        if threading.current_thread() is threading.main_thread() and name not in sys.modules \
-                and not name.startswith("encodings."):
-            on_loop.append(name)
-        return None
+from tests.loop_imports import MainThreadImports
 
 async def main():
     config = UIConfig(open_registry(METADATA, SERVING), "/nonexistent", "http://127.0.0.1:9", "t")
     app = make_app(config)
-    sys.meta_path.insert(0, Recorder())
+    # codecs found by name (encodings.*: pure Python, importing only codecs) aside
+    on_loop = MainThreadImports(skip=("encodings.",)).install()
     async with TestClient(TestServer(app)) as client:
         for path in ["/models", "/models/" + MODEL, "/predict", "/runs"]:
             assert (await client.get(path)).status == 200, path
@@ -205,7 +197,7 @@ async def main():
                     "model": MODEL, "image_b64": image, "signature": signature},
                     headers={"Authorization": "Bearer t", "X-CSRF-Token": csrf})
                 assert answer.status == 503, (kind, signature, await answer.text())
-    print(" ".join(sorted(set(on_loop))) or "-")
+    print(" ".join(sorted(set(on_loop.names))) or "-")
 
 asyncio.run(main())
 """
