@@ -286,16 +286,14 @@ async def tfs_both(ctx: Ctx, request: web.Request, g: dict[str, str]) -> web.Res
 async def predict_body(servable: Servable, body: Any, big: bool = False,
                        ctx: Ctx | None = None) -> dict[str, Any]:
     sig, inputs, row = await off_loop(big, codec.decode_predict, body, servable)
-    outputs = await sig.run(inputs)
-    capture.answered(ctx, servable, sig.name, inputs, outputs)
+    outputs = await sig.run(inputs, capture.answer(ctx, servable))
     return codec.encode_predict(outputs, row)
 
 
 async def classify_body(servable: Servable, body: Any, big: bool = False,
                         ctx: Ctx | None = None) -> dict[str, Any]:
     sig, inputs = await off_loop(big, codec.decode_classify, body, servable)
-    outputs = await sig.run(inputs)
-    capture.answered(ctx, servable, sig.name, inputs, outputs, capture.CLASSIFY)
+    outputs = await sig.run(inputs, capture.answer(ctx, servable, capture.CLASSIFY))
     return codec.encode_classify(outputs, servable.class_names)
 
 
@@ -393,8 +391,7 @@ async def v2_infer(ctx: Ctx, request: web.Request, g: dict[str, str]) -> web.Res
     check_v2_shapes(body)
     sig, inputs, names = await off_loop(request.get(BIG_KEY, False), codec.decode_infer, body,
                                         servable)
-    outputs = await sig.run(inputs)
-    capture.answered(ctx, servable, sig.name, inputs, outputs)
+    outputs = await sig.run(inputs, capture.answer(ctx, servable))
     request_id = body.get("id") if isinstance(body, dict) else None
     return json_response(codec.encode_infer(outputs, sig, servable, request_id, names))
 

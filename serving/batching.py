@@ -30,12 +30,15 @@ import os
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from serving.options import DEFAULT_BATCH_MAX
 
 Arrays = dict[str, np.ndarray]
+# after a model call: its inputs, its outputs, and the (rows, tag) of each request it answered
+Answered = Callable[[Arrays, Arrays, list[tuple[int, Any]]], None]
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class _Item:
     inputs: Arrays
     rows: int
     future: asyncio.Future[Arrays]
+    tag: Any = None  # the request's, handed back to ``on_answered``
 
 
 class Batcher:
@@ -86,10 +90,14 @@ class Batcher:
         config: BatchingConfig,
         on_batch: Callable[[int], None] | None = None,
         alone: Callable[[], bool] | None = None,
+        on_answered: Answered | None = None,
     ) -> None:
         """``alone()``: whether the calling request is the only one in progress in the server;
-        None (a batcher used outside a server) never runs inline."""
+        None (a batcher used outside a server) never runs inline. ``on_answered(inputs,
+        outputs, [(rows, tag), ...])``: once per model call that answered requests, on the
+        event loop, before they get their outputs; ``tag`` is each request's ``submit`` tag."""
         self._run = run
+        self._on_answered = on_answered
         self._alone = alone
         self._executor = executor
         self._config = config
@@ -98,7 +106,7 @@ class Batcher:
         self._inflight = 0
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def submit(self, inputs: Arrays) -> Arrays:
+    async def submit(self, inputs: Arrays, tag: Any = None) -> Arrays:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # first use, or a new loop (tests): start afresh
             self._loop, self._queue, self._inflight = loop, [], 0
@@ -108,9 +116,11 @@ class Batcher:
             outputs = self._run(inputs)  # on the loop: nothing to batch with, no hand-off
             if self._on_batch is not None:
                 self._on_batch(rows)
+            if self._on_answered is not None and tag is not None:
+                self._on_answered(inputs, outputs, [(rows, tag)])
             return outputs
         future: asyncio.Future[Arrays] = loop.create_future()
-        self._queue.append(_Item(inputs, rows, future))
+        self._queue.append(_Item(inputs, rows, future, tag))
         if self._inflight < self._config.max_inflight:
             self._inflight += 1
             loop.create_task(self._drain())
@@ -148,7 +158,8 @@ class Batcher:
         keys = batch[0].inputs.keys()
         joined = {key: np.concatenate([item.inputs[key] for item in batch]) for key in keys}
         try:
-            outputs = await self._call(joined, len(next(iter(joined.values()))))
+            outputs = await self._call(joined, len(next(iter(joined.values()))),
+                                       [(item.rows, item.tag) for item in batch])
         except Exception:  # one bad request: run them one by one so only it fails
             for item in batch:
                 await self._execute_one(item)
@@ -164,7 +175,7 @@ class Batcher:
 
     async def _execute_one(self, item: _Item) -> None:
         try:
-            outputs = await self._call(item.inputs, item.rows)
+            outputs = await self._call(item.inputs, item.rows, [(item.rows, item.tag)])
         except Exception as exc:  # noqa: BLE001 - handed to the waiting request
             if not item.future.done():
                 item.future.set_exception(exc)
@@ -175,16 +186,27 @@ class Batcher:
             item.future.set_result(outputs)
 
 
-    async def _call(self, inputs: Arrays, rows: int) -> Arrays:
-        """One model call on the executor, or its slices on ``parallel_slices`` threads at once.
+    async def _call(self, inputs: Arrays, rows: int,
+                    requests: list[tuple[int, Any]]) -> Arrays:
+        """One model call on the executor, or its slices on ``parallel_slices`` threads at once;
+        then ``on_answered`` for the ``requests`` it answers.
 
         Slicing also bounds memory: one 10,000-image request run whole peaked at 1.9 GB (about
         1 MB of activations per image for our CNN); now at most ``parallel_slices`` slices of at
         most ``max(max_batch, chunk_rows)`` rows are in the model at a time."""
         loop = asyncio.get_running_loop()
         ranges = self._config.slices(rows)
+        answered = self._on_answered
+        if answered is None or all(tag is None for _, tag in requests):
+            answered = None
         if len(ranges) == 1:
-            return await loop.run_in_executor(self._executor, self._run, inputs)
+            if answered is None:
+                return await loop.run_in_executor(self._executor, self._run, inputs)
+            # on the model's thread, right after the call: the event loop, which reads and
+            # answers the requests, is the server's busiest thread; this one was waiting on
+            # TensorFlow and is free (sliced calls below answer on the loop: they are rare)
+            return await loop.run_in_executor(self._executor, self._run_answering, inputs,
+                                              requests, answered)
         gate = asyncio.Semaphore(self._config.parallel_slices)
 
         async def part(start: int, end: int) -> Arrays:
@@ -194,7 +216,16 @@ class Batcher:
                     {key: value[start:end] for key, value in inputs.items()})
 
         parts = await asyncio.gather(*(part(start, end) for start, end in ranges))
-        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        outputs = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        if answered is not None:
+            answered(inputs, outputs, requests)
+        return outputs
+
+    def _run_answering(self, inputs: Arrays, requests: list[tuple[int, Any]],
+                       answered: Answered) -> Arrays:
+        outputs = self._run(inputs)
+        answered(inputs, outputs, requests)
+        return outputs
 
 
 def _rows(inputs: Arrays) -> int:

@@ -5,18 +5,22 @@ protocol (REST TF Serving, KServe v2, SageMaker, gRPC) in
 ``<capture dir>/<serving name>/<version>/capture-<utc>-<pid>-<seq>.tfrecord``
 (``contracts/capture.py``: the layout and what one record holds).
 
-The request path only samples and writes the request's arrays, behind a cached header
-(``capture_records.encode_frame``), to a pipe that does not block: when the pipe is full the record is dropped and counted.
-On the event loop the frames of one pass of the loop go out together, in one ``writev`` at the
-pass's end: a batch of predictions answers its requests in the same pass, so that is one system
-call (and one wake-up of the writer) per batch rather than per request. A writer
-process (``serving.capture_worker``) reads the pipe, builds the records (a predict record from a
-per-header template, straight from the frame's bytes: ``capture_records.frame_records``) and
-writes, rotates and deletes the files. It is a process, not a thread: a thread building records in the server took
-the Python lock from the event loop (about 37 us of CPU per record, and with the lock's hand-offs
-the server spent ~20% more CPU per request at concurrency 32). Its counts come back on its stdout
-to /metrics; its log lines go to the server's stderr. Stopping the server closes the pipe: the
-writer finishes every file and exits.
+Capture is per model call, not per request: the batcher calls ``after_call`` once a model call
+has answered its requests, on the model's thread right after TensorFlow returns (the event loop,
+which reads and answers every request, is the server's busiest thread). It counts the call's
+predictions for /metrics, samples each request, and writes the sampled requests as one frame
+(``capture_records.encode_frame``: a cached header, each request's rows, the call's arrays) to a
+pipe that does not block: when the pipe is full the frame is dropped and its records counted. On
+the event loop (a lone request the loop answered itself, a sliced big call) the frames of one
+pass of the loop go out together, in one ``writev`` at the pass's end. A writer process
+(``serving.capture_worker``) reads the pipe, cuts one record per request out of each frame (a
+predict record from a per-header template, straight from the frame's bytes:
+``capture_records.frame_records``) and writes, rotates and deletes the files. It is a process,
+not a thread: a thread building records in the server took the Python lock from the event loop
+(about 37 us of CPU per record, and with the lock's hand-offs the server spent ~20% more CPU per
+request at concurrency 32). Its counts come back on its stdout to /metrics; its log lines go to
+the server's stderr. Stopping the server closes the pipe: the writer finishes every file and
+exits.
 """
 
 from __future__ import annotations
@@ -32,14 +36,15 @@ import subprocess
 import sys
 import threading
 import time
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
 from serving.capture_records import CLASSIFY, PREDICT, Item, encode_frame, probabilities
 from serving.capture_worker import MB, CaptureSettings
 
-__all__ = ["CLASSIFY", "PREDICT", "CaptureSettings", "CaptureWriter", "answered", "writer_for"]
+__all__ = ["CLASSIFY", "PREDICT", "Answer", "CaptureSettings", "CaptureWriter", "after_call", "answer",
+           "writer_for"]
 
 log = logging.getLogger("serving.capture")
 
@@ -77,7 +82,7 @@ class CaptureWriter:
         # Frames offered on an event loop during one pass of it, sent together by one writev at
         # the end of the pass (a batch of predictions answers its requests in the same pass).
         self._batch: list[bytes] = []
-        self._batch_keys: list[tuple[str, int]] = []
+        self._batch_keys: list[tuple[str, int, int]] = []  # model, version, records
         self._batch_bytes = 0
         self._flush_scheduled = False
 
@@ -116,26 +121,29 @@ class CaptureWriter:
 
     def offer(self, model: str, version: int, signature: str, method: str,
               inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray],
-              class_names: list[str], at: float) -> bool:
-        """Send one answered (and sampled) request.
+              class_names: list[str], at: float, rows: tuple[int, ...] = ()) -> bool:
+        """Send one answered (and sampled) request, or with ``rows`` the requests one model
+        call answered (each request's rows along dimension 0, in order: one frame, one record
+        each in the writer).
 
         On an event loop's thread the frame joins the loop's current pass and is sent with the
-        others at its end (one system call for a whole answered batch, not one per request);
-        returns True (a dropped batch is counted then). Elsewhere it is sent at once; False
+        others at its end (one system call for a pass, not one per request);
+        returns True (a dropped pass is counted then). Elsewhere it is sent at once; False
         when it was dropped.
         """
         parts = encode_frame(Item(model, version, signature, method, inputs, outputs, at,
-                                  class_names))
+                                  class_names), rows)
+        records = max(1, len(rows))
         loop = _running_loop()
         if loop is None:
             with self._lock:
                 sent = self._send(parts)
             if not sent:
-                self._count("dropped", model, version)
+                self._count("dropped", model, version, records)
             return sent
         with self._lock:
             self._batch += parts
-            self._batch_keys.append((model, version))
+            self._batch_keys.append((model, version, records))
             self._batch_bytes += parts_bytes(parts)
             full = len(self._batch) >= MAX_BATCH_PARTS or self._batch_bytes >= MAX_BATCH_BYTES
             schedule = not self._flush_scheduled and not full
@@ -156,8 +164,8 @@ class CaptureWriter:
             sent = not parts or self._send(parts)
         if not sent:
             dropped: dict[tuple[str, int], int] = {}
-            for key in keys:
-                dropped[key] = dropped.get(key, 0) + 1
+            for model, version, records in keys:
+                dropped[(model, version)] = dropped.get((model, version), 0) + records
             for (model, version), count in dropped.items():
                 self._count("dropped", model, version, count)
 
@@ -234,30 +242,86 @@ class CaptureWriter:
             self.metrics.on_capture(what, model, version, count)
 
 
-# -- the hook every protocol calls once a request is answered ---------------------------------
+# -- the hook called once per model call, for the requests it answered ---------------------------
 _hook_failed = False
 
 
-def answered(ctx: Any, servable: Any, signature: str, inputs: dict[str, np.ndarray],
-             outputs: dict[str, np.ndarray], method: str = PREDICT) -> None:
-    """After a request's model call: the prediction metrics (every request) and, when sampled,
-    the capture. Never raises: a failure here is logged once and the request is answered."""
+class Answer(NamedTuple):
+    """What a request hands to its model call (``Signature.run``) so that the call's answer is
+    counted in /metrics and, when sampled, captured: the server's ``Ctx`` (its ``metrics`` and
+    ``capture``), the servable, and ``PREDICT`` or ``CLASSIFY`` (the record's kind)."""
+
+    ctx: Any
+    servable: Any
+    method: str = PREDICT
+
+
+def answer(ctx: Any, servable: Any, method: str = PREDICT) -> Answer | None:
+    """The ``Answer`` of a request of this server, or None outside one (nothing to count)."""
+    return None if ctx is None else Answer(ctx, servable, method)
+
+
+def after_call(signature: str, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray],
+               requests: list[tuple[int, Answer | None]]) -> None:
+    """After one model call (``serving.batching``): ``requests`` are the (rows, answer) of the
+    requests it answered, in the order of the arrays' dimension 0 (one request: the arrays are
+    its own); a request without an answer (a warm-up call) is neither counted nor captured.
+    The prediction metrics and the capture's frame are built once for the call, not once per
+    request. Thread-safe; never raises: a failure is logged once and the requests are
+    answered."""
     global _hook_failed
-    if ctx is None:
-        return
     try:
-        probs = probabilities(outputs)
-        if probs is not None and ctx.metrics is not None:
-            ctx.metrics.on_predictions(servable.name, servable.version, probs,
-                                       servable.class_names)
-        writer: CaptureWriter | None = getattr(ctx, "capture", None)
-        if writer is not None and writer.sampled():
-            writer.offer(servable.name, servable.version, signature, method, inputs, outputs,
-                         servable.class_names, time.time())
+        answers = [a for _, a in requests if a is not None]
+        if not answers:
+            return
+        first = answers[0]
+        if all(a.ctx is first.ctx and a.method == first.method for a in answers):
+            _answered(first, signature, inputs, outputs,
+                      [rows for rows, _ in requests], [a is not None for _, a in requests])
+            return
+        start = 0  # a classify and a predict in one call, say: each request alone
+        for rows, each in requests:
+            if each is not None:
+                _answered(each, signature, _rows(inputs, start, rows),
+                          _rows(outputs, start, rows), [rows], [True])
+            start += rows
     except Exception:  # noqa: BLE001 - monitoring must never fail a request
         if not _hook_failed:
             _hook_failed = True
             log.exception("capture/prediction metrics failed; requests are still answered")
+
+
+def _rows(arrays: dict[str, np.ndarray], start: int, rows: int) -> dict[str, np.ndarray]:
+    return {key: value[start:start + rows] for key, value in arrays.items()}
+
+
+def _keep(arrays: dict[str, np.ndarray], rows: list[int], kept: list[bool]
+          ) -> dict[str, np.ndarray]:
+    """The rows of the kept requests (a call's requests along dimension 0)."""
+    starts = np.cumsum([0, *rows[:-1]])
+    index = np.concatenate([np.arange(start, start + n) for start, n, keep
+                            in zip(starts, rows, kept, strict=True) if keep])
+    return {key: np.asarray(value)[index] for key, value in arrays.items()}
+
+
+def _answered(first: Answer, signature: str, inputs: dict[str, np.ndarray],
+              outputs: dict[str, np.ndarray], rows: list[int], counted: list[bool]) -> None:
+    """``rows``: each request's; ``counted``: whether it has an answer (a warm-up has not)."""
+    ctx, servable = first.ctx, first.servable
+    probs = probabilities(outputs if all(counted) else _keep(outputs, rows, counted))
+    if probs is not None and ctx.metrics is not None:
+        ctx.metrics.on_predictions(servable.name, servable.version, probs, servable.class_names)
+    writer: CaptureWriter | None = getattr(ctx, "capture", None)
+    if writer is None:
+        return
+    kept = [count and writer.sampled() for count in counted]
+    if not any(kept):
+        return
+    if not all(kept):  # some of the call's requests sampled: only their rows go
+        inputs, outputs = _keep(inputs, rows, kept), _keep(outputs, rows, kept)
+        rows = [n for n, keep in zip(rows, kept, strict=True) if keep]
+    writer.offer(servable.name, servable.version, signature, first.method, inputs, outputs,
+                 servable.class_names, time.time(), tuple(rows) if len(rows) > 1 else ())
 
 
 def writer_for(config: Any, metrics: Any) -> CaptureWriter | None:

@@ -171,13 +171,18 @@ def tfrecord(data: bytes) -> bytes:
             + struct.pack("<I", _masked_crc(data)))
 
 
-# -- frames: how the server hands an answered request to the writer process ----------------------
-# <u32 frame length> <u16 header length> <header: JSON of the request's structure> <f64 time>
-# then, per input and output array, <u64 length> and its bytes (raw, or a pickle for strings).
-# The header is the same for every request of one shape, so it is cached: a frame costs the
-# server a dict lookup, a few tobytes() and one write, not a pickle of the whole request.
+# -- frames: how the server hands answered requests to the writer process ----------------------
+# <u32 frame length> <u16 header length> <header: JSON of the call's structure> <f64 time>
+# <u16 n> n x <u32 rows>, then, per input and output array, <u64 length> and its bytes (raw, or a
+# pickle for strings). One frame is one model call: n = 0 when it answered one request (the
+# arrays are that request's, as they are), else the rows of each of its n requests in order
+# (every array's dimension 0; the writer cuts one record per request from them). The header is
+# the same for every call of one shape, so it is cached: a frame costs the server a dict lookup,
+# a few tobytes() and one write per model call, not per request.
 _FRAME = struct.Struct("<IH")
 _TIME = struct.Struct("<d")
+_COUNT = struct.Struct("<H")
+_ROWS_CACHE: dict[tuple[int, ...], bytes] = {}
 _LENGTH = struct.Struct("<Q")
 _HEADERS: dict[tuple[Any, ...], bytes] = {}
 _PARSED: dict[bytes, tuple[Any, ...]] = {}
@@ -188,8 +193,23 @@ def _layout(arrays: dict[str, np.ndarray]) -> tuple[tuple[str, str, tuple[int, .
     return tuple((key, array.dtype.str, array.shape) for key, array in arrays.items())
 
 
-def encode_frame(item: Item) -> list[bytes]:
-    """``item`` as the parts of one frame (for ``os.writev``)."""
+def _rows_part(rows: tuple[int, ...]) -> bytes:
+    """<u16 n> n x <u32 rows> (n = 0 for a single request)."""
+    part = _ROWS_CACHE.get(rows)
+    if part is None:
+        part = _COUNT.pack(len(rows)) + struct.pack(f"<{len(rows)}I", *rows)
+        if len(_ROWS_CACHE) >= MAX_CACHED_HEADERS:
+            _ROWS_CACHE.clear()
+        _ROWS_CACHE[rows] = part
+    return part
+
+
+def encode_frame(item: Item, rows: tuple[int, ...] = ()) -> list[bytes]:
+    """``item`` as the parts of one frame (for ``os.writev``). ``rows``: with more than one,
+    ``item`` is one model call answering several requests, of these rows each (in order, along
+    every array's dimension 0); empty (or one): a single request."""
+    if len(rows) > 0xFFFF:
+        raise ValueError(f"a frame holds at most 65,535 requests, not {len(rows)}")
     inputs = {k: np.asarray(v) for k, v in item.inputs.items()}
     outputs = {k: np.asarray(v) for k, v in item.outputs.items()}
     names = tuple(item.class_names) if item.method == CLASSIFY else ()
@@ -204,7 +224,7 @@ def encode_frame(item: Item) -> list[bytes]:
         if len(_HEADERS) >= MAX_CACHED_HEADERS:
             _HEADERS.clear()
         _HEADERS[key] = header
-    parts = [b"", header, _TIME.pack(item.at)]
+    parts = [b"", header, _TIME.pack(item.at), _rows_part(rows if len(rows) > 1 else ())]
     for array in (*inputs.values(), *outputs.values()):
         if array.dtype == object:
             import pickle
@@ -241,6 +261,7 @@ class _Frame:
     at: float
     view: memoryview  # the whole buffer
     arrays_at: int  # offset of the first array's length
+    rows: tuple[int, ...]  # each request's rows when the call answered several, else ()
 
 
 def _frames(buffer: bytearray) -> list[_Frame]:
@@ -264,17 +285,32 @@ def _frames(buffer: bytearray) -> list[_Frame]:
                 _PARSED.clear()
             _PARSED[header] = parsed
         (at,) = _TIME.unpack_from(view, start + header_size)
-        frames.append(_Frame(header, parsed, at, view, start + header_size + _TIME.size))
+        cursor = start + header_size + _TIME.size
+        (count,) = _COUNT.unpack_from(view, cursor)
+        cursor += _COUNT.size
+        rows = struct.unpack_from(f"<{count}I", view, cursor) if count else ()
+        cursor += 4 * count
+        frames.append(_Frame(header, parsed, at, view, cursor, rows))
         offset = end
     del buffer[:offset]
     return frames
 
 
-def _item(frame: _Frame) -> Item:
+def _items(frame: _Frame) -> list[Item]:
+    """The frame's requests, decoded (one per request of its model call)."""
     model, version, signature, method, names, input_spec, output_spec = frame.parsed
     inputs, cursor = _arrays(input_spec, frame.view, frame.arrays_at)
     outputs, _ = _arrays(output_spec, frame.view, cursor)
-    return Item(model, version, signature, method, inputs, outputs, frame.at, list(names))
+    if not frame.rows:
+        return [Item(model, version, signature, method, inputs, outputs, frame.at, list(names))]
+    items, start = [], 0
+    for rows in frame.rows:
+        end = start + rows
+        items.append(Item(model, version, signature, method,
+                          {k: v[start:end] for k, v in inputs.items()},
+                          {k: v[start:end] for k, v in outputs.items()}, frame.at, list(names)))
+        start = end
+    return items
 
 
 # -- the writer's fast path: a predict record straight from its frame's bytes ------------------
@@ -285,7 +321,7 @@ def _item(frame: _Frame) -> Item:
 # tfrecord(); 19 against 39 on a loaded machine). Anything else (classify, strings,
 # big-endian arrays, a time that is not a 5-byte varint) takes the general path.
 TIME_VARINT_BYTES = 5  # int(Unix seconds) from 1978 to 3058 is a 5-byte varint
-_TEMPLATES: dict[tuple[bytes, float], tuple[list[bytes], list[int]] | None] = {}
+_TEMPLATES: dict[tuple[bytes, float, int], tuple[list[bytes], list[int]] | None] = {}
 
 
 def _template(parsed: tuple[Any, ...], rate: float) -> tuple[list[bytes], list[int]] | None:
@@ -332,43 +368,68 @@ def _template(parsed: tuple[Any, ...], rate: float) -> tuple[list[bytes], list[i
 
 def frame_records(buffer: bytearray, rate: float, fast: bool = True
                   ) -> list[tuple[str, int, bytes | Exception]]:
-    """(model, version, TFRecord or the error that kept it from being built) for every whole
-    frame at the start of ``buffer`` (removed from it). ``fast=False``: every frame through
-    decoded arrays and ``record()`` (the reference the fast path is tested against)."""
+    """(model, version, TFRecord or the error that kept it from being built) for every request
+    of every whole frame at the start of ``buffer`` (removed from it). ``fast=False``: every
+    frame through decoded arrays and ``record()`` (the reference the fast path is tested
+    against)."""
     out: list[tuple[str, int, bytes | Exception]] = []
     for frame in _frames(buffer):
         model, version = frame.parsed[0], frame.parsed[1]
+        records = max(1, len(frame.rows))
         try:
-            data = _fast_record(frame, rate) if fast else None
-            if data is None:
-                data = record(_item(frame), rate)
-            out.append((model, version, tfrecord(data)))
-        except Exception as exc:  # noqa: BLE001 - one record lost, counted by the writer
-            out.append((model, version, exc))
+            built = _fast_records(frame, rate) if fast else None
+            if built is None:
+                built = [record(item, rate) for item in _items(frame)]
+            out += [(model, version, tfrecord(data)) for data in built]
+        except Exception as exc:  # noqa: BLE001 - the frame's records lost, counted by the writer
+            out += [(model, version, exc)] * records
     return out
 
 
-def _fast_record(frame: _Frame, rate: float) -> bytes | None:
-    """The frame's record through its header's template, or None for the general path."""
-    key = (frame.header, rate)
-    if key not in _TEMPLATES:
-        if len(_TEMPLATES) >= MAX_CACHED_HEADERS:
-            _TEMPLATES.clear()
-        _TEMPLATES[key] = _template(frame.parsed, rate)
-    found = _TEMPLATES[key]
-    if found is None:
-        return None
-    pieces, sizes = found
+def _per_request(parsed: tuple[Any, ...], rows: int) -> tuple[Any, ...]:
+    """A call's header as one request of ``rows`` rows would have it."""
+    *head, input_spec, output_spec = parsed
+    return (*head, *([(key, dtype, [rows, *shape[1:]]) for key, dtype, shape in spec]
+                     for spec in (input_spec, output_spec)))
+
+
+def _fast_records(frame: _Frame, rate: float) -> list[bytes] | None:
+    """The frame's records through their headers' templates, or None for the general path."""
+    requests = frame.rows or (-1,)  # -1: the frame's arrays are one request's, as they are
+    view, offset = frame.view, frame.arrays_at
+    arrays: list[tuple[int, int]] = []  # (offset, length) of each array's bytes
+    for _ in range(len(frame.parsed[5]) + len(frame.parsed[6])):
+        (length,) = _LENGTH.unpack_from(view, offset)
+        arrays.append((offset + _LENGTH.size, length))
+        offset += _LENGTH.size + length
+    total = sum(requests)
     when = _varint(int(frame.at))
     if len(when) != TIME_VARINT_BYTES:
         return None
-    joined: list[Any] = [pieces[0], when, pieces[1]]
-    view, offset = frame.view, frame.arrays_at
-    for size, piece in zip(sizes, pieces[2:], strict=True):
-        (length,) = _LENGTH.unpack_from(view, offset)
-        if length != size:  # not what the header's shape says: let the general path decide
+    records: list[bytes] = []
+    start = 0  # the request's first row
+    for rows in requests:
+        key = (frame.header, rate, rows)
+        if key not in _TEMPLATES:
+            if len(_TEMPLATES) >= MAX_CACHED_HEADERS:
+                _TEMPLATES.clear()
+            _TEMPLATES[key] = _template(
+                frame.parsed if rows < 0 else _per_request(frame.parsed, rows), rate)
+        found = _TEMPLATES[key]
+        if found is None:
             return None
-        offset += _LENGTH.size
-        joined += [view[offset:offset + size], piece]
-        offset += size
-    return b"".join(joined)
+        pieces, sizes = found
+        joined: list[Any] = [pieces[0], when, pieces[1]]
+        for size, piece, (at, length) in zip(sizes, pieces[2:], arrays, strict=True):
+            if rows < 0:
+                if length != size:  # not what the header's shape says: the general path decides
+                    return None
+                begin = at
+            else:
+                if length * rows != size * total:  # rows of unequal size: the general path
+                    return None
+                begin = at + size * start // rows if rows else at
+            joined += [view[begin:begin + size], piece]
+        records.append(b"".join(joined))
+        start += max(rows, 0)
+    return records

@@ -2,8 +2,9 @@
 
 ``python -m serving.capture_worker SETTINGS_JSON LOG_LEVEL`` is started by
 ``serving.capture.CaptureWriter``; it imports neither TensorFlow nor the server. Its stdin carries
-frames (``capture_records.encode_frame``: a cached header and the request's arrays); each batch read
-becomes records appended to the version's open file. A file is written as ``<name>.tmp`` and
+frames (``capture_records.encode_frame``: a cached header, and the arrays of one model call with
+the rows of each request it answered); each read becomes one record per request, appended to the
+version's open file. A file is written as ``<name>.tmp`` and
 renamed when it rotates: past ``rotate_bytes`` (at the record that crosses it), ``rotate_s``
 after it was opened, and at the end of input (the server stopped: every file is finished). After
 each rotation the oldest finished files of the whole capture directory go while it holds more

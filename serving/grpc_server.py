@@ -193,8 +193,7 @@ async def _classify(servable: Servable, sig_name: str, request_input: Any, ctx: 
                     ) -> tuple[classification_pb2.ClassificationResult, str]:
     sig = _example_signature(servable, sig_name)
     inputs = {next(iter(sig.inputs)): serialized_examples(request_input)}
-    outputs = await sig.run(inputs)
-    capture.answered(ctx, servable, sig.name, inputs, outputs, capture.CLASSIFY)
+    outputs = await sig.run(inputs, capture.answer(ctx, servable, capture.CLASSIFY))
     scores = np.asarray(outputs.get(OUTPUT_PROBABILITIES, next(iter(outputs.values()))))
     names = (servable.class_names if len(servable.class_names) == scores.shape[-1]
              else default_class_names(scores.shape[-1]))
@@ -226,13 +225,12 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 inputs = await asyncio.get_running_loop().run_in_executor(None, convert)
             else:
                 inputs = convert()
-            outputs = await sig.run(inputs)
+            outputs = await sig.run(inputs, capture.answer(self.calls.ctx, servable))
             wanted = list(request.output_filter) or list(outputs)
             unknown = [k for k in wanted if k not in outputs]
             if unknown:
                 raise invalid(f"output tensor alias not found in signature: {unknown[0]}. "
                               f"Outputs expected to be in the set {{{','.join(sorted(outputs))}}}.")
-            capture.answered(self.calls.ctx, servable, sig.name, inputs, outputs)
             response = predict_pb2.PredictResponse(model_spec=_model_spec(servable, sig.name))
             for key in wanted:
                 response.outputs[key].CopyFrom(grpc_codec.to_proto(outputs[key]))

@@ -7,6 +7,7 @@ and never in a request), and wraps every signature in a ``Batcher``.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -19,8 +20,8 @@ import numpy as np
 from contracts.dictionary import read_model_dictionary
 from contracts.runtime import configure_tensorflow
 from contracts.signatures import SAVED_MODEL_FILE, SERVING_DEFAULT
-from serving import warmup
-from serving.batching import Arrays, Batcher, BatchingConfig
+from serving import capture, warmup
+from serving.batching import Answered, Arrays, Batcher, BatchingConfig
 from serving.errors import ServingError, invalid
 
 configure_tensorflow()  # Keras 2 before anything imports TensorFlow (imported lazily below)
@@ -62,11 +63,20 @@ class Signature:
     outputs: dict[str, TensorInfo]
     call: Callable[[Arrays], Arrays]  # synchronous, thread-safe
     batcher: Batcher | None = field(default=None, repr=False)
+    # after each model call: the answered requests' metrics and capture (serving.capture)
+    on_answered: Answered | None = field(default=None, repr=False)
 
-    async def run(self, inputs: Arrays) -> Arrays:
-        if self.batcher is None:
-            return self.call(inputs)
-        return await self.batcher.submit(inputs)
+    async def run(self, inputs: Arrays, answer: capture.Answer | None = None) -> Arrays:
+        """The model's outputs for ``inputs``. ``answer`` (``capture.answer``): count the
+        answer in /metrics and capture it when sampled, once per model call."""
+        if self.batcher is not None:
+            return await self.batcher.submit(inputs, answer)
+        outputs = self.call(inputs)
+        if self.on_answered is not None and answer is not None:
+            first = next(iter(inputs.values()), None)
+            rows = int(np.shape(first)[0]) if np.ndim(first) else 1
+            self.on_answered(inputs, outputs, [(rows, answer)])
+        return outputs
 
 
 @dataclass
@@ -212,7 +222,8 @@ def load_servable(
         inputs = {k: _tensor_info(k, v) for k, v in sorted(sig_def.get("inputs", {}).items())}
         outputs = {k: _tensor_info(k, v) for k, v in sorted(sig_def.get("outputs", {}).items())}
         sig = Signature(key, sig_def.get("method_name", ""), inputs, outputs,
-                        _make_call(fn, list(outputs)))
+                        _make_call(fn, list(outputs)),
+                        on_answered=functools.partial(capture.after_call, key))
         warm = _warmup_inputs(sig)
         if warm is not None:
             try:
@@ -231,10 +242,11 @@ def load_servable(
             if on_batch is not None:
                 def hook(rows: int, _key: str = key) -> None:
                     on_batch(name, version, _key, rows)
-            sig.batcher = Batcher(sig.call, executor, batching, hook, alone)
+            sig.batcher = Batcher(sig.call, executor, batching, hook, alone, sig.on_answered)
         elif executor is not None:  # no batch dimension: never joined, never sliced
             sig.batcher = Batcher(sig.call, executor, BatchingConfig(
-                max_batch=1, max_inflight=8, chunk_rows=2**62, parallel_slices=1))
+                max_batch=1, max_inflight=8, chunk_rows=2**62, parallel_slices=1),
+                on_answered=sig.on_answered)
         signatures[key] = sig
     warmed = warmup.replay(path, signatures)  # TF Serving's warm-up file, before AVAILABLE
     return Servable(name, version, path, class_names, signatures, signature_defs, time.time(), loaded,

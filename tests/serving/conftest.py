@@ -115,3 +115,19 @@ def server(tmp_path_factory: pytest.TempPathFactory, saved_model: Path) -> Itera
     yield srv
     srv.http.stop()
     srv.runtime.close()
+
+
+@pytest.fixture
+def capture_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The parts of each ``os.writev`` the capture writer makes, in order (the calls go on)."""
+    from serving import capture
+
+    writes: list[int] = []
+    real_writev = capture.os.writev
+
+    def counting_writev(fd: int, parts: list[bytes]) -> int:
+        writes.append(len(parts))
+        return real_writev(fd, parts)
+
+    monkeypatch.setattr(capture.os, "writev", counting_writev)
+    return writes

@@ -505,13 +505,12 @@ def test_a_full_pipe_drops_and_counts_without_blocking(tmp_path: Path) -> None:
 
 
 def test_frames_offered_in_one_loop_pass_go_out_in_one_write(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, capture_writes: list[int]) -> None:
     """On the event loop (REST and gRPC handlers), the frames of one pass of the loop (a batch
     of predictions answers its requests together) are sent by one writev at the pass's end, not
     one per request; every one of them is written, and a pass's drop is counted per frame."""
     import asyncio
 
-    from serving import capture as capture_module
     from serving.capture import CaptureSettings, CaptureWriter
 
     counted: dict[str, int] = {}
@@ -520,14 +519,7 @@ def test_frames_offered_in_one_loop_pass_go_out_in_one_write(
         def on_capture(self, what: str, model: str, version: int, count: int = 1) -> None:
             counted[what] = counted.get(what, 0) + count
 
-    writes: list[int] = []
-    real_writev = os.writev
-
-    def counting_writev(fd: int, parts: list[bytes]) -> int:
-        writes.append(len(parts))
-        return real_writev(fd, parts)
-
-    monkeypatch.setattr(capture_module.os, "writev", counting_writev)
+    writes = capture_writes
     writer = CaptureWriter(CaptureSettings(str(tmp_path), rate=1.0), Counts()).start()
     images = {"images": np.full((1, 28, 28, 1), 0.5, np.float32)}
     outputs = {"probabilities": np.full((1, 10), 0.1, np.float32)}
