@@ -205,6 +205,14 @@ async def _classify(servable: Servable, sig_name: str, request_input: Any, ctx: 
     return result, sig.name
 
 
+def _check_output_filter(wanted: Any, outputs: Any) -> None:
+    """INVALID_ARGUMENT, in TF Serving's words, for a requested output the signature lacks."""
+    unknown = [k for k in wanted if k not in outputs]
+    if unknown and outputs:
+        raise invalid(f"output tensor alias not found in signature: {unknown[0]}. "
+                      f"Outputs expected to be in the set {{{','.join(sorted(outputs))}}}.")
+
+
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, calls: _Calls) -> None:
         self.calls = calls
@@ -225,12 +233,11 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 inputs = await asyncio.get_running_loop().run_in_executor(None, convert)
             else:
                 inputs = convert()
+            # as TF Serving, before the model runs (a refused request is neither run nor captured)
+            _check_output_filter(request.output_filter, sig.outputs)
             outputs = await sig.run(inputs, capture.answer(self.calls.ctx, servable))
             wanted = list(request.output_filter) or list(outputs)
-            unknown = [k for k in wanted if k not in outputs]
-            if unknown:
-                raise invalid(f"output tensor alias not found in signature: {unknown[0]}. "
-                              f"Outputs expected to be in the set {{{','.join(sorted(outputs))}}}.")
+            _check_output_filter(wanted, outputs)
             response = predict_pb2.PredictResponse(model_spec=_model_spec(servable, sig.name))
             for key in wanted:
                 response.outputs[key].CopyFrom(grpc_codec.to_proto(outputs[key]))

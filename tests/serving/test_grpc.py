@@ -400,3 +400,25 @@ def test_outputs_use_the_typed_fields_as_tf_serving_does(server: Running) -> Non
     probabilities = response.outputs["probabilities"]
     assert not probabilities.tensor_content and len(probabilities.float_val) == 20
     assert [d.size for d in probabilities.tensor_shape.dim] == [2, 10]
+
+
+def test_an_output_filter_is_checked_before_the_model_runs(server: Running) -> None:
+    """``output_filter`` picks the outputs; one the signature lacks is INVALID_ARGUMENT in TF
+    Serving's words, refused before the model runs (so the request is not in /metrics' count
+    of answered images either)."""
+    def answered_images() -> float:
+        text = requests.get(f"{server.rest}/metrics", timeout=10).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("serving_prediction_confidence_count{"))
+
+    request = predict_request(batch=2)
+    request.output_filter.append("probabilities")
+    response = server.stub().Predict(request, timeout=30)
+    assert list(response.outputs) == ["probabilities"]
+    before = answered_images()
+    request.output_filter.append("no_such_output")
+    code, details = code_of(server.stub().Predict, request)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details.startswith("output tensor alias not found in signature: no_such_output. "
+                              "Outputs expected to be in the set {"), details
+    assert answered_images() == before
