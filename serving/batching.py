@@ -94,8 +94,10 @@ class Batcher:
     ) -> None:
         """``alone()``: whether the calling request is the only one in progress in the server;
         None (a batcher used outside a server) never runs inline. ``on_answered(inputs,
-        outputs, [(rows, tag), ...])``: once per model call that answered requests, on the
-        event loop, before they get their outputs; ``tag`` is each request's ``submit`` tag."""
+        outputs, [(rows, tag), ...])``: once per model call that answered requests with a
+        ``submit`` tag, before they get their outputs: on the model's thread right after the
+        call (on the event loop for a call it ran inline or in slices); thread-safe, it must not
+        raise. ``tag`` is each request's, None for a request submitted without one."""
         self._run = run
         self._on_answered = on_answered
         self._alone = alone

@@ -43,8 +43,8 @@ import numpy as np
 from serving.capture_records import CLASSIFY, PREDICT, Item, encode_frame, probabilities
 from serving.capture_worker import MB, CaptureSettings
 
-__all__ = ["CLASSIFY", "PREDICT", "Answer", "CaptureSettings", "CaptureWriter", "after_call", "answer",
-           "writer_for"]
+__all__ = ["CLASSIFY", "PREDICT", "Answer", "CaptureSettings", "CaptureWriter", "after_call",
+           "answer", "writer_for"]
 
 log = logging.getLogger("serving.capture")
 
