@@ -322,8 +322,9 @@ def capture_case(args: argparse.Namespace) -> None:
         serving_dir, _ = model_tree(Path(tmp), args.model_dir)
         servers: dict[str, tuple[int, int, subprocess.Popen[bytes]]] = {}
         capture_dir = Path(args.capture_root or tmp) / "capture"
-        for which, extra in (("off", []), ("on", ["--capture-rate", "1.0", "--capture-dir",
-                                                  str(capture_dir)])):
+        capturing = [] if args.a_a else ["--capture-rate", "1.0", "--capture-dir",
+                                         str(capture_dir)]
+        for which, extra in (("off", []), ("on", capturing)):
             port, grpc_port = free_port(), free_port()
             servers[which] = (port, grpc_port, start_server(
                 serving_dir, port, args.batch_window_ms,
@@ -377,6 +378,8 @@ def capture_case(args: argparse.Namespace) -> None:
                           "captured": captured, "dropped_or_errors": dropped,
                           "repeats": args.repeats, "seconds": args.seconds}, indent=2))
         return
+    if args.a_a:
+        print("A/A run: neither server captures; the ratios below are this bench's noise")
     print(f"capture benchmark: median of {args.repeats} x {args.seconds:g} s per figure, "
           f"{os.cpu_count()} CPUs, {args.client} client, {failures} failed requests, "
           f"{captured:.0f} records captured, {dropped:.0f} dropped or lost")
@@ -455,6 +458,9 @@ def main() -> None:
                         help="start the server with --intra-op-threads/--inter-op-threads too")
     parser.add_argument("--capture", action="store_true",
                         help="only the capture case: --capture-rate 1.0 vs off, same run")
+    parser.add_argument("--a-a", action="store_true",
+                        help="with --capture: start the second server without capture too, so "
+                             "that the ratios show the bench's own noise (an A/A run)")
     parser.add_argument("--capture-root", type=Path, default=None,
                         help="with --capture: the folder the capturing server writes under "
                              "(default: the run's temporary folder), e.g. /dev/shm to leave "
