@@ -182,7 +182,6 @@ def tfrecord(data: bytes) -> bytes:
 _FRAME = struct.Struct("<IH")
 _TIME = struct.Struct("<d")
 _COUNT = struct.Struct("<H")
-_ROWS_CACHE: dict[tuple[int, ...], bytes] = {}
 _LENGTH = struct.Struct("<Q")
 _HEADERS: dict[tuple[Any, ...], bytes] = {}
 _PARSED: dict[bytes, tuple[Any, ...]] = {}
@@ -195,13 +194,7 @@ def _layout(arrays: dict[str, np.ndarray]) -> tuple[tuple[str, str, tuple[int, .
 
 def _rows_part(rows: tuple[int, ...]) -> bytes:
     """<u16 n> n x <u32 rows> (n = 0 for a single request)."""
-    part = _ROWS_CACHE.get(rows)
-    if part is None:
-        part = _COUNT.pack(len(rows)) + struct.pack(f"<{len(rows)}I", *rows)
-        if len(_ROWS_CACHE) >= MAX_CACHED_HEADERS:
-            _ROWS_CACHE.clear()
-        _ROWS_CACHE[rows] = part
-    return part
+    return _COUNT.pack(len(rows)) + struct.pack(f"<{len(rows)}I", *rows)
 
 
 def encode_frame(item: Item, rows: tuple[int, ...] = ()) -> list[bytes]:

@@ -33,6 +33,8 @@ from contracts import capture as layout
 from serving.server import free_port
 from tests.server_process import wait_ready
 
+from .capture_logs import finished_files, read_logs
+
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "mnist"
 KB = 1024
@@ -109,25 +111,6 @@ def servers(tmp_path_factory: pytest.TempPathFactory, saved_model: Path) -> Iter
     finally:
         for running in (started.every, started.budget, started.broken):
             running.stop()
-
-
-# -- reading what was captured ------------------------------------------------------------------
-def finished_files(capture_dir: Path) -> list[Path]:
-    folder = Path(layout.version_dir(str(capture_dir), MODEL, 1))
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if layout.is_capture_file(p.name))
-
-
-def read_logs(files: list[Path]) -> list:  # noqa: ANN201 - PredictionLog protos
-    import tensorflow as tf
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    logs = []
-    for path in files:  # TFRecordDataset checks every record's length and data CRCs
-        for record in tf.data.TFRecordDataset(str(path)):
-            logs.append(prediction_log_pb2.PredictionLog.FromString(record.numpy()))
-    return logs
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> object:

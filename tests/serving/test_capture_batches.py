@@ -25,7 +25,7 @@ from serving.capture_records import Item, encode_frame, frame_records
 from serving.capture_worker import CaptureSettings
 from serving.metrics import Metrics
 
-from .test_capture import finished_files, read_logs
+from .capture_logs import finished_files, read_logs
 
 MODEL = "mnist"
 NAMES = [str(i) for i in range(10)]

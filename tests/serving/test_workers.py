@@ -260,7 +260,7 @@ def test_capture_with_two_workers_keeps_every_request_once(tmp_path: Path,
     import tensorflow as tf
 
     from contracts import capture as layout
-    from tests.serving.test_capture import finished_files, read_logs
+    from tests.serving.capture_logs import finished_files, read_logs
 
     shutil.copytree(saved_model, tmp_path / "serving" / "mnist" / "1")
     capture = tmp_path / "capture"
